@@ -1,0 +1,56 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Load the URLs that `make infra` wrote, unless the caller set their own.
+WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run/infra.env ] && . .run/infra.env; set +a;
+
+# The services whose schemas and roles `make migrate` provisions, with their migrations.
+MIGRATIONS := api:services.api.migrations verifier:services.verifier.migrations \
+	payments:services.payments.migrations mailer:services.mailer.migrations relay
+
+.PHONY: venv infra infra-down migrate run test test-unit test-integration lint lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+infra:
+	bash scripts/infra.sh up
+
+infra-down:
+	bash scripts/infra.sh down
+
+migrate: venv infra
+	$(WITH_INFRA) $(PY) -m shared.db.migrate $(MIGRATIONS)
+
+run: venv infra migrate
+	$(WITH_INFRA) $(PY) -m services.relay
+
+test: venv infra
+	$(WITH_INFRA) $(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest -m "not integration and not e2e"
+
+test-integration: venv infra
+	$(WITH_INFRA) $(PY) -m pytest -m "integration"
+
+lint: venv
+	$(VENV)/bin/ruff check shared services tests
+	$(VENV)/bin/mypy shared services
+	$(VENV)/bin/lint-imports
+
+# Re-pin every dependency after editing pyproject.toml.
+lock: venv
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

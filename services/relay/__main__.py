@@ -1,0 +1,3 @@
+from services.relay.app import main
+
+main()

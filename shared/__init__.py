@@ -1,0 +1,11 @@
+"""The messaging core every service stands on.
+
+Where to look:
+- ``events``: the envelope and the event catalog (what travels on the wire).
+- ``topology``: exchanges and queues, declared from one description.
+- ``broker``: the broker port, its RabbitMQ adapter and an in-memory double.
+- ``consumer``: decode -> validate -> one transaction -> ack; retry and dead-letter decisions.
+- ``outbox``: rows written in the caller's transaction, and the relay that publishes them.
+- ``db``: connection pools, roles, schemas and migrations.
+- ``sweeper``: trims processed-message ids and published outbox rows on a cron schedule.
+"""

@@ -1,0 +1,3 @@
+from shared.broker.base import Broker, Delivery, DeliveryHandler, OutgoingMessage, Subscription
+
+__all__ = ["Broker", "Delivery", "DeliveryHandler", "OutgoingMessage", "Subscription"]

@@ -1,0 +1,197 @@
+"""The broker port on RabbitMQ, through aio-pika.
+
+Library errors are translated here, at the boundary, into ``shared.errors``: nothing above
+this module knows aio-pika's exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from shared.broker.base import DeliveryHandler, Headers, HeaderValue, OutgoingMessage
+from shared.errors import PublishFailed, TopologyMismatch, Unroutable
+from shared.topology import (
+    BindingDeclaration,
+    ExchangeDeclaration,
+    QueueDeclaration,
+    Topology,
+    declarations,
+)
+
+_EXCHANGE_TYPES = {
+    "topic": aio_pika.ExchangeType.TOPIC,
+    "direct": aio_pika.ExchangeType.DIRECT,
+    "fanout": aio_pika.ExchangeType.FANOUT,
+}
+
+
+class RabbitDelivery:
+    def __init__(self, incoming: AbstractIncomingMessage) -> None:
+        self._incoming = incoming
+        self.message = OutgoingMessage(
+            body=incoming.body,
+            message_id=incoming.message_id,
+            content_type=incoming.content_type or "",
+            type=incoming.type,
+            correlation_id=incoming.correlation_id,
+            timestamp=incoming.timestamp,
+            headers=_plain_headers(incoming.headers),
+        )
+        self.redelivered = bool(incoming.redelivered)
+
+    async def ack(self) -> None:
+        await self._incoming.ack()
+
+    async def requeue(self) -> None:
+        await self._incoming.nack(requeue=True)
+
+
+class RabbitSubscription:
+    def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue, tag: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        await self._queue.cancel(self._tag)
+
+    async def close(self) -> None:
+        """Close the channel: unacknowledged deliveries return to the queue."""
+        await self._channel.close()
+
+
+class RabbitBroker:
+    """One robust connection: it reconnects by itself, restoring channels and consumers."""
+
+    def __init__(self, connection: AbstractRobustConnection, publish_timeout: float) -> None:
+        self._connection = connection
+        self._publish_timeout = publish_timeout
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._channel_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, connection_name: str, publish_timeout: float = 10.0
+    ) -> RabbitBroker:
+        connection = await aio_pika.connect_robust(
+            url, client_properties={"connection_name": connection_name}
+        )
+        return cls(connection, publish_timeout)
+
+    async def declare(self, topology: Topology) -> None:
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            queues: dict[str, AbstractQueue] = {}
+            for item in declarations(topology):
+                if isinstance(item, ExchangeDeclaration):
+                    await channel.declare_exchange(
+                        item.name, _EXCHANGE_TYPES[item.kind], durable=True
+                    )
+                elif isinstance(item, QueueDeclaration):
+                    queues[item.name] = await _declare_queue(channel, item)
+                elif isinstance(item, BindingDeclaration):
+                    await queues[item.queue].bind(item.exchange, item.routing_key)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+        target = await self._exchange(exchange)
+        try:
+            await target.publish(
+                _to_amqp(message),
+                routing_key,
+                mandatory=True,
+                timeout=self._publish_timeout,
+            )
+        except aio_pika.exceptions.PublishError as error:
+            raise Unroutable(
+                f"no queue is bound to {exchange!r} for routing key {routing_key!r}"
+            ) from error
+        except aio_pika.exceptions.DeliveryError as error:
+            raise PublishFailed(f"broker refused the message: {error}") from error
+        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as error:
+            raise PublishFailed(f"publish to {exchange!r} failed: {error!r}") from error
+
+    async def consume(
+        self, queue: str, prefetch: int, handler: DeliveryHandler
+    ) -> RabbitSubscription:
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        amqp_queue = await channel.get_queue(queue, ensure=True)
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            await handler(RabbitDelivery(incoming))
+
+        tag = await amqp_queue.consume(on_message)
+        return RabbitSubscription(channel, amqp_queue, tag)
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        try:
+            async with self._channel_lock:
+                if self._publish_channel is None or self._publish_channel.is_closed:
+                    self._publish_channel = await self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    self._exchanges.clear()
+                if name not in self._exchanges:
+                    self._exchanges[name] = await self._publish_channel.get_exchange(
+                        name, ensure=False
+                    )
+                return self._exchanges[name]
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+            raise PublishFailed(f"no channel to publish on: {error!r}") from error
+
+
+async def _declare_queue(channel: AbstractRobustChannel, item: QueueDeclaration) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(item.name, durable=True, arguments=dict(item.arguments))
+    except aiormq.exceptions.ChannelPreconditionFailed as error:
+        raise TopologyMismatch(
+            f"queue {item.name!r} already exists with other arguments than declared "
+            f"{dict(item.arguments)}; the broker says: {error}. Delete the queue (after "
+            f"moving its messages) or change the declaration back."
+        ) from error
+
+
+def _to_amqp(message: OutgoingMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=message.body,
+        message_id=message.message_id,
+        content_type=message.content_type,
+        type=message.type,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        headers=dict(message.headers),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _plain_headers(headers: dict[str, Any] | None) -> Headers:
+    plain: dict[str, HeaderValue] = {}
+    for key, value in (headers or {}).items():
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if isinstance(value, str | int | bool | float) or value is None:
+            plain[key] = value
+        else:  # tables and arrays (x-death) are kept readable, not interpreted
+            plain[key] = repr(value)
+    return plain

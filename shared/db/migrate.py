@@ -1,0 +1,50 @@
+"""``python -m shared.db.migrate SERVICE[:PACKAGE] ...``: provision and migrate services.
+
+Each argument names a service (its role and schema) and, optionally, the package holding its
+own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox.
+``make migrate`` lists the system's services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import psycopg
+
+from shared.db.migrations import grant_outbox_access, migrate_service
+from shared.logs import configure_logging, get_logger
+from shared.settings import CoreSettings
+
+RELAY = "relay"
+
+
+async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]]]) -> None:
+    log = get_logger("migrate")
+    admin = settings.database_url.get_secret_value()
+    for service, packages in targets:
+        applied = await migrate_service(admin, service, settings.db_password(service), packages)
+        log.info("migrated", service=service, applied=applied)
+    sources = [service for service, _ in targets if service != RELAY]
+    if any(service == RELAY for service, _ in targets):
+        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+            await grant_outbox_access(conn, RELAY, sources)
+        log.info("relay granted outboxes", sources=sources)
+
+
+def parse_targets(arguments: list[str]) -> list[tuple[str, list[str]]]:
+    targets = []
+    for argument in arguments:
+        service, _, package = argument.partition(":")
+        targets.append((service, [package] if package else []))
+    return targets
+
+
+def main() -> None:
+    settings = CoreSettings()
+    configure_logging("migrate", settings.log_level)
+    asyncio.run(migrate_all(settings, parse_targets(sys.argv[1:])))
+
+
+if __name__ == "__main__":
+    main()

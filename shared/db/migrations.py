@@ -1,0 +1,128 @@
+"""Roles, schemas and versioned SQL migrations, one schema and one role per service.
+
+Each service owns its schema (``CREATE SCHEMA x AUTHORIZATION x``) and has no rights on any
+other; its migrations run as that role, so the tables belong to it. The shared messaging
+tables come first in every schema. The relay's role is then granted the outbox tables only.
+
+Run by ``python -m shared.db.migrate`` (``make migrate``) with the admin ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+SHARED_MIGRATIONS = "shared.db.sql"
+_PROVISION_LOCK = 0x61646D69  # one migrator at a time on a server
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """The ``NNNN_name.sql`` files of a package, in version order."""
+    files = [f for f in resources.files(package).iterdir() if f.name.endswith(".sql")]
+    return [
+        Migration(version=f"{package}:{f.name.removesuffix('.sql')}", sql=f.read_text())
+        for f in sorted(files, key=lambda f: f.name)
+    ]
+
+
+def migration_lock_key(schema: str) -> int:
+    return zlib.crc32(f"migrate:{schema}".encode())
+
+
+async def provision_role(admin: psycopg.AsyncConnection, role: str, password: str) -> None:
+    """A login role that owns a schema of the same name (idempotent; resets the password)."""
+    exists = await (
+        await admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    ).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    await admin.execute(
+        sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    await admin.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(role), sql.Identifier(role)
+        )
+    )
+    await admin.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(admin.info.dbname), sql.Identifier(role)
+        )
+    )
+
+
+async def apply_migrations(
+    admin: psycopg.AsyncConnection, schema: str, packages: list[str]
+) -> list[str]:
+    """Apply what is not yet applied, each file in its own transaction, as the schema's role."""
+    applied: list[str] = []
+    async with admin.transaction():
+        await admin.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(schema)))
+        await admin.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema))
+        )
+    for package in packages:
+        for migration in load_migrations(package):
+            async with admin.transaction():
+                await admin.execute(
+                    "SELECT pg_advisory_xact_lock(%s)", (migration_lock_key(schema),)
+                )
+                await admin.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(schema)))
+                await admin.execute(
+                    sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
+                )
+                done = await admin.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)
+                )
+                if await done.fetchone():
+                    continue
+                await admin.execute(migration.sql.encode())
+                await admin.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (%s)", (migration.version,)
+                )
+                applied.append(migration.version)
+    return applied
+
+
+async def grant_outbox_access(
+    admin: psycopg.AsyncConnection, role: str, schemas: list[str]
+) -> None:
+    """The relay reads and marks every service's outbox, and nothing else of theirs."""
+    for schema in schemas:
+        await admin.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+        await admin.execute(
+            sql.SQL("GRANT SELECT, UPDATE, DELETE ON {}.outbox TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+
+
+async def migrate_service(
+    admin_conninfo: str, schema: str, password: str, service_packages: list[str]
+) -> list[str]:
+    """Provision the role and schema, then apply the shared and the service's migrations."""
+    async with await psycopg.AsyncConnection.connect(admin_conninfo, autocommit=True) as admin:
+        await admin.execute("SELECT pg_advisory_lock(%s)", (_PROVISION_LOCK,))
+        try:
+            await provision_role(admin, schema, password)
+            return await apply_migrations(admin, schema, [SHARED_MIGRATIONS, *service_packages])
+        finally:
+            await admin.execute("SELECT pg_advisory_unlock(%s)", (_PROVISION_LOCK,))

@@ -1,0 +1,184 @@
+"""The relay: moves committed outbox rows to the broker.
+
+Per source table: claim a batch ``FOR UPDATE SKIP LOCKED`` in id order, publish it with all
+confirms in flight, mark the confirmed rows published, commit. Claiming by state (unpublished
+rows), not by an offset, means rows that commit out of id order are never skipped, and several
+relays side by side never publish the same row in the same pass.
+
+Woken by NOTIFY on commit, with a poll as fallback. When the broker is unreachable nothing is
+marked: the rows wait, and the relay tries again with backoff until the broker returns. A row
+the broker cannot route (no queue bound: a topology error) stays unpublished with its error,
+retried later on its own schedule so it does not hold up the rows behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+import psycopg_pool
+import structlog
+from psycopg import sql
+
+from shared.broker.base import Broker, OutgoingMessage
+from shared.errors import PublishFailed, Unroutable
+from shared.events.envelope import CONTENT_TYPE
+from shared.outbox.writer import OUTBOX_CHANNEL
+
+log = structlog.get_logger("relay")
+
+_CLAIM = """
+SELECT id, message_id, type, correlation_id, body, created_at
+FROM {table}
+WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+ORDER BY id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED = "UPDATE {table} SET published_at = clock_timestamp() WHERE id = ANY(%s)"
+_MARK_UNROUTABLE = """
+UPDATE {table}
+SET attempts = attempts + 1,
+    last_error = %s,
+    next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '60 seconds')
+WHERE id = ANY(%s)
+"""
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch_size: int = 500
+    poll_interval: float = 1.0
+    max_backoff: float = 5.0
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        pool: psycopg_pool.AsyncConnectionPool,
+        broker: Broker,
+        exchange: str,
+        schemas: Sequence[str],
+        listen_conninfo: str,
+        options: RelayOptions = RelayOptions(),
+    ) -> None:
+        self.pool = pool
+        self.broker = broker
+        self.exchange = exchange
+        self.schemas = list(schemas)
+        self.listen_conninfo = listen_conninfo
+        self.options = options
+        self._wake = asyncio.Event()
+
+    async def publish_batch(self, schema: str) -> int:
+        """Publish one batch from ``schema``'s outbox; return how many rows it published.
+
+        Raises ``PublishFailed`` when the broker is unreachable (nothing is marked then).
+        """
+        table = sql.Identifier(schema, "outbox")
+        async with self.pool.connection() as conn, conn.transaction():
+            claim = sql.SQL(_CLAIM).format(table=table)
+            rows = await (await conn.execute(claim, (self.options.batch_size,))).fetchall()
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
+            )
+            published = [
+                row[0] for row, result in zip(rows, results, strict=True) if result is None
+            ]
+            unroutable = [
+                (row[0], result)
+                for row, result in zip(rows, results, strict=True)
+                if isinstance(result, Unroutable)
+            ]
+            await conn.execute(sql.SQL(_MARK_PUBLISHED).format(table=table), (published,))
+            for row_id, error in unroutable:
+                log.error("unroutable outbox row", schema=schema, id=row_id, error=str(error))
+                await conn.execute(
+                    sql.SQL(_MARK_UNROUTABLE).format(table=table), (str(error), [row_id])
+                )
+        failure = next(
+            (r for r in results if isinstance(r, BaseException) and not isinstance(r, Unroutable)),
+            None,
+        )
+        if failure is not None:
+            if not isinstance(failure, PublishFailed):
+                raise failure
+            raise PublishFailed(
+                f"{len(rows) - len(published) - len(unroutable)} of {len(rows)} rows not confirmed"
+            ) from failure
+        return len(published)
+
+    async def _publish(self, row: tuple[object, ...]) -> None:
+        _row_id, message_id, event_type, correlation_id, body, created_at = row
+        message = OutgoingMessage(
+            body=str(body).encode(),
+            message_id=str(message_id),
+            content_type=CONTENT_TYPE,
+            type=str(event_type),
+            correlation_id=str(correlation_id),
+            timestamp=created_at,  # type: ignore[arg-type]
+        )
+        await self.broker.publish(self.exchange, str(event_type), message)
+
+    async def drain(self) -> bool:
+        """One pass over every source; True if a source may have more rows waiting."""
+        more = False
+        for schema in self.schemas:
+            published = await self.publish_batch(schema)
+            more |= published >= self.options.batch_size
+        return more
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(stop), name="outbox-listener")
+        backoff = 0.0
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # a NOTIFY during the pass below sets it again
+                try:
+                    more = await self.drain()
+                    backoff = 0.0
+                except (PublishFailed, psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+                    backoff = min(max(backoff * 2, 0.1), self.options.max_backoff)
+                    log.warning("relay pass failed, will retry", error=str(error), backoff=backoff)
+                    await _wait(stop, backoff)
+                    continue
+                if not more:
+                    await _wait_any(stop, self._wake, self.options.poll_interval)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN for commits; reconnect after failures. The poll covers any gap."""
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.listen_conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(OUTBOX_CHANNEL)))
+                    self._wake.set()  # rows may have committed while we were not listening
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as error:
+                log.warning("outbox listener lost, reconnecting", error=str(error))
+                await _wait(stop, self.options.max_backoff)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

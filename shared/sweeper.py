@@ -1,0 +1,107 @@
+"""The sweeper: trims ``processed_messages`` and published outbox rows past a retention.
+
+Runs on a cron schedule; every replica of a service runs one, and a session advisory lock
+makes only one of them work at a time. Deletes go in batches, each its own short statement,
+so the sweeper never holds long locks on the hot tables.
+
+The retention must outlive any redelivery window: a message id forgotten too early would let
+a late redelivery be processed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from croniter import croniter
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+log = structlog.get_logger("sweeper")
+
+_DELETE_BATCH = """
+DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM {table} WHERE {column} < now() - %s LIMIT %s
+))
+"""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    ran: bool
+    processed_deleted: int = 0
+    outbox_deleted: int = 0
+
+
+def sweeper_lock_key(schema: str) -> int:
+    return zlib.crc32(f"sweeper:{schema}".encode())
+
+
+def next_run(schedule: str, after: datetime) -> datetime:
+    nxt: datetime = croniter(schedule, after).get_next(datetime)
+    return nxt
+
+
+class Sweeper:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        *,
+        schedule: str = "*/15 * * * *",
+        retention: timedelta = timedelta(days=7),
+        batch_size: int = 5000,
+    ) -> None:
+        if not croniter.is_valid(schedule):
+            raise ValueError(f"not a cron expression: {schedule!r}")
+        self.pool = pool
+        self.schema = schema
+        self.schedule = schedule
+        self.retention = retention
+        self.batch_size = batch_size
+
+    async def sweep_once(self) -> SweepResult:
+        async with self.pool.connection() as conn:
+            key = sweeper_lock_key(self.schema)
+            locked = await (
+                await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            ).fetchone()
+            if not locked or not locked[0]:
+                log.info("another replica is sweeping", schema=self.schema)
+                return SweepResult(ran=False)
+            try:
+                processed = await self._delete(conn, "processed_messages", "processed_at")
+                outbox = await self._delete(conn, "outbox", "published_at")
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        log.info("swept", schema=self.schema, processed_deleted=processed, outbox_deleted=outbox)
+        return SweepResult(ran=True, processed_deleted=processed, outbox_deleted=outbox)
+
+    async def _delete(self, conn: AsyncConnection[Any], table: str, column: str) -> int:
+        statement = sql.SQL(_DELETE_BATCH).format(
+            table=sql.Identifier(self.schema, table), column=sql.Identifier(column)
+        )
+        total = 0
+        while True:
+            cursor = await conn.execute(statement, (self.retention, self.batch_size))
+            total += cursor.rowcount
+            if cursor.rowcount < self.batch_size:
+                return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = datetime.now(UTC)
+            delay = (next_run(self.schedule, now) - now).total_seconds()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.sweep_once()
+            except Exception as error:  # a failed sweep is retried at the next tick
+                log.warning("sweep failed", schema=self.schema, error=repr(error))

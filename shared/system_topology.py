@@ -1,0 +1,95 @@
+"""Every queue of the system, in one place: who consumes what, with which policy.
+
+Services declare their own part at start-up (``SYSTEM_TOPOLOGY.for_service(name)``);
+``deploy/rabbitmq/definitions.json`` is exported from the whole of it.
+"""
+
+from __future__ import annotations
+
+from shared.topology import Exchanges, QueueSpec, Topology
+
+# Mailer lanes: the event types each carries, its attempts, backoff, concurrency and SLA.
+MAILER_LANES: dict[str, QueueSpec] = {
+    "critical": QueueSpec(
+        "mailer.critical",
+        "mailer",
+        ("auth.password_reset_requested", "auth.otp_requested"),
+        max_attempts=5,
+        retry_delays=(1.0, 2.0, 4.0, 8.0),
+        prefetch=16,
+        lane="critical",
+        sla_seconds=1.0,
+    ),
+    "high": QueueSpec(
+        "mailer.high",
+        "mailer",
+        ("payment.initiated", "payment.completed", "payment.failed"),
+        max_attempts=3,
+        retry_delays=(2.0, 4.0),
+        prefetch=16,
+        lane="high",
+        sla_seconds=5.0,
+    ),
+    "medium": QueueSpec(
+        "mailer.medium",
+        "mailer",
+        ("application.submitted", "documents.rejected", "application.completed"),
+        max_attempts=2,
+        retry_delays=(5.0,),
+        prefetch=8,
+        lane="medium",
+        sla_seconds=30.0,
+    ),
+    "low": QueueSpec(
+        "mailer.low",
+        "mailer",
+        ("report.requested",),
+        max_attempts=1,
+        prefetch=4,
+        lane="low",
+        sla_seconds=300.0,
+    ),
+    "batch": QueueSpec(
+        "mailer.batch",
+        "mailer",
+        ("announcement.published",),
+        max_attempts=1,
+        prefetch=2,
+        lane="batch",
+    ),
+}
+
+SYSTEM_TOPOLOGY = Topology(
+    Exchanges(),
+    (
+        QueueSpec(
+            "verifier.documents",
+            "verifier",
+            ("application.submitted",),
+            max_attempts=4,
+            prefetch=8,
+        ),
+        QueueSpec(
+            "payments.applications",
+            "payments",
+            ("documents.verified", "payment.webhook_received"),
+            max_attempts=4,
+            prefetch=16,
+        ),
+        *MAILER_LANES.values(),
+        QueueSpec(
+            "api.projector",
+            "api",
+            (
+                "application.submitted",
+                "documents.verified",
+                "documents.rejected",
+                "payment.initiated",
+                "payment.completed",
+                "payment.failed",
+            ),
+            max_attempts=5,
+            prefetch=64,
+        ),
+    ),
+)

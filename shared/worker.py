@@ -1,0 +1,102 @@
+"""The composition root every consumer service shares: settings -> connections -> consumers
+-> run until signalled -> stop consuming, finish in-flight work, close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import psycopg
+import psycopg_pool
+import structlog
+
+from shared.broker.rabbitmq import RabbitBroker
+from shared.consumer.runtime import Consumer, Handler
+from shared.db.pool import create_pool, role_conninfo
+from shared.db.transactions import PostgresTransaction, PostgresTransactions
+from shared.settings import CoreSettings
+from shared.sweeper import Sweeper
+from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.topology import Topology
+
+log = structlog.get_logger("worker")
+
+BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def connect_broker(settings: CoreSettings, name: str, stop: asyncio.Event) -> RabbitBroker:
+    """Connect, retrying while the broker is not up yet (start order must not matter)."""
+    delay = 0.5
+    while True:
+        try:
+            return await RabbitBroker.connect(
+                settings.rabbitmq_url.get_secret_value(), connection_name=name
+            )
+        except (ConnectionError, OSError) as error:
+            if stop.is_set():
+                raise
+            log.warning("broker not reachable yet", error=str(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def open_pool(
+    settings: CoreSettings, service: str, max_size: int | None = None
+) -> psycopg_pool.AsyncConnectionPool:
+    conninfo = role_conninfo(
+        settings.database_url.get_secret_value(), service, settings.db_password(service)
+    )
+    pool = create_pool(conninfo, name=service, max_size=max_size or settings.db_pool_max)
+    delay = 0.5
+    while True:
+        try:
+            await pool.open(wait=True, timeout=10)
+            return pool
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            log.warning("database not reachable yet", error=str(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run_worker(
+    *,
+    service: str,
+    settings: CoreSettings,
+    handlers: Mapping[str, Handler[PostgresTransaction]],
+    stop: asyncio.Event,
+    topology: Topology = SYSTEM_TOPOLOGY,
+    background: Sequence[BackgroundTask] = (),
+) -> None:
+    broker = await connect_broker(settings, service, stop)
+    # The whole topology, from every service: any start order leaves every queue in place.
+    await broker.declare(topology)
+    pool = await open_pool(settings, service)
+    transactions = PostgresTransactions(pool, service)
+    consumers = [
+        Consumer(
+            service=service,
+            spec=topology.queue(queue),
+            exchanges=topology.exchanges,
+            broker=broker,
+            transactions=transactions,
+            handler=handler,
+        )
+        for queue, handler in handlers.items()
+    ]
+    sweeper = Sweeper(
+        pool,
+        service,
+        schedule=settings.sweeper_schedule,
+        retention=settings.sweeper_retention,
+    )
+    tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
+    for consumer in consumers:
+        await consumer.start()
+    log.info("started", service=service, queues=list(handlers))
+    await stop.wait()
+    log.info("stopping", service=service)
+    await asyncio.gather(*(consumer.stop() for consumer in consumers))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await broker.close()
+    await pool.close()
+    log.info("stopped", service=service)

@@ -1,0 +1,115 @@
+"""One harness, two brokers: the consumer's behaviour tests run on the in-memory double
+(fast, no servers) and on the real RabbitMQ + Postgres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from shared.broker.base import Broker, HeaderValue, OutgoingMessage
+from shared.broker.memory import InMemoryBroker
+from shared.consumer.memory import InMemoryTransactions
+from shared.db.transactions import PostgresTransactions
+from shared.topology import Exchanges, QueueSpec, Topology
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: bytes
+    message_id: str | None
+    headers: dict[str, HeaderValue]
+
+
+class Harness:
+    kind: str
+    broker: Broker
+    transactions: Any
+    exchanges: Exchanges
+    time_scale: float
+
+    def queue_spec(self, name: str, **policy: Any) -> QueueSpec:
+        return QueueSpec(name=name, service="tests", bindings=(name,), **policy)
+
+    async def declare(self, *specs: QueueSpec) -> Topology:
+        topology = Topology(self.exchanges, specs)
+        await self.broker.declare(topology)
+        return topology
+
+    async def send(self, routing_key: str, message: OutgoingMessage) -> None:
+        await self.broker.publish(self.exchanges.events, routing_key, message)
+
+    async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        raise NotImplementedError
+
+    async def effects(self) -> int:
+        """Events committed by handlers (the effect the tests count)."""
+        raise NotImplementedError
+
+
+class MemoryHarness(Harness):
+    kind = "memory"
+
+    def __init__(self, exchanges: Exchanges) -> None:
+        self.time_scale = 0.05
+        self.broker = InMemoryBroker(time_scale=self.time_scale)
+        self.transactions = InMemoryTransactions()
+        self.exchanges = exchanges
+
+    async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        from tests.support.waiting import eventually
+
+        memory = self.broker
+        assert isinstance(memory, InMemoryBroker)
+        await eventually(lambda: len(memory.messages(f"{queue}.dlq")) >= count, what="dead letters")
+        return [
+            DeadLetter(m.body, m.message_id, dict(m.headers))
+            for m in memory.messages(f"{queue}.dlq")
+        ]
+
+    async def effects(self) -> int:
+        return len(self.transactions.outbox)
+
+
+class RabbitHarness(Harness):
+    kind = "rabbitmq"
+
+    def __init__(self, broker: Broker, exchanges: Exchanges, pool: Any, schema: str, amqp: Any):
+        self.time_scale = 1.0
+        self.broker = broker
+        self.transactions = PostgresTransactions(pool, schema)
+        self.exchanges = exchanges
+        self._pool = pool
+        self._schema = schema
+        self._amqp = amqp
+
+    async def declare(self, *specs: QueueSpec) -> Topology:
+        return self._amqp.track(await super().declare(*specs))
+
+    async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        taken = await self._amqp.take(f"{queue}.dlq", count)
+        return [DeadLetter(m.body, m.message_id, dict(m.headers)) for m in taken]
+
+    async def effects(self) -> int:
+        async with self._pool.connection() as conn:
+            query = sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(self._schema, "outbox")
+            )
+            row = await (await conn.execute(query)).fetchone()
+            return int(row[0])
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)])
+def harness(request: pytest.FixtureRequest, exchanges: Exchanges) -> Harness:
+    # Synchronous on purpose: it pulls the async fixtures of the real servers only when needed.
+    if request.param == "memory":
+        return MemoryHarness(exchanges)
+    return RabbitHarness(
+        request.getfixturevalue("rabbit"),
+        exchanges,
+        request.getfixturevalue("pool"),
+        request.getfixturevalue("schema"),
+        request.getfixturevalue("amqp"),
+    )

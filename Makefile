@@ -31,7 +31,7 @@ migrate: venv infra
 	$(WITH_INFRA) $(PY) -m shared.db.migrate $(MIGRATIONS)
 
 run: venv infra migrate
-	$(WITH_INFRA) $(PY) -m services.relay
+	$(WITH_INFRA) $(PY) -m devtools.run_system
 
 test: venv infra
 	$(WITH_INFRA) $(PY) -m pytest

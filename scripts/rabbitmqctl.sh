@@ -8,7 +8,7 @@
 # to the `rabbitmq` user and talk to the (absent) system node.
 set -euo pipefail
 
-# shellcheck source=lib/rabbitmq-env.sh
+# shellcheck source-path=SCRIPTDIR source=lib/rabbitmq-env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/rabbitmq-env.sh"
 
 if ! ctl="$(rmq_find_bin rabbitmqctl)"; then

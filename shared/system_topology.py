@@ -87,6 +87,7 @@ SYSTEM_TOPOLOGY = Topology(
                 "payment.initiated",
                 "payment.completed",
                 "payment.failed",
+                "email.sent",
             ),
             max_attempts=5,
             prefetch=64,

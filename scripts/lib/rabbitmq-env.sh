@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 # Environment of the project-local RabbitMQ node (local mode of scripts/infra.sh).
 #
 # Sourced by scripts/infra.sh (to start/stop the node) and scripts/rabbitmqctl.sh
@@ -28,7 +29,13 @@ RMQ_PROM_PORT="${INFRA_PROM_PORT:-${RMQ_RECORDED_PROM_PORT:-15692}}"
 # Erlang distribution port: RabbitMQ's default rule (AMQP port + 20000).
 RMQ_DIST_PORT=$((RMQ_AMQP_PORT + 20000))
 
-RMQ_NODENAME="admissions@localhost"
+# One node per AMQP port: a second checkout on other ports (sharing this
+# machine's epmd) then gets its own node name instead of a name clash.
+if [[ $RMQ_AMQP_PORT == 5672 ]]; then
+    RMQ_NODENAME="admissions@localhost"
+else
+    RMQ_NODENAME="admissions-$RMQ_AMQP_PORT@localhost"
+fi
 RMQ_MNESIA_BASE="$RMQ_BASE/mnesia"
 RMQ_LOG_BASE="$RMQ_BASE/log"
 RMQ_HOME="$RMQ_BASE/home"           # holds .erlang.cookie shared by node and CLI

@@ -1,0 +1,1 @@
+"""Developer tools: run the whole system locally, catch its mail."""

@@ -1,0 +1,96 @@
+"""``make run``: every service of the system as its own process, in the foreground.
+
+Logs are readable in the terminal and kept in ``.run/logs/<service>.log``; a service that
+crashes is restarted; Ctrl-C stops everything gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from devtools.supervisor import ProcessSpec, Supervisor, python_module
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / ".run"
+
+
+def system_environment(environ: Mapping[str, str], run_dir: Path = RUN) -> dict[str, str]:
+    """Defaults for a local run; whatever the caller set wins."""
+    defaults = {
+        "BLOB_DIR": str(run_dir / "blobs"),
+        "MAIL_DIR": str(run_dir / "mail"),
+        "PSP_DATA_DIR": str(run_dir / "psp"),
+        "API_PORT": "8000",
+        "PSP_PORT": "8100",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": "1025",
+    }
+    env = {**defaults, **environ}
+    env.setdefault("API_PUBLIC_URL", f"http://127.0.0.1:{env['API_PORT']}")
+    env.setdefault("PSP_URL", f"http://127.0.0.1:{env['PSP_PORT']}")
+    return env
+
+
+def system_processes(environ: Mapping[str, str]) -> list[ProcessSpec]:
+    specs = []
+    if "SMTP_HOST" not in environ and "SMTP_PORT" not in environ:
+        specs.append(python_module("smtp", "devtools.smtp_catcher"))  # the user's SMTP replaces it
+    specs += [
+        python_module("sandbox", "services.payments.sandbox"),
+        python_module("api", "services.api"),
+        python_module("projector", "services.api.projector"),
+        python_module("relay", "services.relay"),
+        python_module("verifier", "services.verifier"),
+        python_module("payments", "services.payments"),
+        python_module("mailer", "services.mailer"),
+    ]
+    return specs
+
+
+def banner(env: Mapping[str, str], smtp_caught: bool) -> str:
+    api = env["API_PUBLIC_URL"]
+    management = env.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672/")
+    mail = f"in {env['MAIL_DIR']} (one .eml per message)" if smtp_caught else "sent to your SMTP"
+    lines = [
+        "",
+        "Admissions is running. Ctrl-C stops everything.",
+        f"  API              {api}   (OpenAPI docs: {api}/docs)",
+        f"  RabbitMQ UI      {management}   login {env.get('RABBITMQ_MANAGEMENT_USER', 'guest')}"
+        f" / {env.get('RABBITMQ_MANAGEMENT_PASSWORD', 'guest')}",
+        f"  Payment sandbox  {env['PSP_URL']}   (auto-pay {'on' if env.get('PSP_AUTOPAY') == '1' else 'off'})",
+        f"  Mail             SMTP {env['SMTP_HOST']}:{env['SMTP_PORT']}, {mail}",
+        f"  Admin login      {env.get('ADMIN_EMAIL', 'admin@example.org')} / "
+        f"{env.get('ADMIN_PASSWORD', 'admin-dev-password')}",
+        f"  Logs             {RUN / 'logs'}/<service>.log",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run() -> None:
+    env = system_environment(os.environ)
+    specs = system_processes(os.environ)
+    supervisor = Supervisor(specs, RUN / "logs", echo=sys.stdout, base_env=env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await supervisor.start()
+    print(banner(env, smtp_caught=any(s.name == "smtp" for s in specs)), flush=True)
+    await stop.wait()
+    print("stopping every service ...", flush=True)
+    await supervisor.stop()
+    print("stopped.", flush=True)
+
+
+def main() -> None:
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

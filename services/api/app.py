@@ -1,0 +1,135 @@
+"""The HTTP API's composition root: settings -> pool, blob store, hasher -> routes -> serve.
+
+``create_app(settings)`` builds the app and does no I/O; the lifespan opens the resources
+when the server starts and closes them when it stops.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import structlog
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api import health
+from services.api.applications.routes import router as applications_router
+from services.api.auth.passwords import Passwords
+from services.api.auth.routes import router as auth_router
+from services.api.auth.seeding import seed_admin
+from services.api.payments.routes import router as payments_router
+from services.api.resources import Resources
+from services.api.settings import ApiSettings
+from shared.blobs import BlobStore
+from shared.logs import configure_logging
+from shared.worker import open_pool
+
+SERVICE = "api"
+REQUEST_ID_HEADER = "x-request-id"
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+log = structlog.get_logger("api")
+
+
+class RequestIdMiddleware:
+    """Each request gets an id (the client's X-Request-ID, or a new one): it is echoed back,
+    bound to every log line, and becomes the correlation id of the events it causes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER.encode():
+                request_id = value.decode("latin-1")
+                break
+        if not _ACCEPTABLE_REQUEST_ID.match(request_id):
+            request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        echoed = (REQUEST_ID_HEADER.encode(), request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), echoed]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(correlation_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.error("unhandled error", path=request.url.path, exc_info=error)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await open_pool(settings, settings.db_role)
+        blob_writers = ThreadPoolExecutor(
+            max_workers=settings.blob_writer_threads, thread_name_prefix="blob-writer"
+        )
+        resources = Resources(
+            settings=settings,
+            pool=pool,
+            blobs=BlobStore(settings.blob_dir, fsync=settings.blob_fsync),
+            blob_writers=blob_writers,
+            passwords=Passwords(),
+        )
+        app.state.resources = resources
+        try:
+            if await seed_admin(resources):
+                log.info("administrator created", email=settings.admin_email)
+            log.info("started", public_url=settings.public_url, role=settings.db_role)
+            yield
+        finally:
+            blob_writers.shutdown(wait=False, cancel_futures=True)
+            await pool.close()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="Admissions API",
+        summary="Submit applications, follow their progress, pay the fee.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(auth_router)
+    app.include_router(applications_router)
+    app.include_router(payments_router)
+    app.include_router(health.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker process: settings from the environment."""
+    settings = ApiSettings()
+    configure_logging(SERVICE, settings.log_level)
+    return create_app(settings)
+
+
+def main() -> None:
+    settings = ApiSettings()
+    configure_logging(SERVICE, settings.log_level)
+    uvicorn.run(
+        "services.api.app:create_app_from_env",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        access_log=settings.api_access_log,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,1 @@
+"""Submitting applications and following them."""

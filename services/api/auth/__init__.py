@@ -1,0 +1,1 @@
+"""Applicants and administrators: registration, tokens, password reset, one-time codes."""

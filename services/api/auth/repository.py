@@ -1,0 +1,99 @@
+"""SQL for users, reset tokens and one-time codes. Each function runs on the caller's
+connection, inside the caller's transaction when there is one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from services.api.auth.tokens import Principal, Role
+
+
+@dataclass(frozen=True)
+class Credentials:
+    principal: Principal
+    password_hash: str
+
+
+async def insert_user(
+    conn: AsyncConnection[Any], user_id: str, email: str, password_hash: str, role: Role
+) -> bool:
+    """False when the address is taken (the unique constraint decides, not a prior check)."""
+    cursor = await conn.execute(
+        "INSERT INTO users (id, email, password_hash, role) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (email) DO NOTHING",
+        (user_id, email, password_hash, role),
+    )
+    return cursor.rowcount == 1
+
+
+async def find_credentials(conn: AsyncConnection[Any], email: str) -> Credentials | None:
+    cursor = await conn.execute(
+        "SELECT id, email, role, password_hash FROM users WHERE email = %s", (email,)
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    user_id, address, role, password_hash = row
+    return Credentials(Principal(str(user_id), address, role), password_hash)
+
+
+async def store_reset_token(
+    conn: AsyncConnection[Any], email: str, token_hash: str, ttl: timedelta
+) -> bool:
+    """Store the token for the user with this address; False when there is none."""
+    cursor = await conn.execute(
+        "INSERT INTO password_reset_tokens (token_hash, user_id, expires_at)"
+        " SELECT %s, id, now() + %s FROM users WHERE email = %s",
+        (token_hash, ttl, email),
+    )
+    return cursor.rowcount == 1
+
+
+async def use_reset_token(
+    conn: AsyncConnection[Any], token_hash: str, new_password_hash: str
+) -> bool:
+    """Spend a valid token on a new password; every other open token of that user dies too."""
+    cursor = await conn.execute(
+        "UPDATE password_reset_tokens SET used_at = now()"
+        " WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()"
+        " RETURNING user_id",
+        (token_hash,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return False
+    (user_id,) = row
+    await conn.execute(
+        "UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
+        (new_password_hash, user_id),
+    )
+    await conn.execute(
+        "UPDATE password_reset_tokens SET used_at = now() WHERE user_id = %s AND used_at IS NULL",
+        (user_id,),
+    )
+    return True
+
+
+async def store_otp_code(
+    conn: AsyncConnection[Any], user_id: str, code_hash: str, ttl: timedelta
+) -> None:
+    await conn.execute(
+        "INSERT INTO otp_codes (user_id, code_hash, expires_at) VALUES (%s, %s, now() + %s)",
+        (user_id, code_hash, ttl),
+    )
+
+
+async def seed_admin(
+    conn: AsyncConnection[Any], user_id: str, email: str, password_hash: str
+) -> bool:
+    """Create the administrator once; an existing account (and its password) is left alone."""
+    return await insert_user(conn, user_id, email, password_hash, "admin")
+
+
+async def user_exists(conn: AsyncConnection[Any], email: str) -> bool:
+    cursor = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+    return await cursor.fetchone() is not None

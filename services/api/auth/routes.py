@@ -1,0 +1,133 @@
+"""``/auth``: register, token (OAuth2 password flow), password reset, one-time codes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, EmailStr, Field
+
+from services.api.auth import repository
+from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
+from services.api.auth.dependencies import CurrentUser
+from services.api.auth.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from services.api.auth.tokens import issue_token
+from services.api.resources import Resources, request_id, resources
+from shared.events.catalog import OtpRequested, PasswordResetRequested
+from shared.events.envelope import new_envelope
+from shared.outbox.writer import write_outbox
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+Password = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)]
+Deps = Annotated[Resources, Depends(resources)]
+RequestId = Annotated[str, Depends(request_id)]
+
+
+class Registration(BaseModel):
+    email: EmailStr
+    password: Password
+
+
+class RegisteredUser(BaseModel):
+    id: str
+    email: str
+    role: str
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class ResetRequest(BaseModel):
+    email: EmailStr
+
+
+class ResetConfirmation(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisteredUser)
+async def register(body: Registration, deps: Deps) -> RegisteredUser:
+    email = normalise_email(body.email)
+    password_hash = await deps.passwords.hash(body.password)
+    user_id = str(uuid.uuid4())
+    async with deps.pool.connection() as conn:
+        created = await repository.insert_user(conn, user_id, email, password_hash, "applicant")
+    if not created:
+        raise HTTPException(status.HTTP_409_CONFLICT, "an account with this e-mail already exists")
+    return RegisteredUser(id=user_id, email=email, role="applicant")
+
+
+@router.post("/token", response_model=AccessToken)
+async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], deps: Deps) -> AccessToken:
+    async with deps.pool.connection() as conn:
+        found = await repository.find_credentials(conn, normalise_email(form.username))
+    valid = await deps.passwords.verify(form.password, found.password_hash if found else None)
+    if found is None or not valid:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "wrong e-mail or password",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    ttl = timedelta(minutes=deps.settings.jwt_ttl_minutes)
+    access = issue_token(
+        found.principal, deps.settings.jwt_secret.get_secret_value(), ttl, datetime.now(UTC)
+    )
+    return AccessToken(access_token=access, expires_in=int(ttl.total_seconds()))
+
+
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def request_password_reset(
+    body: ResetRequest, deps: Deps, correlation: RequestId
+) -> Accepted:
+    """Answers the same whether or not the address has an account (no account discovery)."""
+    email = normalise_email(body.email)
+    token = new_reset_token()
+    ttl = timedelta(minutes=deps.settings.password_reset_ttl_minutes)
+    async with deps.pool.connection() as conn, conn.transaction():
+        if await repository.store_reset_token(conn, email, hash_reset_token(token), ttl):
+            event = PasswordResetRequested(email=email, reset_token=token)
+            await write_outbox(
+                conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
+            )
+    return Accepted(detail="if the address has an account, a reset link is on its way")
+
+
+@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Response:
+    new_hash = await deps.passwords.hash(body.new_password)
+    async with deps.pool.connection() as conn, conn.transaction():
+        changed = await repository.use_reset_token(conn, hash_reset_token(body.token), new_hash)
+    if not changed:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid, used or expired reset token")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/otp", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> Accepted:
+    code = new_otp_code()
+    code_hash = hash_otp_code(deps.settings.jwt_secret.get_secret_value(), user.user_id, code)
+    ttl = timedelta(minutes=deps.settings.otp_ttl_minutes)
+    async with deps.pool.connection() as conn, conn.transaction():
+        await repository.store_otp_code(conn, user.user_id, code_hash, ttl)
+        event = OtpRequested(email=user.email, code=code)
+        await write_outbox(
+            conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
+        )
+    minutes = deps.settings.otp_ttl_minutes
+    return Accepted(detail=f"a one-time code is on its way; it expires in {minutes} minutes")

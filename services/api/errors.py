@@ -1,0 +1,26 @@
+"""Every error answer is JSON ``{"detail": "..."}``, whichever layer refused the request."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import HTTPException, status
+from fastapi.responses import JSONResponse
+
+
+def error_response(
+    status_code: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def parse_application_id(raw: str) -> uuid.UUID:
+    """A malformed id names no application: 404, like someone else's."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise not_found() from None
+
+
+def not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, "application not found")

@@ -1,0 +1,77 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (it can do its work right now)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+
+from services.api.resources import Resources, resources
+
+router = APIRouter(tags=["health"])
+
+# The AMQP 0-9-1 protocol header; a broker answers it with a Connection.Start method frame.
+AMQP_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+AMQP_METHOD_FRAME = 1
+
+
+async def database_ready(pool: AsyncConnectionPool, timeout: float) -> bool:
+    async def select_one() -> bool:
+        async with pool.connection(timeout=timeout) as conn:
+            await conn.execute("SELECT 1")
+        return True
+
+    try:
+        return await asyncio.wait_for(select_one(), timeout)
+    except Exception:
+        return False
+
+
+async def broker_ready(rabbitmq_url: str, timeout: float) -> bool:
+    """A broker that speaks AMQP answers on its port (no login: the API does not publish)."""
+    parts = urlsplit(rabbitmq_url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+
+    async def handshake() -> bool:
+        reader, writer = await asyncio.open_connection(
+            parts.hostname or "127.0.0.1", port, ssl=parts.scheme == "amqps" or None
+        )
+        try:
+            writer.write(AMQP_PROTOCOL_HEADER)
+            await writer.drain()
+            first = await reader.read(1)
+            return first == bytes([AMQP_METHOD_FRAME])
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.wait_for(handshake(), timeout)
+    except Exception:
+        return False
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
+async def readyz(deps: Annotated[Resources, Depends(resources)]) -> JSONResponse:
+    timeout = deps.settings.readiness_timeout_seconds
+    database, broker = await asyncio.gather(
+        database_ready(deps.pool, timeout),
+        broker_ready(deps.settings.rabbitmq_url.get_secret_value(), timeout),
+    )
+    checks = {
+        "database": "ok" if database else "unreachable",
+        "rabbitmq": "ok" if broker else "unreachable",
+    }
+    failed = [name for name, ok in (("database", database), ("rabbitmq", broker)) if not ok]
+    body: dict[str, object] = {"status": "ready" if not failed else "not ready", "checks": checks}
+    if failed:
+        body["detail"] = f"unreachable: {', '.join(failed)}"
+    return JSONResponse(body, status_code=503 if failed else 200)

@@ -1,0 +1,1 @@
+"""The payment side of the API: checkout links and the provider's webhooks."""

@@ -1,0 +1,52 @@
+"""What request handlers share, opened by the app's lifespan and closed at its end."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fastapi import Request
+from psycopg_pool import AsyncConnectionPool
+
+from services.api.applications.validation import UploadLimits
+from services.api.auth.passwords import Passwords
+from services.api.settings import ApiSettings
+from shared.blobs import BlobStore
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: ApiSettings
+    pool: AsyncConnectionPool
+    blobs: BlobStore
+    blob_writers: ThreadPoolExecutor
+    passwords: Passwords
+
+    @property
+    def outbox_schema(self) -> str:
+        return self.settings.db_role
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(
+            max_files=self.settings.max_files,
+            max_file_bytes=self.settings.max_file_bytes,
+            max_body_bytes=self.settings.max_body_bytes,
+            max_field_bytes=self.settings.max_field_bytes,
+        )
+
+
+def resources(request: Request) -> Resources:
+    """FastAPI dependency: the resources of the running app."""
+    found: Resources = request.app.state.resources
+    return found
+
+
+def settings(request: Request) -> ApiSettings:
+    found: ApiSettings = request.app.state.settings
+    return found
+
+
+def request_id(request: Request) -> str:
+    """The request's X-Request-ID (set by the middleware): every event it causes carries it."""
+    return str(request.state.request_id)

@@ -1,0 +1,63 @@
+"""The api service's settings (HTTP API and projector): env var = field name upper-cased."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CoreSettings
+
+MIB = 1024 * 1024
+
+
+class ApiSettings(CoreSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    # Absolute URLs handed to clients (statusUrl, payUrl) start with this.
+    api_public_url: str = "http://127.0.0.1:8000"
+    api_access_log: bool = False
+
+    # The Postgres login role, and so the schema (search_path "$user") and the outbox the API
+    # writes to. Tests point it at a throw-away role; its password is API_DB_PASSWORD.
+    db_role: str = "api"
+
+    jwt_secret: SecretStr = SecretStr("dev-jwt-secret")
+    jwt_ttl_minutes: int = 60
+    webhook_secret: SecretStr = SecretStr("dev-webhook-secret")
+    webhook_tolerance_seconds: int = 300
+    admin_email: str = "admin@example.org"
+    admin_password: SecretStr = SecretStr("admin-dev-password")
+    password_reset_ttl_minutes: int = 60
+    otp_ttl_minutes: int = 10
+
+    blob_dir: Path = Path(".run/blobs")
+    blob_fsync: bool = True
+    # Uploads are written by a dedicated thread pool, so slow disks never starve the default
+    # executor (password hashing runs there).
+    blob_writer_threads: int = 16
+
+    max_files: int = 5
+    max_file_bytes: int = 10 * MIB
+    max_field_bytes: int = 64 * 1024
+
+    readiness_timeout_seconds: float = 1.0
+
+    def db_password(self, service: str) -> str:
+        """The API logs in as ``db_role`` with ``API_DB_PASSWORD``, whatever the role is named."""
+        if service == self.db_role:
+            return self.api_db_password.get_secret_value()
+        return super().db_password(service)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Every file at its limit, plus room for the text fields and multipart framing."""
+        return self.max_files * self.max_file_bytes + MIB
+
+    @property
+    def public_url(self) -> str:
+        return self.api_public_url.rstrip("/")

@@ -1,0 +1,3 @@
+from services.mailer.app import main
+
+main()

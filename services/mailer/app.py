@@ -1,0 +1,76 @@
+"""The mailer service: one process consuming the lanes of ``MAILER_LANES`` (all five by
+default), each lane its own queue with its own concurrency, retry policy and SLA."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from services.mailer.handler import Mailer
+from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
+from services.mailer.rendering import template_environment
+from services.mailer.settings import MailerSettings
+from services.mailer.smtp import SmtpOptions, SmtpSender
+from shared.lifecycle import run_service
+from shared.logs import configure_logging
+from shared.system_topology import MAILER_LANES
+from shared.worker import open_pool, run_worker
+
+SERVICE = "mailer"
+
+
+def lane_rates(settings: MailerSettings) -> dict[str, LaneRate]:
+    return {
+        lane: LaneRate(refill_per_second=settings.rate(lane), capacity=settings.capacity(lane))
+        for lane in settings.mailer_lanes
+    }
+
+
+def smtp_options(settings: MailerSettings) -> SmtpOptions:
+    return SmtpOptions(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout,
+        simulated_latency=settings.smtp_simulated_ms / 1000,
+    )
+
+
+def worker_settings(settings: MailerSettings) -> MailerSettings:
+    """Each mail in flight holds a pooled connection for its transaction (SMTP call included),
+    so unless DB_POOL_MAX says otherwise the pool matches the lanes' total concurrency."""
+    if "db_pool_max" in settings.model_fields_set:
+        return settings
+    in_flight = sum(MAILER_LANES[lane].prefetch for lane in settings.mailer_lanes)
+    return settings.model_copy(update={"db_pool_max": max(settings.db_pool_max, in_flight)})
+
+
+async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
+    # Tokens are taken on connections of their own, never inside a message's transaction.
+    rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
+    try:
+        rate_limiter = PostgresRateLimiter(rate_pool, lane_rates(settings))
+        await rate_limiter.configure()
+        mailer = Mailer(
+            templates=template_environment(),
+            sender=SmtpSender(smtp_options(settings)),
+            rate_limiter=rate_limiter,
+            mail_from=settings.mail_from,
+            api_public_url=settings.api_public_url,
+        )
+        await run_worker(
+            service=SERVICE,
+            settings=worker_settings(settings),
+            handlers={MAILER_LANES[lane].name: mailer.handle for lane in settings.mailer_lanes},
+            stop=stop,
+        )
+    finally:
+        await rate_pool.close()
+
+
+def main() -> None:
+    settings = MailerSettings()
+    configure_logging(SERVICE, settings.log_level)
+    run_service(partial(run, settings))

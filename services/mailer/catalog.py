@@ -1,0 +1,137 @@
+"""Which email an event calls for: a pure function from an event to an ``EmailSpec``.
+
+Events are fat (they carry the applicant's address), so nothing here asks another service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from shared.events.catalog import (
+    AnnouncementPublished,
+    ApplicationCompleted,
+    ApplicationSubmitted,
+    DocumentsRejected,
+    EventPayload,
+    OtpRequested,
+    PasswordResetRequested,
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentInitiated,
+    ReportRequested,
+)
+
+
+@dataclass(frozen=True)
+class EmailSpec:
+    """What to send: the template, to whom, its subject and the data the template shows."""
+
+    template: str
+    recipient: str
+    subject: str
+    context: dict[str, Any] = field(default_factory=dict)
+    application_id: str | None = None
+
+
+def format_amount(amount_cents: int, currency: str) -> str:
+    return f"{amount_cents // 100}.{amount_cents % 100:02d} {currency}"
+
+
+def password_reset_url(api_public_url: str, token: str) -> str:
+    return f"{api_public_url.rstrip('/')}/auth/password-reset/confirm?{urlencode({'token': token})}"
+
+
+def email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None:
+    """The email ``payload`` calls for, or None when the event sends no mail."""
+    match payload:
+        case ApplicationSubmitted():
+            return EmailSpec(
+                "confirmation",
+                payload.applicant_email,
+                "We received your application",
+                {
+                    "application_id": payload.application_id,
+                    "program": payload.program,
+                    "documents": [document.filename for document in payload.documents],
+                },
+                payload.application_id,
+            )
+        case DocumentsRejected():
+            return EmailSpec(
+                "documents_rejected",
+                payload.applicant_email,
+                "Some of your documents were not accepted",
+                {
+                    "application_id": payload.application_id,
+                    "rejected": [
+                        {"filename": d.filename, "reason": d.reason or "not accepted"}
+                        for d in payload.documents
+                        if not d.ok
+                    ],
+                    "accepted": [d.filename for d in payload.documents if d.ok],
+                },
+                payload.application_id,
+            )
+        case PaymentInitiated():
+            return EmailSpec(
+                "pay_link",
+                payload.applicant_email,
+                "Pay your application fee",
+                {
+                    "application_id": payload.application_id,
+                    "checkout_url": payload.checkout_url,
+                    "amount": format_amount(payload.amount_cents, payload.currency),
+                },
+                payload.application_id,
+            )
+        case PaymentCompleted():
+            return EmailSpec(
+                "receipt",
+                payload.applicant_email,
+                "Your payment receipt",
+                {
+                    "application_id": payload.application_id,
+                    "payment_id": payload.payment_id,
+                    "amount": format_amount(payload.amount_cents, payload.currency),
+                },
+                payload.application_id,
+            )
+        case PaymentFailed():
+            return EmailSpec(
+                "payment_failed",
+                payload.applicant_email,
+                "Your payment did not go through",
+                {"application_id": payload.application_id, "reason": payload.reason},
+                payload.application_id,
+            )
+        case ApplicationCompleted():
+            return EmailSpec(
+                "application_complete",
+                payload.applicant_email,
+                "Your application is complete",
+                {"application_id": payload.application_id},
+                payload.application_id,
+            )
+        case PasswordResetRequested():
+            return EmailSpec(
+                "password_reset",
+                payload.email,
+                "Reset your password",
+                {"reset_url": password_reset_url(api_public_url, payload.reset_token)},
+            )
+        case OtpRequested():
+            return EmailSpec("otp", payload.email, "Your one-time code", {"code": payload.code})
+        case AnnouncementPublished():
+            return EmailSpec(
+                "announcement",
+                payload.recipient,
+                payload.subject,
+                {"subject": payload.subject, "body": payload.body},
+            )
+        case ReportRequested():
+            return EmailSpec(
+                "report", payload.recipient, "Your requested report", {"report": payload.report}
+            )
+    return None

@@ -1,0 +1,95 @@
+"""The mailer's message handler: event -> rendered mail -> token -> SMTP -> record + email.sent.
+
+Runs inside the message's transaction (the runtime claims the message id first, so a
+redelivered event never gets here twice). If the mail went out but the transaction did not
+commit (a crash), the redelivery sends it again with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jinja2
+import structlog
+
+from services.mailer.catalog import email_for
+from services.mailer.rate_limit import RateLimiter
+from services.mailer.rendering import render_email
+from services.mailer.sent_emails import SentEmail, already_sent, record_sent
+from services.mailer.smtp import MailSender
+from shared.consumer.runtime import MessageContext
+from shared.db.transactions import PostgresTransaction
+from shared.events.catalog import EmailSent
+
+log = structlog.get_logger("mailer")
+
+
+def lane_wait_seconds(occurred_at: datetime, now: datetime) -> float:
+    """How long the mail waited since its event happened (an envelope without a time zone
+    is read as UTC)."""
+    if occurred_at.tzinfo is None:
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    return max(0.0, (now - occurred_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class Mailer:
+    templates: jinja2.Environment
+    sender: MailSender
+    rate_limiter: RateLimiter
+    mail_from: str
+    api_public_url: str
+
+    async def handle(self, ctx: MessageContext[PostgresTransaction]) -> None:
+        spec = email_for(ctx.payload, api_public_url=self.api_public_url)
+        if spec is None:
+            log.info("no email for this event", event_type=ctx.envelope.type)
+            return
+        lane = ctx.queue.lane or ctx.queue.name
+        message = render_email(
+            self.templates,
+            spec,
+            event_message_id=str(ctx.envelope.message_id),
+            lane=lane,
+            sender=self.mail_from,
+        )
+        message_id_header = str(message["Message-ID"])
+        connection = ctx.tx.connection
+        # The runtime's claim already dedups redeliveries; this also covers one that comes
+        # back after the sweeper trimmed the claim.
+        if await already_sent(connection, message_id_header):
+            log.info("already sent", message_id_header=message_id_header)
+            return
+
+        rate_wait = await self.rate_limiter.acquire(lane)
+        waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
+        await self.sender.send(message)
+
+        await record_sent(
+            connection,
+            SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id),
+        )
+        ctx.emit(
+            EmailSent(
+                template=spec.template,
+                recipient=spec.recipient,
+                message_id_header=message_id_header,
+                lane=lane,
+                application_id=spec.application_id,
+            )
+        )
+        log.info(
+            "email sent",
+            template=spec.template,
+            lane=lane,
+            message_id_header=message_id_header,
+            application_id=spec.application_id,
+            lane_wait_seconds=round(waited, 4),
+            rate_wait_seconds=round(rate_wait, 4),
+        )
+        sla = ctx.queue.sla_seconds
+        if sla is not None and waited > sla:
+            log.warning(
+                "sla breached", lane=lane, sla_seconds=sla, lane_wait_seconds=round(waited, 4)
+            )

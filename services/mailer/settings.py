@@ -1,0 +1,65 @@
+"""The mailer's settings: SMTP server, lanes to consume, per-lane rate limits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import PositiveFloat, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import CoreSettings
+from shared.system_topology import MAILER_LANES
+
+ALL_LANES: tuple[str, ...] = tuple(MAILER_LANES)
+
+
+class MailerSettings(CoreSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    # Added to every send, so benchmarks can model a slow provider.
+    smtp_simulated_ms: int = 0
+    mail_from: str = "Admissions Office <no-reply@admissions.local>"
+    api_public_url: str = "http://127.0.0.1:8000"
+
+    # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
+    mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)
+
+    # Messages per second each lane may send, across every mailer replica.
+    mailer_rate_critical: PositiveFloat = 50.0
+    mailer_rate_high: PositiveFloat = 50.0
+    mailer_rate_medium: PositiveFloat = 50.0
+    mailer_rate_low: PositiveFloat = 10.0
+    mailer_rate_batch: PositiveFloat = 20.0
+    # How many seconds of the rate an idle lane may save up and send at once.
+    mailer_rate_burst_seconds: PositiveFloat = 1.0
+
+    @field_validator("mailer_lanes", mode="before")
+    @classmethod
+    def _split_lanes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("mailer_lanes")
+    @classmethod
+    def _known_lanes(cls, lanes: list[str]) -> list[str]:
+        unknown = sorted(set(lanes) - set(ALL_LANES))
+        if unknown:
+            raise ValueError(f"unknown lanes {unknown}; choose from {list(ALL_LANES)}")
+        if not lanes:
+            raise ValueError("at least one lane")
+        return list(dict.fromkeys(lanes))
+
+    def rate(self, lane: str) -> float:
+        rate: float = getattr(self, f"mailer_rate_{lane}")
+        return rate
+
+    def capacity(self, lane: str) -> float:
+        """At least one token, or an empty bucket could never grant anything."""
+        return max(1.0, self.rate(lane) * self.mailer_rate_burst_seconds)

@@ -1,0 +1,30 @@
+"""The payments service's composition root: settings -> provider client -> consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from services.payments.domain import Fee
+from services.payments.handler import make_handler
+from services.payments.provider import SandboxProvider, sandbox_client
+from services.payments.settings import PaymentsSettings
+from shared.lifecycle import run_service
+from shared.logs import configure_logging
+from shared.worker import run_worker
+
+SERVICE = "payments"
+QUEUE = "payments.applications"
+
+
+async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
+    fee = Fee(settings.application_fee_cents, settings.application_fee_currency)
+    async with sandbox_client(settings.psp_url, settings.psp_timeout_seconds) as client:
+        handler = make_handler(SandboxProvider(client), fee, settings.payment_simulated_ms)
+        await run_worker(service=SERVICE, settings=settings, handlers={QUEUE: handler}, stop=stop)
+
+
+def main() -> None:
+    settings = PaymentsSettings()
+    configure_logging(SERVICE, settings.log_level)
+    run_service(partial(run, settings))

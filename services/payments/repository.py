@@ -1,0 +1,60 @@
+"""The payments table, read and written inside the message's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+from services.payments.domain import Payment
+
+COLUMNS = (
+    "application_id, applicant_email, status, amount_cents, currency, payment_id, checkout_url,"
+    " failure_reason, settled_by_event"
+)
+
+
+async def exists(conn: AsyncConnection[Any], application_id: str) -> bool:
+    cursor = await conn.execute(
+        "SELECT 1 FROM payments WHERE application_id = %s", (application_id,)
+    )
+    return await cursor.fetchone() is not None
+
+
+async def lock(conn: AsyncConnection[Any], application_id: str) -> Payment | None:
+    """The payment, locked until the transaction ends: two webhooks for it take turns."""
+    async with conn.cursor(row_factory=class_row(Payment)) as cursor:
+        await cursor.execute(
+            f"SELECT {COLUMNS} FROM payments WHERE application_id = %s FOR UPDATE",
+            (application_id,),
+        )
+        return await cursor.fetchone()
+
+
+async def insert(conn: AsyncConnection[Any], payment: Payment) -> bool:
+    """False if the application already has a payment (nothing is written)."""
+    cursor = await conn.execute(
+        f"INSERT INTO payments ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (application_id) DO NOTHING",
+        (
+            payment.application_id,
+            payment.applicant_email,
+            payment.status,
+            payment.amount_cents,
+            payment.currency,
+            payment.payment_id,
+            payment.checkout_url,
+            payment.failure_reason,
+            payment.settled_by_event,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+async def update_status(conn: AsyncConnection[Any], payment: Payment) -> None:
+    await conn.execute(
+        "UPDATE payments SET status = %s, failure_reason = %s, settled_by_event = %s,"
+        " updated_at = now() WHERE application_id = %s",
+        (payment.status, payment.failure_reason, payment.settled_by_event, payment.application_id),
+    )

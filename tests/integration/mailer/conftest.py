@@ -1,0 +1,69 @@
+"""The mailer's integration fixtures: its migrated schema, and a real SMTP server (the dev
+catcher, run in-process on a free port with a temporary mail folder)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from devtools.smtp_catcher import MailDirHandler, catching
+from shared.db.migrations import migrate_service
+from shared.db.pool import create_pool, role_conninfo
+from tests.support.infra import Infra
+
+REFUSED_DOMAIN = "refused.example.com"
+
+
+@pytest.fixture
+async def mailer_schema(infra: Infra, namespace: str) -> AsyncIterator[str]:
+    """A schema + role named ``namespace`` with the mailer's own migrations applied."""
+    await migrate_service(
+        infra.database_url, namespace, f"pw-{namespace}", ["services.mailer.migrations"]
+    )
+    yield namespace
+    async with await psycopg.AsyncConnection.connect(infra.database_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
+        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(namespace)))
+        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(namespace)))
+
+
+def role_pool(infra: Infra, schema: str, max_size: int = 8) -> AsyncConnectionPool:
+    conninfo = role_conninfo(infra.database_url, schema, f"pw-{schema}")
+    return create_pool(conninfo, name=f"tests-{schema}", max_size=max_size)
+
+
+@pytest.fixture
+async def mailer_pool(infra: Infra, mailer_schema: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = role_pool(infra, mailer_schema)
+    await pool.open(wait=True)
+    yield pool
+    await pool.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    mail_dir: Path
+    handler: MailDirHandler
+
+
+@pytest.fixture
+async def smtp_server(tmp_path: Path) -> AsyncIterator[SmtpServer]:
+    host, port, mail_dir = "127.0.0.1", free_port(), tmp_path / "mail"
+    async with catching(host, port, mail_dir, refuse_domains=[REFUSED_DOMAIN]) as handler:
+        yield SmtpServer(host, port, mail_dir, handler)

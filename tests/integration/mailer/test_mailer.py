@@ -1,0 +1,175 @@
+"""The mailer's handler in the consumer runtime, against real Postgres, RabbitMQ and SMTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from devtools.smtp_catcher import read_mailbox
+from services.mailer.handler import Mailer
+from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
+from services.mailer.rendering import template_environment
+from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender, SmtpUnavailable
+from shared.broker.base import OutgoingMessage
+from shared.broker.rabbitmq import RabbitBroker
+from shared.consumer import policy
+from shared.consumer.runtime import Consumer, MessageContext
+from shared.db.transactions import PostgresTransactions
+from shared.events.catalog import EventPayload, OtpRequested
+from shared.events.envelope import Envelope, new_envelope
+from shared.system_topology import MAILER_LANES
+from shared.topology import Exchanges, QueueSpec, Topology
+from tests.integration.mailer.conftest import REFUSED_DOMAIN, SmtpServer, free_port
+from tests.support.amqp import AmqpInspector
+from tests.support.waiting import eventually
+from tests.unit.mailer.samples import submitted
+
+SENDER = "Admissions <no-reply@admissions.local>"
+
+
+def make_mailer(host: str, port: int, timeout: float = 5.0) -> Mailer:
+    return Mailer(
+        templates=template_environment(),
+        sender=SmtpSender(SmtpOptions(host=host, port=port, timeout=timeout)),
+        rate_limiter=MemoryRateLimiter(
+            {lane: LaneRate(refill_per_second=100.0, capacity=100.0) for lane in MAILER_LANES}
+        ),
+        mail_from=SENDER,
+        api_public_url="http://127.0.0.1:8000",
+    )
+
+
+async def rows(pool: AsyncConnectionPool, query: str) -> list[tuple[Any, ...]]:
+    async with pool.connection() as connection:
+        return await (await connection.execute(query)).fetchall()
+
+
+async def handle_directly(
+    mailer: Mailer, pool: AsyncConnectionPool, schema: str, spec: QueueSpec, payload: EventPayload
+) -> Envelope:
+    """The handler in its message transaction, without a broker (as the runtime calls it)."""
+    envelope = new_envelope(payload)
+    async with PostgresTransactions(pool, schema).begin() as tx:
+        await mailer.handle(MessageContext(envelope, payload, 1, spec, tx))
+    return envelope
+
+
+def namespaced_lane(namespace: str, lane: str) -> QueueSpec:
+    spec = MAILER_LANES[lane]
+    return dataclasses.replace(spec, name=f"{namespace}.{spec.name}")
+
+
+async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
+    rabbit: RabbitBroker,
+    amqp: AmqpInspector,
+    exchanges: Exchanges,
+    namespace: str,
+    mailer_schema: str,
+    mailer_pool: AsyncConnectionPool,
+    smtp_server: SmtpServer,
+) -> None:
+    # Given the medium lane consumed by the mailer's handler through the consumer runtime
+    spec = namespaced_lane(namespace, "medium")
+    await rabbit.declare(amqp.track(Topology(exchanges, (spec,))))
+    consumer = Consumer(
+        service="mailer",
+        spec=spec,
+        exchanges=exchanges,
+        broker=rabbit,
+        transactions=PostgresTransactions(mailer_pool, mailer_schema),
+        handler=make_mailer(smtp_server.host, smtp_server.port).handle,
+    )
+    await consumer.start()
+    try:
+        # When one application.submitted event is delivered twice (a publisher's retry)
+        envelope = new_envelope(submitted(email="ada@example.org"))
+        for _ in range(2):
+            await rabbit.publish(
+                exchanges.events, envelope.type, OutgoingMessage.from_envelope(envelope)
+            )
+        await eventually(
+            lambda: consumer.outcomes["processed"] + consumer.outcomes["duplicate"] == 2,
+            what="both deliveries handled",
+        )
+    finally:
+        await consumer.stop()
+
+    # Then exactly one mail reached the SMTP server, with the event's stable Message-ID
+    expected_id = f"<{envelope.message_id}.confirmation@admissions.local>"
+    assert consumer.outcomes == {"processed": 1, "duplicate": 1}
+    mails = read_mailbox(smtp_server.mail_dir)
+    assert len(mails) == 1
+    mail = mails[0]
+    assert mail["Message-ID"] == expected_id
+    assert mail["To"] == "ada@example.org"
+    assert mail["X-Application-Id"] == "app-1"
+    assert mail["X-Email-Template"] == "confirmation"
+    assert mail["X-Lane"] == "medium"
+    assert mail.get_content_type() == "multipart/alternative"
+    # And it is recorded once, with one email.sent event in the outbox of the same transaction
+    recorded = await rows(
+        mailer_pool, "SELECT message_id_header, template, recipient, lane FROM sent_emails"
+    )
+    assert recorded == [(expected_id, "confirmation", "ada@example.org", "medium")]
+    outbox = await rows(mailer_pool, "SELECT type, correlation_id, body FROM outbox")
+    assert len(outbox) == 1
+    event_type, correlation_id, body = outbox[0]
+    assert (event_type, correlation_id) == ("email.sent", envelope.correlation_id)
+    sent = json.loads(body)
+    assert sent["causation_id"] == str(envelope.message_id)
+    assert sent["payload"]["message_id_header"] == expected_id
+    assert sent["payload"]["application_id"] == "app-1"
+
+
+async def test_a_mail_already_recorded_is_not_sent_again_even_without_the_claim(
+    mailer_schema: str, mailer_pool: AsyncConnectionPool, smtp_server: SmtpServer
+) -> None:
+    # Given an OTP mail that was sent and recorded
+    mailer = make_mailer(smtp_server.host, smtp_server.port)
+    spec = namespaced_lane(mailer_schema, "critical")
+    payload = OtpRequested(email="u@example.org", code="123456")
+    envelope = new_envelope(payload)
+    for _ in range(2):
+        # When the same event is handled again (its claim trimmed by the sweeper long ago)
+        async with PostgresTransactions(mailer_pool, mailer_schema).begin() as tx:
+            await mailer.handle(MessageContext(envelope, payload, 1, spec, tx))
+    # Then the SMTP server got it once
+    assert len(read_mailbox(smtp_server.mail_dir)) == 1
+    assert await rows(mailer_pool, "SELECT count(*) FROM outbox") == [(1,)]
+
+
+async def test_an_smtp_server_that_is_down_is_a_transient_error(
+    mailer_schema: str, mailer_pool: AsyncConnectionPool
+) -> None:
+    # Given an SMTP address nobody listens on
+    mailer = make_mailer("127.0.0.1", free_port(), timeout=2.0)
+    spec = namespaced_lane(mailer_schema, "critical")
+    # When an OTP mail is handled
+    with pytest.raises(SmtpUnavailable) as raised:
+        await handle_directly(
+            mailer, mailer_pool, mailer_schema, spec, OtpRequested(email="u@x.org", code="654321")
+        )
+    # Then the runtime retries it on the lane's policy, and nothing was recorded (rolled back)
+    assert isinstance(policy.decide(spec, 1, raised.value), policy.Retry)
+    assert await rows(mailer_pool, "SELECT count(*) FROM sent_emails") == [(0,)]
+    assert await rows(mailer_pool, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+async def test_a_recipient_refused_permanently_is_a_domain_rule_violation(
+    mailer_schema: str, mailer_pool: AsyncConnectionPool, smtp_server: SmtpServer
+) -> None:
+    # Given an SMTP server that answers 550 for this recipient
+    mailer = make_mailer(smtp_server.host, smtp_server.port)
+    spec = namespaced_lane(mailer_schema, "critical")
+    payload = OtpRequested(email=f"nobody@{REFUSED_DOMAIN}", code="111111")
+    # When the mail is handled
+    with pytest.raises(RecipientRefused) as raised:
+        await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload)
+    # Then it is dead-lettered at once, and nothing was stored or recorded
+    assert isinstance(policy.decide(spec, 1, raised.value), policy.DeadLetter)
+    assert read_mailbox(smtp_server.mail_dir) == []
+    assert await rows(mailer_pool, "SELECT count(*) FROM sent_emails") == [(0,)]

@@ -1,0 +1,95 @@
+"""One realistic payload per event the mailer sends mail for, shared by the mailer's tests."""
+
+from __future__ import annotations
+
+from shared.events.catalog import (
+    AnnouncementPublished,
+    ApplicationCompleted,
+    ApplicationSubmitted,
+    DocumentRef,
+    DocumentsRejected,
+    DocumentVerdict,
+    EventPayload,
+    OtpRequested,
+    PasswordResetRequested,
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentInitiated,
+    ReportRequested,
+)
+
+SHA = "ab" * 32
+
+
+def submitted(email: str = "ada@example.org", program: str = "Computer Science") -> EventPayload:
+    return ApplicationSubmitted(
+        application_id="app-1",
+        applicant_id="user-1",
+        applicant_email=email,
+        program=program,
+        documents=[
+            DocumentRef(
+                document_id="d1",
+                filename="transcript.pdf",
+                content_type="application/pdf",
+                size=10,
+                sha256=SHA,
+            ),
+            DocumentRef(
+                document_id="d2",
+                filename="photo.png",
+                content_type="image/png",
+                size=10,
+                sha256=SHA,
+            ),
+        ],
+    )
+
+
+def rejected() -> EventPayload:
+    return DocumentsRejected(
+        application_id="app-2",
+        applicant_email="bob@example.org",
+        documents=[
+            DocumentVerdict(document_id="d1", filename="cv.pdf", ok=True),
+            DocumentVerdict(
+                document_id="d2", filename="scan.pdf", ok=False, reason="PDF is encrypted"
+            ),
+            DocumentVerdict(
+                document_id="d3",
+                filename="id.png",
+                ok=False,
+                reason="declared image/png but the bytes are a JPEG",
+            ),
+        ],
+    )
+
+
+def one_of_each() -> list[EventPayload]:
+    return [
+        submitted(),
+        rejected(),
+        PaymentInitiated(
+            application_id="app-3",
+            applicant_email="cy@example.org",
+            payment_id="pay-3",
+            checkout_url="http://127.0.0.1:8100/checkout/pay-3",
+            amount_cents=5000,
+            currency="EUR",
+        ),
+        PaymentCompleted(
+            application_id="app-4",
+            applicant_email="di@example.org",
+            payment_id="pay-4",
+            amount_cents=5005,
+            currency="EUR",
+        ),
+        PaymentFailed(application_id="app-5", applicant_email="ed@example.org", reason="declined"),
+        ApplicationCompleted(application_id="app-6", applicant_email="fi@example.org"),
+        PasswordResetRequested(email="gu@example.org", reset_token="tok/en+1=="),
+        OtpRequested(email="ha@example.org", code="042917"),
+        AnnouncementPublished(
+            recipient="io@example.org", subject="Open day", body="Come on Friday.\n\nBring a pen."
+        ),
+        ReportRequested(recipient="ops@example.org", report="applications: 12\ncompleted: 7"),
+    ]

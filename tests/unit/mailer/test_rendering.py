@@ -1,0 +1,126 @@
+"""Templates render both alternatives with the event's data and stable headers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import jinja2
+import pytest
+
+from services.mailer.catalog import EmailSpec, email_for
+from services.mailer.rendering import message_id_header, render_email, template_environment
+from shared.events.catalog import EventPayload
+from tests.unit.mailer.samples import one_of_each, rejected, submitted
+
+API = "http://127.0.0.1:8000"
+SENDER = "Admissions <no-reply@admissions.local>"
+
+
+@pytest.fixture(scope="module")
+def templates() -> jinja2.Environment:
+    return template_environment()
+
+
+def spec_of(payload: EventPayload) -> EmailSpec:
+    spec = email_for(payload, api_public_url=API)
+    assert spec is not None
+    return spec
+
+
+def bodies(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("payload", one_of_each(), ids=lambda p: p.event_type)
+def test_every_template_renders_text_and_html_with_headers(
+    templates: jinja2.Environment, payload: EventPayload
+) -> None:
+    # Given an event and its mail
+    spec = spec_of(payload)
+    event_id = str(uuid.uuid4())
+    # When rendered
+    message = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
+    # Then it is a multipart/alternative with a text and an HTML part, and the headers name it
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = bodies(message)
+    assert text.strip() and "<html" in html
+    assert message["To"] == spec.recipient
+    assert message["Subject"] == spec.subject
+    assert message["Message-ID"] == f"<{event_id}.{spec.template}@admissions.local>"
+    assert message["X-Email-Template"] == spec.template
+    assert message["X-Lane"] == "medium"
+    assert message["X-Application-Id"] == spec.application_id
+
+
+@pytest.mark.parametrize(
+    ("payload", "must_show"),
+    [
+        (submitted(), ["app-1", "Computer Science", "transcript.pdf", "photo.png"]),
+        (rejected(), ["scan.pdf", "PDF is encrypted", "id.png", "bytes are a JPEG"]),
+        (one_of_each()[2], ["http://127.0.0.1:8100/checkout/pay-3", "50.00 EUR"]),
+        (one_of_each()[3], ["pay-4", "50.05 EUR"]),
+        (one_of_each()[4], ["declined"]),
+        (one_of_each()[6], [f"{API}/auth/password-reset/confirm?token=tok%2Fen%2B1%3D%3D"]),
+        (one_of_each()[7], ["042917"]),
+        (one_of_each()[8], ["Come on Friday.", "Bring a pen."]),
+        (one_of_each()[9], ["applications: 12"]),
+    ],
+    ids=lambda value: getattr(value, "event_type", ""),
+)
+def test_both_alternatives_show_the_event_data(
+    templates: jinja2.Environment, payload: EventPayload, must_show: list[str]
+) -> None:
+    message = render_email(
+        templates, spec_of(payload), event_message_id="e", lane="high", sender=SENDER
+    )
+    text, html = bodies(message)
+    for fragment in must_show:
+        assert fragment in text
+        assert fragment in html
+
+
+def test_html_escapes_payload_text_and_plain_text_keeps_it(
+    templates: jinja2.Environment,
+) -> None:
+    # Given a program name with markup in it
+    spec = spec_of(submitted(program='<script>alert("x")</script> & Law'))
+    # When rendered
+    message = render_email(templates, spec, event_message_id="e", lane="medium", sender=SENDER)
+    text, html = bodies(message)
+    # Then the HTML shows it escaped and the text as written
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html and "&amp; Law" in html
+    assert '<script>alert("x")</script> & Law' in text
+
+
+def test_message_id_is_the_same_when_the_same_event_is_rendered_again(
+    templates: jinja2.Environment,
+) -> None:
+    # Given one event rendered twice, at different times (a redelivery after a crash)
+    spec = spec_of(submitted())
+    first = render_email(
+        templates,
+        spec,
+        event_message_id="0b9d",
+        lane="medium",
+        sender=SENDER,
+        now=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    again = render_email(
+        templates,
+        spec,
+        event_message_id="0b9d",
+        lane="medium",
+        sender=SENDER,
+        now=datetime(2024, 1, 2, tzinfo=UTC),
+    )
+    # Then the Message-ID is the same, and another event gets another one
+    assert first["Date"] != again["Date"]
+    assert first["Message-ID"] == again["Message-ID"] == message_id_header("0b9d", "confirmation")
+    other = render_email(templates, spec, event_message_id="77aa", lane="medium", sender=SENDER)
+    assert other["Message-ID"] != first["Message-ID"]

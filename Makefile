@@ -43,8 +43,9 @@ test-integration: venv infra
 	$(WITH_INFRA) $(PY) -m pytest -m "integration"
 
 lint: venv
-	$(VENV)/bin/ruff check shared services tests
-	$(VENV)/bin/mypy shared services
+	$(VENV)/bin/ruff check shared services devtools tests
+	$(VENV)/bin/ruff format --check shared services devtools tests
+	$(VENV)/bin/mypy shared services devtools
 	$(VENV)/bin/lint-imports
 
 # Re-pin every dependency after editing pyproject.toml.

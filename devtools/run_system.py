@@ -55,6 +55,7 @@ def system_processes(environ: Mapping[str, str]) -> list[ProcessSpec]:
 def banner(env: Mapping[str, str], smtp_caught: bool) -> str:
     api = env["API_PUBLIC_URL"]
     management = env.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672/")
+    autopay = "on" if env.get("PSP_AUTOPAY") == "1" else "off"
     mail = f"in {env['MAIL_DIR']} (one .eml per message)" if smtp_caught else "sent to your SMTP"
     lines = [
         "",
@@ -62,7 +63,7 @@ def banner(env: Mapping[str, str], smtp_caught: bool) -> str:
         f"  API              {api}   (OpenAPI docs: {api}/docs)",
         f"  RabbitMQ UI      {management}   login {env.get('RABBITMQ_MANAGEMENT_USER', 'guest')}"
         f" / {env.get('RABBITMQ_MANAGEMENT_PASSWORD', 'guest')}",
-        f"  Payment sandbox  {env['PSP_URL']}   (auto-pay {'on' if env.get('PSP_AUTOPAY') == '1' else 'off'})",
+        f"  Payment sandbox  {env['PSP_URL']}   (auto-pay {autopay})",
         f"  Mail             SMTP {env['SMTP_HOST']}:{env['SMTP_PORT']}, {mail}",
         f"  Admin login      {env.get('ADMIN_EMAIL', 'admin@example.org')} / "
         f"{env.get('ADMIN_PASSWORD', 'admin-dev-password')}",

@@ -14,6 +14,7 @@ import asyncio
 import email
 import email.policy
 import itertools
+import logging
 import os
 import tempfile
 import time
@@ -165,6 +166,8 @@ async def run(settings: CatcherSettings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = CatcherSettings.from_environment(os.environ)
     configure_logging("smtp_catcher", os.environ.get("LOG_LEVEL", "INFO"))
+    # aiosmtpd logs every SMTP command at INFO; our one line per message says what matters.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     run_service(partial(run, settings))
 
 

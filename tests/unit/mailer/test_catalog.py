@@ -97,5 +97,7 @@ def test_password_reset_link_points_at_the_api_and_carries_the_token_encoded() -
     ("cents", "currency", "shown"),
     [(5000, "EUR", "50.00 EUR"), (5, "EUR", "0.05 EUR"), (123456, "USD", "1234.56 USD")],
 )
-def test_amounts_are_shown_in_units_with_two_decimals(cents: int, currency: str, shown: str) -> None:
+def test_amounts_are_shown_in_units_with_two_decimals(
+    cents: int, currency: str, shown: str
+) -> None:
     assert format_amount(cents, currency) == shown

@@ -48,7 +48,9 @@ def test_an_empty_bucket_says_how_long_until_the_next_token() -> None:
 
 def test_waiting_the_announced_time_is_enough_for_a_token() -> None:
     denied = take_token(0.0, capacity=1.0, refill_per_second=3.0, elapsed=0.0)
-    after = take_token(denied.tokens, capacity=1.0, refill_per_second=3.0, elapsed=denied.wait_seconds)
+    after = take_token(
+        denied.tokens, capacity=1.0, refill_per_second=3.0, elapsed=denied.wait_seconds
+    )
     assert not denied.granted and after.granted
 
 

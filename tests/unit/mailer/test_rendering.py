@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import jinja2
@@ -33,7 +34,7 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
     assert text is not None and html is not None
-    return text.get_content(), html.get_content()  # type: ignore[attr-defined]
+    return text.get_content(), html.get_content()
 
 
 @pytest.mark.parametrize("payload", one_of_each(), ids=lambda p: p.event_type)
@@ -124,3 +125,18 @@ def test_message_id_is_the_same_when_the_same_event_is_rendered_again(
     assert first["Message-ID"] == again["Message-ID"] == message_id_header("0b9d", "confirmation")
     other = render_email(templates, spec, event_message_id="77aa", lane="medium", sender=SENDER)
     assert other["Message-ID"] != first["Message-ID"]
+
+
+def test_a_long_message_id_reads_back_unchanged_from_the_wire(
+    templates: jinja2.Environment,
+) -> None:
+    # Given the longest template name and a full UUID (the header exceeds 78 characters)
+    spec = spec_of(rejected())
+    event_id = str(uuid.uuid4())
+    message = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
+    # When it is flattened as sent and parsed again
+    wire = message.as_bytes()
+    parsed = message_from_bytes(wire, policy=policy.default)
+    # Then the Message-ID is exactly the one rendered (no folding, no leading space), CRLF lines
+    assert parsed["Message-ID"] == message_id_header(event_id, "documents_rejected")
+    assert b"\r\nMessage-ID: <" in wire

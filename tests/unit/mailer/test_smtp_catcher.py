@@ -29,7 +29,7 @@ def test_mailbox_reads_messages_in_name_order_and_ignores_temporary_files(tmp_pa
     # Then both complete messages come back, in order, and nothing else
     assert [m["Subject"] for m in messages] == ["first", "second"]
     assert all(isinstance(m, EmailMessage) for m in messages)
-    assert messages[0].get_content().strip() == "hello"  # type: ignore[attr-defined]
+    assert messages[0].get_content().strip() == "hello"
 
 
 def test_store_leaves_no_temporary_file_behind(tmp_path: Path) -> None:

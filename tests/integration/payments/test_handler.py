@@ -1,0 +1,226 @@
+"""The payments handler against the real Postgres, with a fake provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from services.payments.domain import Fee
+from services.payments.handler import PaymentNotRecordedYet, make_handler
+from services.payments.provider import (
+    Checkout,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from shared.consumer.runtime import MessageContext
+from shared.db.transactions import PostgresTransactions
+from shared.errors import TransientError
+from shared.events.catalog import (
+    DocumentsVerified,
+    DocumentVerdict,
+    EventPayload,
+    PaymentWebhookReceived,
+    parse_payload,
+)
+from shared.events.envelope import Envelope, new_envelope
+from shared.system_topology import SYSTEM_TOPOLOGY
+
+QUEUE = SYSTEM_TOPOLOGY.queue("payments.applications")
+FEE = Fee(5000, "EUR")
+
+
+@dataclass
+class FakeProvider:
+    """Keeps one checkout per idempotency key, like a real provider; fails on request."""
+
+    failures: list[ProviderError] = field(default_factory=list)
+    calls: list[tuple[str, int, str, str]] = field(default_factory=list)
+    checkouts: dict[str, Checkout] = field(default_factory=dict)
+
+    async def create_checkout(
+        self, application_id: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Checkout:
+        self.calls.append((application_id, amount_cents, currency, idempotency_key))
+        if self.failures:
+            raise self.failures.pop(0)
+        if idempotency_key not in self.checkouts:
+            payment_id = f"pay_{uuid.uuid4().hex[:8]}"
+            self.checkouts[idempotency_key] = Checkout(payment_id, f"http://psp/{payment_id}")
+        return self.checkouts[idempotency_key]
+
+
+class Payments:
+    """Runs the handler the way the consumer runtime does: one transaction per message."""
+
+    def __init__(self, pool: AsyncConnectionPool, schema: str, provider: FakeProvider) -> None:
+        self.pool = pool
+        self.transactions = PostgresTransactions(pool, schema)
+        self.provider = provider
+        self.handler = make_handler(provider, FEE)
+
+    async def deliver(self, payload: EventPayload, attempt: int = 1) -> list[Envelope]:
+        envelope = new_envelope(payload)
+        async with self.transactions.begin() as tx:
+            parsed = parse_payload(envelope.type, envelope.version, envelope.payload)
+            ctx = MessageContext(envelope, parsed, attempt, QUEUE, tx)
+            await self.handler(ctx)
+            await tx.add_outbox(ctx.outgoing)
+        return ctx.outgoing
+
+    async def rows(self, query: str) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(query)).fetchall()
+
+    async def outbox(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self.rows("SELECT type, body FROM outbox ORDER BY id")
+        return [(kind, json.loads(body)["payload"]) for kind, body in rows]
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def payments(
+    payments_pool: AsyncConnectionPool, payments_schema: str, provider: FakeProvider
+) -> Payments:
+    return Payments(payments_pool, payments_schema, provider)
+
+
+def verified(application_id: str = "app-1") -> DocumentsVerified:
+    return DocumentsVerified(
+        application_id=application_id,
+        applicant_email="ada@example.org",
+        documents=[DocumentVerdict(document_id="d1", filename="t.pdf", ok=True)],
+    )
+
+
+def webhook(payment_id: str, status: str = "paid", event_id: str | None = None) -> Any:
+    return PaymentWebhookReceived(
+        provider_event_id=event_id or f"evt_{payment_id}_{status}",
+        payment_id=payment_id,
+        application_id="app-1",
+        applicant_email="ada@example.org",
+        status=status,
+        failure_reason="card declined" if status == "failed" else None,
+    )
+
+
+async def test_documents_verified_initiates_one_payment(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    # Given a verified application / When payments handles it, and another message about it
+    await payments.deliver(verified())
+    await payments.deliver(verified())
+    # Then the provider was asked once, with the application id as idempotency key
+    assert provider.calls == [("app-1", 5000, "EUR", "app-1")]
+    checkout = provider.checkouts["app-1"]
+    # And one payment.initiated carries the checkout
+    assert await payments.outbox() == [
+        (
+            "payment.initiated",
+            {
+                "application_id": "app-1",
+                "applicant_email": "ada@example.org",
+                "payment_id": checkout.payment_id,
+                "checkout_url": checkout.checkout_url,
+                "amount_cents": 5000,
+                "currency": "EUR",
+            },
+        )
+    ]
+    assert await payments.rows("SELECT status, payment_id, amount_cents FROM payments") == [
+        ("initiated", checkout.payment_id, 5000)
+    ]
+
+
+async def test_a_paid_webhook_twice_completes_the_payment_once(payments: Payments) -> None:
+    # Given an initiated payment
+    [initiated] = await payments.deliver(verified())
+    payment_id = initiated.payload["payment_id"]
+    # When the paid webhook arrives twice (the provider redelivered it)
+    first = await payments.deliver(webhook(payment_id))
+    second = await payments.deliver(webhook(payment_id))
+    # Then exactly one payment.completed was emitted
+    assert [e.type for e in first] == ["payment.completed"]
+    assert second == []
+    kinds = [kind for kind, _ in await payments.outbox()]
+    assert kinds == ["payment.initiated", "payment.completed"]
+    assert await payments.rows("SELECT status, settled_by_event FROM payments") == [
+        ("completed", f"evt_{payment_id}_paid")
+    ]
+
+
+async def test_concurrent_paid_webhooks_complete_the_payment_once(payments: Payments) -> None:
+    # Given an initiated payment
+    [initiated] = await payments.deliver(verified())
+    payment_id = initiated.payload["payment_id"]
+    # When six copies of the paid webhook are handled at the same time
+    results = await asyncio.gather(*(payments.deliver(webhook(payment_id)) for _ in range(6)))
+    # Then the row lock lets exactly one of them complete it
+    assert sum(len(emitted) for emitted in results) == 1
+    kinds = [kind for kind, _ in await payments.outbox()]
+    assert kinds.count("payment.completed") == 1
+
+
+async def test_a_failed_webhook_fails_the_payment_once(payments: Payments) -> None:
+    [initiated] = await payments.deliver(verified())
+    payment_id = initiated.payload["payment_id"]
+    await payments.deliver(webhook(payment_id, "failed"))
+    await payments.deliver(webhook(payment_id, "failed"))
+    # A late "paid" for a failed payment changes nothing either
+    await payments.deliver(webhook(payment_id, "paid"))
+    outbox = await payments.outbox()
+    assert [kind for kind, _ in outbox] == ["payment.initiated", "payment.failed"]
+    assert outbox[1][1]["reason"] == "card declined"
+    assert await payments.rows("SELECT status, failure_reason FROM payments") == [
+        ("failed", "card declined")
+    ]
+
+
+async def test_a_provider_outage_before_the_last_attempt_is_retried(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    # Given a provider that is down
+    provider.failures.append(ProviderUnavailable("payment provider answered 503"))
+    # When the first attempt runs / Then the error is transient and nothing is written
+    with pytest.raises(TransientError):
+        await payments.deliver(verified(), attempt=1)
+    assert await payments.outbox() == []
+    assert await payments.rows("SELECT * FROM payments") == []
+
+
+async def test_a_provider_outage_on_the_last_attempt_fails_the_payment(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    # Given a provider still down on the queue's last attempt
+    provider.failures.append(ProviderUnavailable("payment provider answered 503"))
+    # When that attempt runs
+    emitted = await payments.deliver(verified(), attempt=QUEUE.max_attempts)
+    # Then the payment is recorded as failed and payment.failed says why
+    assert [e.type for e in emitted] == ["payment.failed"]
+    assert "unavailable" in emitted[0].payload["reason"]
+    assert await payments.rows("SELECT status, payment_id FROM payments") == [("failed", None)]
+
+
+async def test_a_refused_checkout_fails_the_payment_at_once(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    provider.failures.append(ProviderRejected("payment provider refused the checkout (422)"))
+    emitted = await payments.deliver(verified(), attempt=1)
+    assert [e.type for e in emitted] == ["payment.failed"]
+    assert "refused" in emitted[0].payload["reason"]
+
+
+async def test_a_webhook_before_its_payment_is_recorded_is_retried(payments: Payments) -> None:
+    with pytest.raises(PaymentNotRecordedYet):
+        await payments.deliver(webhook("pay_unknown"))
+    assert await payments.outbox() == []

@@ -8,6 +8,7 @@ audit can tell it is the same mail.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -16,6 +17,11 @@ import jinja2
 from services.mailer.catalog import EmailSpec
 
 MESSAGE_ID_DOMAIN = "admissions.local"
+
+# CRLF line ends, and headers folded at RFC 5322's hard limit (998) instead of 78: a Message-ID
+# longer than 78 would otherwise move to a continuation line, and parsers read it back with a
+# leading space, so the same mail would no longer compare equal by Message-ID.
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def template_environment() -> jinja2.Environment:
@@ -47,7 +53,7 @@ def render_email(
     text = templates.get_template(f"{spec.template}.txt.j2").render(context)
     html = templates.get_template(f"{spec.template}.html.j2").render(context)
 
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = sender
     message["To"] = spec.recipient
     message["Subject"] = spec.subject

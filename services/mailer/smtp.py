@@ -52,9 +52,13 @@ class SmtpSender:
         options = self.options
         if options.simulated_latency > 0:
             await asyncio.sleep(options.simulated_latency)
+        sender, recipients = envelope_addresses(message)
         try:
+            # Flattened with the message's own policy (aiosmtplib would re-fold its headers).
             await aiosmtplib.send(
-                message,
+                message.as_bytes(),
+                sender=sender,
+                recipients=recipients,
                 hostname=options.host,
                 port=options.port,
                 username=options.username,
@@ -68,6 +72,18 @@ class SmtpSender:
             raise SmtpUnavailable(
                 f"SMTP {options.host}:{options.port}: {error.__class__.__name__}: {error}"
             ) from error
+
+
+def envelope_addresses(message: EmailMessage) -> tuple[str, list[str]]:
+    """MAIL FROM and RCPT TO, from the message's From, To and Cc headers."""
+    sender = message["From"].addresses[0].addr_spec
+    recipients = [
+        address.addr_spec
+        for name in ("To", "Cc")
+        for header in message.get_all(name, [])
+        for address in header.addresses
+    ]
+    return sender, recipients
 
 
 def classify_refusal(error: aiosmtplib.SMTPRecipientsRefused) -> Exception:

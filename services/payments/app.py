@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 
 from services.payments.domain import Fee
@@ -27,4 +28,6 @@ async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = PaymentsSettings()
     configure_logging(SERVICE, settings.log_level)
+    # httpx logs every request as plain text at INFO; our own JSON lines say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     run_service(partial(run, settings))

@@ -61,7 +61,8 @@ class PaymentHandler:
             # "verified" for ever, its applicant never told. The provider is down for longer
             # than every retry (or refuses this checkout outright), so the honest outcome is a
             # failed payment: the application reaches payment_failed and the applicant hears.
-            payment, failed = domain.fail_to_start(verified, self.fee, _reason(error))
+            reason = _reason(error, ctx.attempt)
+            payment, failed = domain.fail_to_start(verified, self.fee, reason)
             if await repository.insert(conn, payment):
                 ctx.emit(failed)
             log.error(
@@ -112,10 +113,10 @@ class PaymentHandler:
         )
 
 
-def _reason(error: ProviderError) -> str:
+def _reason(error: ProviderError, attempt: int) -> str:
     if isinstance(error, ProviderRejected):
-        return f"the payment provider refused the checkout: {error}"
-    return f"the payment provider was unavailable: {error}"
+        return str(error)
+    return f"{error} (gave up after {attempt} attempts)"
 
 
 def make_handler(

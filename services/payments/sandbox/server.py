@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import structlog
 import uvicorn
@@ -47,6 +49,8 @@ def build(settings: SandboxSettings) -> FastAPI:
 def main() -> None:
     settings = SandboxSettings()
     configure_logging("payments-sandbox", settings.log_level)
+    # httpx logs every request as plain text at INFO; our own JSON lines say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     log.info(
         "starting",
         url=settings.public_url,

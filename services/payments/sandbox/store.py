@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,7 +67,11 @@ class SandboxPayment:
     updated_at: float
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            **asdict(self),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,10 @@ class PaymentStore:
             " WHERE event_id = ?",
             (next_attempt_at, error[:500], event_id),
         )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 def _payment(row: sqlite3.Row) -> SandboxPayment:

@@ -23,6 +23,7 @@ from services.api.applications.routes import router as applications_router
 from services.api.auth.passwords import Passwords
 from services.api.auth.routes import router as auth_router
 from services.api.auth.seeding import seed_admin
+from services.api.auth.tokens import TokenVerifier
 from services.api.payments.routes import router as payments_router
 from services.api.resources import Resources
 from services.api.settings import ApiSettings
@@ -85,6 +86,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             blobs=BlobStore(settings.blob_dir, fsync=settings.blob_fsync),
             blob_writers=blob_writers,
             passwords=Passwords(),
+            tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
         )
         app.state.resources = resources
         try:

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.api.applications.validation import UploadLimits
 from services.api.auth.passwords import Passwords
+from services.api.auth.tokens import TokenVerifier
 from services.api.settings import ApiSettings
 from shared.blobs import BlobStore
 
@@ -21,6 +22,7 @@ class Resources:
     blobs: BlobStore
     blob_writers: ThreadPoolExecutor
     passwords: Passwords
+    tokens: TokenVerifier
 
     @property
     def outbox_schema(self) -> str:
@@ -36,17 +38,16 @@ class Resources:
         )
 
 
-def resources(request: Request) -> Resources:
+# Dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a thread hop per dependency per request on the hot path.
+
+
+async def resources(request: Request) -> Resources:
     """FastAPI dependency: the resources of the running app."""
     found: Resources = request.app.state.resources
     return found
 
 
-def settings(request: Request) -> ApiSettings:
-    found: ApiSettings = request.app.state.settings
-    return found
-
-
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     """The request's X-Request-ID (set by the middleware): every event it causes carries it."""
     return str(request.state.request_id)

@@ -73,13 +73,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def submitted_event(
     application_id: str, user: Principal, form: SubmissionForm, correlation_id: str
 ) -> Envelope:
-    payload = ApplicationSubmitted(
+    # Built without re-validation: every field comes from a checked source (the address was
+    # validated at registration and travels in our signed token; the documents come from our
+    # own parser), and validating an address costs more than the rest of the event.
+    payload = ApplicationSubmitted.model_construct(
         application_id=application_id,
         applicant_id=user.user_id,
         applicant_email=user.email,
         program=form.program,
         documents=[
-            DocumentRef(
+            DocumentRef.model_construct(
                 document_id=d.document_id,
                 filename=d.filename,
                 content_type=d.content_type,

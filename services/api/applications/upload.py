@@ -9,6 +9,8 @@ byte is read, an unannounced one as soon as it passes the limit, and the rest is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import queue
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +37,9 @@ from shared.blobs import BlobRef, BlobStore, BlobTooLarge
 
 # Chunks queued between the event loop and one writer thread (each at most one network read).
 PIPE_CREDITS = 8
+# A file up to this size is kept in memory and written in one hop (most documents are small;
+# per-chunk hand-offs to a thread cost more than the write). Larger ones stream.
+SPOOL_BYTES = 64 * 1024
 
 
 class _Aborted(Exception):
@@ -104,9 +109,15 @@ class StreamingBlobWrite:
         return await self._result
 
     def abort(self) -> None:
-        """Synchronous on purpose: safe in ``finally`` even while the task is cancelled."""
+        """Synchronous on purpose: safe even while the task is being cancelled."""
         self._pipe.items.put(_Aborted())
         self._result.add_done_callback(_ignore_outcome)
+
+    async def aborted(self) -> None:
+        """Wait until the thread has dropped its temporary file."""
+        self.abort()
+        with contextlib.suppress(Exception):
+            await self._result
 
 
 def _ignore_outcome(future: asyncio.Future[BlobRef]) -> None:
@@ -116,10 +127,14 @@ def _ignore_outcome(future: asyncio.Future[BlobRef]) -> None:
 
 @dataclass
 class _FilePart:
+    """A file on its way in: held in memory while it is small (one thread hop at its end),
+    streamed to a writer thread once it outgrows ``SPOOL_BYTES``."""
+
     filename: str
     content_type: str
-    writer: StreamingBlobWrite
     size: int = 0
+    spool: bytearray = field(default_factory=bytearray)
+    writer: StreamingBlobWrite | None = None
 
 
 @dataclass
@@ -223,9 +238,7 @@ class SubmissionReader:
             raise SubmissionInvalid(422, f"at most {self.limits.max_files} files are accepted")
         filename = sanitise_filename((raw_filename or b"").decode("utf-8", "replace"))
         declared = headers.get(b"content-type", b"").decode("latin-1")
-        content_type = check_content_type(declared, filename)
-        writer = StreamingBlobWrite(self.blobs, self.limits.max_file_bytes, self.executor)
-        self._part = _FilePart(filename, content_type, writer)
+        self._part = _FilePart(filename, check_content_type(declared, filename))
 
     async def _data(self, data: bytes) -> None:
         part = self._part
@@ -235,8 +248,19 @@ class SubmissionReader:
                 raise SubmissionInvalid(
                     413, f"{part.filename} is larger than {self.limits.max_file_bytes} bytes"
                 )
-            await part.writer.write(data)
-        elif isinstance(part, _FieldPart):
+            if part.writer is not None:
+                await part.writer.write(data)
+            elif part.size <= SPOOL_BYTES:
+                part.spool += data
+            else:
+                part.writer = StreamingBlobWrite(
+                    self.blobs, self.limits.max_file_bytes, self.executor
+                )
+                await part.writer.write(bytes(part.spool))
+                part.spool.clear()
+                await part.writer.write(data)
+        elif isinstance(part, _FieldPart) and part.name in TEXT_FIELDS:
+            # Fields we do not know are skipped, not kept: only the body limit bounds them.
             part.data += data
             if len(part.data) > self.limits.max_field_bytes:
                 raise SubmissionInvalid(
@@ -248,10 +272,9 @@ class SubmissionReader:
         part, self._part = self._part, None
         if isinstance(part, _FilePart):
             if part.size == 0:
-                part.writer.abort()
                 raise SubmissionInvalid(422, f"{part.filename} is empty")
             try:
-                blob = await part.writer.finish()
+                blob = await self._store(part)
             except BlobTooLarge as error:  # the count above should have caught it first
                 raise SubmissionInvalid(413, f"{part.filename}: {error}") from error
             self.documents.append(
@@ -271,11 +294,22 @@ class SubmissionReader:
             except UnicodeDecodeError:
                 raise SubmissionInvalid(422, f"the field {part.name!r} is not UTF-8") from None
 
-    def close(self) -> None:
+    async def _store(self, part: _FilePart) -> BlobRef:
+        if part.writer is not None:
+            return await part.writer.finish()
+        loop = asyncio.get_running_loop()
+        source = io.BytesIO(part.spool)
+        return await loop.run_in_executor(
+            self.executor, self.blobs.put, source, self.limits.max_file_bytes
+        )
+
+    def abort(self) -> StreamingBlobWrite | None:
         """Drop a file still being written (an error or a disconnect cut the body short)."""
-        if isinstance(self._part, _FilePart):
-            self._part.writer.abort()
-            self._part = None
+        part, self._part = self._part, None
+        if isinstance(part, _FilePart) and part.writer is not None:
+            part.writer.abort()
+            return part.writer
+        return None
 
     def form(self) -> SubmissionForm:
         program, statement = clean_text_fields(self.fields)
@@ -314,5 +348,10 @@ async def read_submission(
         if not events.ended:
             raise SubmissionInvalid(422, "the multipart body ended before its closing boundary")
         return reader.form()
-    finally:
-        reader.close()
+    except Exception:
+        if unfinished := reader.abort():
+            await unfinished.aborted()
+        raise
+    except BaseException:  # cancelled (client gone): no waiting, but never a stuck thread
+        reader.abort()
+        raise

@@ -7,16 +7,15 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
 
-from services.api.auth.tokens import InvalidToken, Principal, read_token
-from services.api.resources import settings
-from services.api.settings import ApiSettings
+from services.api.auth.tokens import InvalidToken, Principal
+from services.api.resources import Resources, resources
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-def current_user(
+async def current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    config: Annotated[ApiSettings, Depends(settings)],
+    deps: Annotated[Resources, Depends(resources)],
 ) -> Principal:
     if token is None:
         raise HTTPException(
@@ -25,7 +24,7 @@ def current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return read_token(token, config.jwt_secret.get_secret_value())
+        return deps.tokens.verify(token)
     except InvalidToken:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -34,7 +33,7 @@ def current_user(
         ) from None
 
 
-def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "administrators only")
     return user

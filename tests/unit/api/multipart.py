@@ -19,9 +19,7 @@ class FilePart:
     field: str = "files"
 
 
-def multipart(
-    fields: dict[str, str] | None = None, files: list[FilePart] | None = None
-) -> bytes:
+def multipart(fields: dict[str, str] | None = None, files: list[FilePart] | None = None) -> bytes:
     body = bytearray()
     for name, value in (fields or {}).items():
         body += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()

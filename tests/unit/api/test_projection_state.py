@@ -161,7 +161,9 @@ def test_payment_before_verification_waits_for_the_documents() -> None:
         ([SUBMITTED_EVENT, VERIFIED, INITIATED, PAID], Status.COMPLETED),
     ],
 )
-@pytest.mark.parametrize("late", [SUBMITTED_EVENT, VERIFIED, REJECTED, INITIATED, PAID, PAYMENT_FAILED])
+@pytest.mark.parametrize(
+    "late", [SUBMITTED_EVENT, VERIFIED, REJECTED, INITIATED, PAID, PAYMENT_FAILED]
+)
 def test_terminal_states_never_change(
     events: list[Observation], terminal: Status, late: Observation
 ) -> None:

@@ -1,0 +1,1 @@
+"""The api projector: the services' events -> each application's status, progress, history."""

@@ -1,0 +1,3 @@
+from services.api.projector.app import main
+
+main()

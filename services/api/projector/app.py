@@ -1,0 +1,31 @@
+"""The projector's composition root: one consumer on ``api.projector``, run by the shared
+worker (connect, declare, pool, consume, sweep, graceful shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from services.api.projector.handler import QUEUE, handle
+from services.api.settings import ApiSettings
+from shared.lifecycle import run_service
+from shared.logs import configure_logging
+from shared.worker import run_worker
+
+SERVICE = "api"
+
+
+async def run(settings: ApiSettings, stop: asyncio.Event) -> None:
+    # The projector writes the API's tables and outbox: it logs in as the API's role.
+    await run_worker(
+        service=settings.db_role,
+        settings=settings,
+        handlers={QUEUE: handle},
+        stop=stop,
+    )
+
+
+def main() -> None:
+    settings = ApiSettings()
+    configure_logging(f"{SERVICE}.projector", settings.log_level)
+    run_service(partial(run, settings))

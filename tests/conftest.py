@@ -3,16 +3,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from shared.broker.rabbitmq import RabbitBroker
-from shared.db.migrations import migrate_service
-from shared.db.pool import create_pool, role_conninfo
 from shared.topology import Exchanges
 from tests.support.amqp import AmqpInspector
+from tests.support.database import open_role_pool, service_schema
 from tests.support.infra import Infra, infrastructure
 
 
@@ -51,18 +48,11 @@ async def amqp(infra: Infra) -> AsyncIterator[AmqpInspector]:
 @pytest.fixture
 async def schema(infra: Infra, namespace: str) -> AsyncIterator[str]:
     """A migrated schema owned by a role of the same name, dropped afterwards."""
-    await migrate_service(infra.database_url, namespace, f"pw-{namespace}", [])
-    yield namespace
-    async with await psycopg.AsyncConnection.connect(infra.database_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(namespace)))
+    async with service_schema(infra, namespace) as name:
+        yield name
 
 
 @pytest.fixture
 async def pool(infra: Infra, schema: str) -> AsyncIterator[AsyncConnectionPool]:
-    conninfo = role_conninfo(infra.database_url, schema, f"pw-{schema}")
-    connection_pool = create_pool(conninfo, name=f"tests-{schema}", max_size=8)
-    await connection_pool.open(wait=True)
-    yield connection_pool
-    await connection_pool.close()
+    async with open_role_pool(infra, schema) as connection_pool:
+        yield connection_pool

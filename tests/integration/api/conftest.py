@@ -8,16 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.db.migrations import migrate_service
-from shared.db.pool import create_pool, role_conninfo
+from tests.support.database import open_role_pool, service_schema
 from tests.support.infra import Infra
 
 ADMIN_EMAIL = "admin@example.org"
@@ -27,14 +24,8 @@ ADMIN_PASSWORD = "admin-test-password"
 @pytest.fixture
 async def api_schema(infra: Infra, namespace: str) -> AsyncIterator[str]:
     """A role and schema named ``namespace`` with the shared and the API's migrations."""
-    await migrate_service(
-        infra.database_url, namespace, f"pw-{namespace}", ["services.api.migrations"]
-    )
-    yield namespace
-    async with await psycopg.AsyncConnection.connect(infra.database_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(namespace)))
+    async with service_schema(infra, namespace, ["services.api.migrations"]) as name:
+        yield name
 
 
 @pytest.fixture
@@ -73,11 +64,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def db(infra: Infra, api_schema: str) -> AsyncIterator[AsyncConnectionPool]:
     """A separate pool, as the API's role, for the tests' own look into the tables."""
-    conninfo = role_conninfo(infra.database_url, api_schema, f"pw-{api_schema}")
-    pool = create_pool(conninfo, name=f"tests-{api_schema}", max_size=4)
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
+    async with open_role_pool(infra, api_schema, max_size=4) as pool:
+        yield pool
 
 
 async def scalar(pool: AsyncConnectionPool, query: str, *params: Any) -> Any:

@@ -8,14 +8,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from devtools.smtp_catcher import MailDirHandler, catching
-from shared.db.migrations import migrate_service
-from shared.db.pool import create_pool, role_conninfo
+from tests.support.database import role_pool, service_schema
 from tests.support.infra import Infra
 
 REFUSED_DOMAIN = "refused.example.com"
@@ -24,19 +21,8 @@ REFUSED_DOMAIN = "refused.example.com"
 @pytest.fixture
 async def mailer_schema(infra: Infra, namespace: str) -> AsyncIterator[str]:
     """A schema + role named ``namespace`` with the mailer's own migrations applied."""
-    await migrate_service(
-        infra.database_url, namespace, f"pw-{namespace}", ["services.mailer.migrations"]
-    )
-    yield namespace
-    async with await psycopg.AsyncConnection.connect(infra.database_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(namespace)))
-
-
-def role_pool(infra: Infra, schema: str, max_size: int = 8) -> AsyncConnectionPool:
-    conninfo = role_conninfo(infra.database_url, schema, f"pw-{schema}")
-    return create_pool(conninfo, name=f"tests-{schema}", max_size=max_size)
+    async with service_schema(infra, namespace, ["services.mailer.migrations"]) as name:
+        yield name
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
-from tests.integration.mailer.conftest import role_pool
+from tests.support.database import role_pool
 from tests.support.infra import Infra
 
 RATE = 20.0

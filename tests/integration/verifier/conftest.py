@@ -2,33 +2,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.db.migrations import migrate_service
-from shared.db.pool import create_pool, role_conninfo
+from tests.support.database import open_role_pool, service_schema
 from tests.support.infra import Infra
 
 
 @pytest.fixture
 async def verifier_schema(infra: Infra, namespace: str) -> AsyncIterator[str]:
     """A schema with the verifier's own migrations, owned by a role of the same name."""
-    await migrate_service(
-        infra.database_url, namespace, f"pw-{namespace}", ["services.verifier.migrations"]
-    )
-    yield namespace
-    async with await psycopg.AsyncConnection.connect(infra.database_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(namespace)))
-        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(namespace)))
+    async with service_schema(infra, namespace, ["services.verifier.migrations"]) as name:
+        yield name
 
 
 @pytest.fixture
 async def verifier_pool(infra: Infra, verifier_schema: str) -> AsyncIterator[AsyncConnectionPool]:
-    conninfo = role_conninfo(infra.database_url, verifier_schema, f"pw-{verifier_schema}")
-    pool = create_pool(conninfo, name=f"tests-{verifier_schema}", max_size=4)
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
+    async with open_role_pool(infra, verifier_schema, max_size=4) as pool:
+        yield pool

@@ -11,7 +11,7 @@ import psycopg_pool
 import structlog
 
 from shared.broker.rabbitmq import RabbitBroker
-from shared.consumer.runtime import Consumer, Handler
+from shared.consumer.runtime import Consumer, Handler, Observer
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransaction, PostgresTransactions
 from shared.settings import CoreSettings
@@ -66,6 +66,7 @@ async def run_worker(
     stop: asyncio.Event,
     topology: Topology = SYSTEM_TOPOLOGY,
     background: Sequence[BackgroundTask] = (),
+    observers: Sequence[Observer] = (),
 ) -> None:
     broker = await connect_broker(settings, service, stop)
     # The whole topology, from every service: any start order leaves every queue in place.
@@ -80,6 +81,7 @@ async def run_worker(
             broker=broker,
             transactions=transactions,
             handler=handler,
+            observers=observers,
         )
         for queue, handler in handlers.items()
     ]

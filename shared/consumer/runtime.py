@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic
@@ -41,7 +41,7 @@ log = structlog.get_logger("consumer")
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 
 # Errors that say "the database is unreachable", not "this message is bad".
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg_pool.PoolTimeout,
 )
@@ -70,6 +70,26 @@ class MessageContext(Generic[TxT]):
 
 
 Handler = Callable[[MessageContext[TxT]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What happened to one delivery: for metrics and the per-message timeline."""
+
+    service: str
+    queue: QueueSpec
+    message_id: str | None
+    correlation_id: str | None
+    event_type: str | None
+    attempt: int
+    outcome: str  # processed | duplicate | retried | dead-lettered | requeued
+    seconds: float
+    occurred_at: datetime | None = None  # when the event was created, for lane wait
+    error_type: str | None = None
+    error: str | None = None
+
+
+Observer = Callable[[Observation], Awaitable[None]]
 
 
 def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPayload]:
@@ -102,6 +122,7 @@ class Consumer(Generic[TxT]):
         handler: Handler[TxT],
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         infrastructure_backoff: float = 1.0,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.service = service
         self.spec = spec
@@ -111,6 +132,7 @@ class Consumer(Generic[TxT]):
         self.handler = handler
         self.max_message_bytes = max_message_bytes
         self.infrastructure_backoff = infrastructure_backoff
+        self.observers = list(observers)
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         # processed / duplicate / retried / dead-lettered / requeued: for metrics and tests
@@ -122,8 +144,13 @@ class Consumer(Generic[TxT]):
         )
         log.info("consuming", queue=self.spec.name, prefetch=self.spec.prefetch)
 
+    @property
+    def consuming(self) -> bool:
+        return self._subscription is not None
+
     async def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, then let the ones in hand finish (graceful shutdown)."""
+        """Stop taking messages, then let the ones in hand finish (graceful shutdown, and
+        pausing: the queue keeps what arrives meanwhile; ``start`` resumes)."""
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
@@ -150,25 +177,35 @@ class Consumer(Generic[TxT]):
             queue=self.spec.name,
             attempt=attempt,
         ):
+            started = time.perf_counter()
+            envelope: Envelope | None = None
+            failure: Exception | None = None
             try:
-                await self._process(delivery, attempt)
+                envelope, outcome, failure = await self._process(delivery, attempt)
             except PublishFailed as error:
                 log.warning("copy not confirmed, requeueing the original", error=str(error))
-                self.outcomes["requeued"] += 1
+                outcome, failure = "requeued", error
                 await _settle(delivery.requeue())
+            self.outcomes[outcome] += 1
+            await self._observe(
+                message, envelope, attempt, outcome, time.perf_counter() - started, failure
+            )
 
-    async def _process(self, delivery: Delivery, attempt: int) -> None:
+    async def _process(
+        self, delivery: Delivery, attempt: int
+    ) -> tuple[Envelope | None, str, Exception | None]:
+        """Handle one delivery and settle it; return the envelope, outcome and error."""
         message = delivery.message
         started = time.perf_counter()
+        envelope: Envelope | None = None
         try:
             envelope, payload = decode(message, self.max_message_bytes)
             outcome = await self._handle(envelope, payload, attempt)
         except INFRASTRUCTURE_ERRORS as error:
             log.warning("database unavailable, message goes back", error=str(error))
             await asyncio.sleep(self.infrastructure_backoff)
-            self.outcomes["requeued"] += 1
             await _settle(delivery.requeue())
-            return
+            return envelope, "requeued", error
         except Exception as error:
             decision = policy.decide(self.spec, attempt, error)
             if isinstance(decision, policy.Retry):
@@ -177,10 +214,41 @@ class Consumer(Generic[TxT]):
             else:
                 await self._dead_letter(message, attempt, error, decision.kind)
                 outcome = "dead-lettered"
-        else:
-            log.info(outcome, seconds=round(time.perf_counter() - started, 4))
+            await _settle(delivery.ack())
+            return envelope, outcome, error
+        log.info(outcome, seconds=round(time.perf_counter() - started, 4))
         await _settle(delivery.ack())
-        self.outcomes[outcome] += 1
+        return envelope, outcome, None
+
+    async def _observe(
+        self,
+        message: OutgoingMessage,
+        envelope: Envelope | None,
+        attempt: int,
+        outcome: str,
+        seconds: float,
+        error: Exception | None,
+    ) -> None:
+        if not self.observers:
+            return
+        observation = Observation(
+            service=self.service,
+            queue=self.spec,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            event_type=envelope.type if envelope else message.type,
+            attempt=attempt,
+            outcome=outcome,
+            seconds=seconds,
+            occurred_at=envelope.occurred_at if envelope else None,
+            error_type=error.__class__.__name__ if error else None,
+            error=policy.describe(error) if error else None,
+        )
+        for observer in self.observers:
+            try:
+                await observer(observation)
+            except Exception as failure:  # observing must never break processing
+                log.warning("observer failed", error=repr(failure))
 
     async def _handle(self, envelope: Envelope, payload: EventPayload, attempt: int) -> str:
         async with self.transactions.begin() as tx:

@@ -43,8 +43,8 @@ test-integration: venv infra
 	$(WITH_INFRA) $(PY) -m pytest -m "integration"
 
 lint: venv
-	$(VENV)/bin/ruff check shared services devtools tests
-	$(VENV)/bin/ruff format --check shared services devtools tests
+	$(VENV)/bin/ruff check shared services devtools bench tests
+	$(VENV)/bin/ruff format --check shared services devtools bench tests
 	$(VENV)/bin/mypy shared services devtools
 	$(VENV)/bin/lint-imports
 

@@ -67,10 +67,10 @@ async def measure(rows: int, batch: int) -> float:
     finally:
         await broker.close()
         await pool.close()
-        await _drop(admin, name, topology)
+        await drop(admin, name, topology)
 
 
-async def _drop(admin: str, name: str, topology: Topology) -> None:
+async def drop(admin: str, name: str, topology: Topology) -> None:
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
         await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))

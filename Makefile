@@ -11,7 +11,7 @@ WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run
 MIGRATIONS := api:services.api.migrations verifier:services.verifier.migrations \
 	payments:services.payments.migrations mailer:services.mailer.migrations relay
 
-.PHONY: venv infra infra-down migrate run test test-unit test-integration lint lock clean
+.PHONY: venv infra infra-down migrate run browser test test-unit test-integration lint lock clean
 
 venv: $(STAMP)
 
@@ -33,7 +33,11 @@ migrate: venv infra
 run: venv infra migrate
 	$(WITH_INFRA) $(PY) -m devtools.run_system
 
-test: venv infra
+# Debian's Chromium and chromedriver, for the browser tests (tests/browser).
+browser:
+	bash scripts/ensure-browser.sh
+
+test: venv infra browser
 	$(WITH_INFRA) $(PY) -m pytest
 
 test-unit: venv

@@ -17,6 +17,19 @@ from devtools.supervisor import ProcessSpec, Supervisor, python_module
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".run"
+# Each worker serves Prometheus /metrics on its own port (the API on its HTTP port; the
+# sandbox and the SMTP catcher have none).
+DEFAULT_METRICS_PORTS = {
+    "projector": 9101,
+    "relay": 9102,
+    "verifier": 9103,
+    "payments": 9104,
+    "mailer": 9105,
+}
+
+
+def metrics_env(name: str, metrics_ports: Mapping[str, int]) -> dict[str, str]:
+    return {"METRICS_PORT": str(metrics_ports[name])} if name in metrics_ports else {}
 
 
 def system_environment(environ: Mapping[str, str], run_dir: Path = RUN) -> dict[str, str]:
@@ -36,23 +49,30 @@ def system_environment(environ: Mapping[str, str], run_dir: Path = RUN) -> dict[
     return env
 
 
-def system_processes(environ: Mapping[str, str]) -> list[ProcessSpec]:
+def system_processes(
+    environ: Mapping[str, str], metrics_ports: Mapping[str, int] = DEFAULT_METRICS_PORTS
+) -> list[ProcessSpec]:
+    ports = metrics_ports
     specs = []
     if "SMTP_HOST" not in environ and "SMTP_PORT" not in environ:
         specs.append(python_module("smtp", "devtools.smtp_catcher"))  # the user's SMTP replaces it
     specs += [
         python_module("sandbox", "services.payments.sandbox"),
         python_module("api", "services.api"),
-        python_module("projector", "services.api.projector"),
-        python_module("relay", "services.relay"),
-        python_module("verifier", "services.verifier"),
-        python_module("payments", "services.payments"),
-        python_module("mailer", "services.mailer"),
+        python_module("projector", "services.api.projector", metrics_env("projector", ports)),
+        python_module("relay", "services.relay", metrics_env("relay", ports)),
+        python_module("verifier", "services.verifier", metrics_env("verifier", ports)),
+        python_module("payments", "services.payments", metrics_env("payments", ports)),
+        python_module("mailer", "services.mailer", metrics_env("mailer", ports)),
     ]
     return specs
 
 
-def banner(env: Mapping[str, str], smtp_caught: bool) -> str:
+def banner(
+    env: Mapping[str, str],
+    smtp_caught: bool,
+    metrics_ports: Mapping[str, int] = DEFAULT_METRICS_PORTS,
+) -> str:
     api = env["API_PUBLIC_URL"]
     management = env.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672/")
     autopay = "on" if env.get("PSP_AUTOPAY") == "1" else "off"
@@ -67,6 +87,8 @@ def banner(env: Mapping[str, str], smtp_caught: bool) -> str:
         f"  Mail             SMTP {env['SMTP_HOST']}:{env['SMTP_PORT']}, {mail}",
         f"  Admin login      {env.get('ADMIN_EMAIL', 'admin@example.org')} / "
         f"{env.get('ADMIN_PASSWORD', 'admin-dev-password')}",
+        f"  Metrics          {api}/metrics; workers http://127.0.0.1:<port>/metrics: "
+        + ", ".join(f"{name} {port}" for name, port in metrics_ports.items()),
         f"  Logs             {RUN / 'logs'}/<service>.log",
         "",
     ]

@@ -28,10 +28,16 @@ class CoreSettings(BaseSettings):
     verifier_db_password: SecretStr = SecretStr("verifier-dev-password")
     payments_db_password: SecretStr = SecretStr("payments-dev-password")
     mailer_db_password: SecretStr = SecretStr("mailer-dev-password")
+    # The read-only operators' role (outbox, message_log, queue_controls of every schema).
+    ops_db_password: SecretStr = SecretStr("ops-dev-password")
     db_pool_max: int = 10
 
     sweeper_schedule: str = "*/15 * * * *"
     sweeper_retention_hours: float = 168.0
+
+    # Workers serve Prometheus /metrics on this port when it is set (the API uses its own port).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def db_password(self, service: str) -> str:
         password: SecretStr = getattr(self, f"{service}_db_password")

@@ -35,6 +35,7 @@ class SweepResult:
     ran: bool
     processed_deleted: int = 0
     outbox_deleted: int = 0
+    message_log_deleted: int = 0
 
 
 def sweeper_lock_key(schema: str) -> int:
@@ -76,10 +77,14 @@ class Sweeper:
             try:
                 processed = await self._delete(conn, "processed_messages", "processed_at")
                 outbox = await self._delete(conn, "outbox", "published_at")
+                timeline = await self._delete(conn, "message_log", "at")
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        log.info("swept", schema=self.schema, processed_deleted=processed, outbox_deleted=outbox)
-        return SweepResult(ran=True, processed_deleted=processed, outbox_deleted=outbox)
+        result = SweepResult(True, processed, outbox, timeline)
+        log.info(
+            "swept", schema=self.schema, **{k: v for k, v in vars(result).items() if k != "ran"}
+        )
+        return result
 
     async def _delete(self, conn: AsyncConnection[Any], table: str, column: str) -> int:
         statement = sql.SQL(_DELETE_BATCH).format(

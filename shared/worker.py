@@ -12,11 +12,14 @@ import structlog
 
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import Consumer, Handler, Observer
+from shared.control import QueueControl
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransaction, PostgresTransactions
+from shared.metrics import metrics_observer, serve_configured_metrics
 from shared.settings import CoreSettings
 from shared.sweeper import Sweeper
 from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.timeline import MessageLog
 from shared.topology import Topology
 
 log = structlog.get_logger("worker")
@@ -68,11 +71,13 @@ async def run_worker(
     background: Sequence[BackgroundTask] = (),
     observers: Sequence[Observer] = (),
 ) -> None:
+    metrics_server = serve_configured_metrics(settings)
     broker = await connect_broker(settings, service, stop)
     # The whole topology, from every service: any start order leaves every queue in place.
     await broker.declare(topology)
     pool = await open_pool(settings, service)
     transactions = PostgresTransactions(pool, service)
+    timeline = MessageLog(pool, service)
     consumers = [
         Consumer(
             service=service,
@@ -81,7 +86,7 @@ async def run_worker(
             broker=broker,
             transactions=transactions,
             handler=handler,
-            observers=observers,
+            observers=[metrics_observer(), timeline.observe, *observers],
         )
         for queue, handler in handlers.items()
     ]
@@ -92,13 +97,26 @@ async def run_worker(
         retention=settings.sweeper_retention,
     )
     tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
-    for consumer in consumers:
-        await consumer.start()
-    log.info("started", service=service, queues=list(handlers))
+    timeline.start()
+    # Listens for pause/resume first, then starts only the queues not paused.
+    control = QueueControl(
+        service=service,
+        schema=service,
+        pool=pool,
+        consumers={consumer.spec.name: consumer for consumer in consumers},
+        exchange=topology.exchanges.control,
+        rabbitmq_url=settings.rabbitmq_url.get_secret_value(),
+    )
+    paused = await control.start()
+    log.info("started", service=service, queues=list(handlers), paused=paused)
     await stop.wait()
     log.info("stopping", service=service)
+    await control.close()
     await asyncio.gather(*(consumer.stop() for consumer in consumers))
+    await timeline.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     await broker.close()
     await pool.close()
+    if metrics_server is not None:
+        await metrics_server.close()
     log.info("stopped", service=service)

@@ -11,12 +11,24 @@ from shared.topology import Exchanges
 from tests.support.amqp import AmqpInspector
 from tests.support.database import open_role_pool, service_schema
 from tests.support.infra import Infra, infrastructure
+from tests.support.system import RunningSystem
 
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     with infrastructure() as found:
         yield found
+
+
+@pytest.fixture(scope="session")
+async def system(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSystem]:
+    """The whole system as processes, shared by the end-to-end and browser tests."""
+    running = RunningSystem(infra, tmp_path_factory.mktemp("system"), {})
+    await running.start()
+    yield running
+    await running.stop()
 
 
 @pytest.fixture

@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
+from services.api.admin.routes import router as admin_router
 from services.api.applications.routes import router as applications_router
 from services.api.auth.passwords import Passwords
 from services.api.auth.routes import router as auth_router
 from services.api.auth.seeding import seed_admin
 from services.api.auth.tokens import TokenVerifier
+from services.api.metrics import install_metrics, prepare_multiprocess_metrics
 from services.api.payments.routes import router as payments_router
 from services.api.resources import Resources
 from services.api.settings import ApiSettings
@@ -33,14 +35,17 @@ from shared.worker import open_pool
 
 SERVICE = "api"
 REQUEST_ID_HEADER = "x-request-id"
+CORRELATION_ID_HEADER = "x-correlation-id"
+_ID_HEADERS = (REQUEST_ID_HEADER, CORRELATION_ID_HEADER)  # the first one offered wins
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 log = structlog.get_logger("api")
 
 
 class RequestIdMiddleware:
-    """Each request gets an id (the client's X-Request-ID, or a new one): it is echoed back,
-    bound to every log line, and becomes the correlation id of the events it causes."""
+    """Each request gets an id (the client's X-Request-ID or X-Correlation-ID, or a new one):
+    it is echoed back in both headers, bound to every log line, and becomes the correlation id
+    of the events it causes."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,19 +54,18 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER.encode():
-                request_id = value.decode("latin-1")
-                break
-        if not _ACCEPTABLE_REQUEST_ID.match(request_id):
-            request_id = str(uuid.uuid4())
+        offered = dict(scope["headers"])
+        candidates = (offered.get(name.encode(), b"").decode("latin-1") for name in _ID_HEADERS)
+        request_id = next(
+            (found for found in candidates if _ACCEPTABLE_REQUEST_ID.match(found)),
+            str(uuid.uuid4()),
+        )
         scope.setdefault("state", {})["request_id"] = request_id
-        echoed = (REQUEST_ID_HEADER.encode(), request_id.encode())
+        echoed = [(name.encode(), request_id.encode()) for name in _ID_HEADERS]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), echoed]
+                message["headers"] = [*message.get("headers", []), *echoed]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(correlation_id=request_id):
@@ -107,11 +111,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)
     app.include_router(health.router)
+    app.include_router(admin_router)
     return app
 
 
@@ -125,6 +131,7 @@ def create_app_from_env() -> FastAPI:
 def main() -> None:
     settings = ApiSettings()
     configure_logging(SERVICE, settings.log_level)
+    prepare_multiprocess_metrics(settings.api_workers)
     uvicorn.run(
         "services.api.app:create_app_from_env",
         factory=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CoreSettings
@@ -46,6 +46,16 @@ class ApiSettings(CoreSettings):
     max_field_bytes: int = 64 * 1024
 
     readiness_timeout_seconds: float = 1.0
+
+    # Operations (/admin): the RabbitMQ management HTTP API (the vhost is RABBITMQ_URL's), and
+    # the read-only role that sees the outbox, message_log and queue_controls of ``ops_schemas``.
+    rabbitmq_management_url: str = "http://127.0.0.1:15672/"
+    rabbitmq_management_user: str = "guest"
+    rabbitmq_management_password: SecretStr = SecretStr("guest")
+    ops_db_role: str = "ops"
+    ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
+    # Dead-letter listings and replays read at most this many messages of a DLQ per request.
+    admin_dead_letter_scan: int = Field(default=1000, ge=1, le=100_000)
 
     def db_password(self, service: str) -> str:
         """The API logs in as ``db_role`` with ``API_DB_PASSWORD``, whatever the role is named."""

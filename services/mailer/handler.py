@@ -7,7 +7,7 @@ commit (a crash), the redelivery sends it again with the same Message-ID.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import jinja2
@@ -21,6 +21,7 @@ from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransaction
 from shared.events.catalog import EmailSent
+from shared.metrics import Metrics, metrics_for
 
 log = structlog.get_logger("mailer")
 
@@ -40,6 +41,9 @@ class Mailer:
     rate_limiter: RateLimiter
     mail_from: str
     api_public_url: str
+    # The lane wait itself is measured by the runtime's metrics observer; this adds its part
+    # spent on the shared token bucket.
+    metrics: Metrics = field(default_factory=metrics_for)
 
     async def handle(self, ctx: MessageContext[PostgresTransaction]) -> None:
         spec = email_for(ctx.payload, api_public_url=self.api_public_url)
@@ -63,6 +67,7 @@ class Mailer:
             return
 
         rate_wait = await self.rate_limiter.acquire(lane)
+        self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
         await self.sender.send(message)
 

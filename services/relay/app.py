@@ -6,19 +6,26 @@ Several relays may run side by side: rows are claimed with FOR UPDATE SKIP LOCKE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from functools import partial
 
+import psycopg
+import psycopg_pool
+import structlog
 from pydantic_settings import SettingsConfigDict
 
 from shared.db.pool import role_conninfo
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
+from shared.metrics import Metrics, metrics_for, serve_configured_metrics
 from shared.outbox.relay import Relay, RelayOptions
 from shared.settings import CoreSettings
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.worker import connect_broker, open_pool
 
 SERVICE = "relay"
+
+log = structlog.get_logger("relay")
 
 
 class RelaySettings(CoreSettings):
@@ -27,9 +34,29 @@ class RelaySettings(CoreSettings):
     relay_sources: list[str] = ["api", "verifier", "payments", "mailer"]
     relay_batch_size: int = 500
     relay_poll_interval: float = 1.0
+    # How often the backlog gauges (unpublished rows, oldest age) are sampled.
+    relay_backlog_sample_seconds: float = 5.0
+
+
+async def sample_backlog(
+    relay: Relay, metrics: Metrics, stop: asyncio.Event, interval: float
+) -> None:
+    """Keep the outbox backlog gauges fresh: one cheap query per source every ``interval``."""
+    while not stop.is_set():
+        for source in relay.schemas:
+            try:
+                unpublished, oldest = await relay.backlog(source)
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+                log.warning("backlog sample failed", source=source, error=str(error))
+                continue
+            metrics.record_backlog(source, unpublished, oldest)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 async def run(settings: RelaySettings, stop: asyncio.Event) -> None:
+    metrics_server = serve_configured_metrics(settings)
+    metrics = metrics_for()
     broker = await connect_broker(settings, SERVICE, stop)
     await broker.declare(SYSTEM_TOPOLOGY)
     pool = await open_pool(settings, SERVICE, max_size=4)
@@ -44,10 +71,20 @@ async def run(settings: RelaySettings, stop: asyncio.Event) -> None:
         options=RelayOptions(
             batch_size=settings.relay_batch_size, poll_interval=settings.relay_poll_interval
         ),
+        metrics=metrics,
     )
-    await relay.run(stop)
+    sampler = asyncio.create_task(
+        sample_backlog(relay, metrics, stop, settings.relay_backlog_sample_seconds)
+    )
+    try:
+        await relay.run(stop)
+    finally:
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
     await broker.close()
     await pool.close()
+    if metrics_server is not None:
+        await metrics_server.close()
 
 
 def main() -> None:

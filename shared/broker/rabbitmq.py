@@ -24,6 +24,7 @@ from shared.broker.base import DeliveryHandler, Headers, HeaderValue, OutgoingMe
 from shared.errors import PublishFailed, TopologyMismatch, Unroutable
 from shared.topology import (
     BindingDeclaration,
+    Declaration,
     ExchangeDeclaration,
     QueueDeclaration,
     Topology,
@@ -92,18 +93,32 @@ class RabbitBroker:
         return cls(connection, publish_timeout)
 
     async def declare(self, topology: Topology) -> None:
-        channel = await self._connection.channel(publisher_confirms=False)
+        """Declare the whole topology, so that any start order leaves every queue in place.
+
+        A least-privilege login (``deploy/rabbitmq/definitions.json``) may configure only its
+        own queues: whatever it is refused must already exist (the operator loaded the
+        definitions), so it is checked passively, and the bindings of a queue it may not
+        declare are left to the operator. Declarations run on raw channels: a refusal closes
+        only that channel, and no robust channel re-opens itself to replay it.
+        """
+        transport = self._connection.transport
+        if transport is None:
+            raise ConnectionError("not connected to the broker")
+        connection = transport.connection
+        channel = await connection.channel()
+        foreign: set[str] = set()
         try:
-            queues: dict[str, AbstractQueue] = {}
             for item in declarations(topology):
-                if isinstance(item, ExchangeDeclaration):
-                    await channel.declare_exchange(
-                        item.name, _EXCHANGE_TYPES[item.kind], durable=True
-                    )
-                elif isinstance(item, QueueDeclaration):
-                    queues[item.name] = await _declare_queue(channel, item)
-                elif isinstance(item, BindingDeclaration):
-                    await queues[item.queue].bind(item.exchange, item.routing_key)
+                if isinstance(item, BindingDeclaration) and item.queue in foreign:
+                    continue
+                try:
+                    await _declare(channel, item)
+                except aiormq.exceptions.ChannelAccessRefused:
+                    if isinstance(item, BindingDeclaration):
+                        raise
+                    channel = await connection.channel()
+                    await _check_exists(channel, item)
+                    foreign.add(item.name)
         finally:
             if not channel.is_closed:
                 await channel.close()
@@ -159,14 +174,34 @@ class RabbitBroker:
             raise PublishFailed(f"no channel to publish on: {error!r}") from error
 
 
-async def _declare_queue(channel: AbstractRobustChannel, item: QueueDeclaration) -> AbstractQueue:
+async def _declare(channel: aiormq.abc.AbstractChannel, item: Declaration) -> None:
+    if isinstance(item, ExchangeDeclaration):
+        await channel.exchange_declare(item.name, exchange_type=item.kind, durable=True)
+    elif isinstance(item, QueueDeclaration):
+        try:
+            await channel.queue_declare(item.name, durable=True, arguments=dict(item.arguments))
+        except aiormq.exceptions.ChannelPreconditionFailed as error:
+            raise TopologyMismatch(
+                f"queue {item.name!r} already exists with other arguments than declared "
+                f"{dict(item.arguments)}; the broker says: {error}. Delete the queue (after "
+                f"moving its messages) or change the declaration back."
+            ) from error
+    else:
+        await channel.queue_bind(item.queue, item.exchange, routing_key=item.routing_key)
+
+
+async def _check_exists(
+    channel: aiormq.abc.AbstractChannel, item: ExchangeDeclaration | QueueDeclaration
+) -> None:
     try:
-        return await channel.declare_queue(item.name, durable=True, arguments=dict(item.arguments))
-    except aiormq.exceptions.ChannelPreconditionFailed as error:
+        if isinstance(item, ExchangeDeclaration):
+            await channel.exchange_declare(item.name, passive=True)
+        else:
+            await channel.queue_declare(item.name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as error:
         raise TopologyMismatch(
-            f"queue {item.name!r} already exists with other arguments than declared "
-            f"{dict(item.arguments)}; the broker says: {error}. Delete the queue (after "
-            f"moving its messages) or change the declaration back."
+            f"{item.name!r} does not exist and this login may not declare it: load "
+            f"deploy/rabbitmq/definitions.json into the broker (or connect as a user that may)"
         ) from error
 
 

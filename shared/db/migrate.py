@@ -1,7 +1,8 @@
 """``python -m shared.db.migrate SERVICE[:PACKAGE] ...``: provision and migrate services.
 
 Each argument names a service (its role and schema) and, optionally, the package holding its
-own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox.
+own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox, and the
+read-only ``ops`` role (password ``OPS_DB_PASSWORD``) the operations tables of every schema.
 ``make migrate`` lists the system's services.
 """
 
@@ -12,7 +13,12 @@ import sys
 
 import psycopg
 
-from shared.db.migrations import grant_outbox_access, migrate_service
+from shared.db.migrations import (
+    OPS_ROLE,
+    grant_outbox_access,
+    migrate_service,
+    provision_ops_role,
+)
 from shared.logs import configure_logging, get_logger
 from shared.settings import CoreSettings
 
@@ -30,6 +36,10 @@ async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             await grant_outbox_access(conn, RELAY, sources)
         log.info("relay granted outboxes", sources=sources)
+    schemas = [service for service, _ in targets]
+    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+        await provision_ops_role(conn, OPS_ROLE, settings.db_password(OPS_ROLE), schemas)
+    log.info("ops role granted", schemas=schemas)
 
 
 def parse_targets(arguments: list[str]) -> list[tuple[str, list[str]]]:

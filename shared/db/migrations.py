@@ -2,7 +2,8 @@
 
 Each service owns its schema (``CREATE SCHEMA x AUTHORIZATION x``) and has no rights on any
 other; its migrations run as that role, so the tables belong to it. The shared messaging
-tables come first in every schema. The relay's role is then granted the outbox tables only.
+tables come first in every schema. The relay's role is then granted the outbox tables only, and
+the operators' read-only role ``ops`` SELECT on the outbox, message_log and queue_controls.
 
 Run by ``python -m shared.db.migrate`` (``make migrate``) with the admin ``DATABASE_URL``.
 """
@@ -113,6 +114,52 @@ async def grant_outbox_access(
                 sql.Identifier(schema), sql.Identifier(role)
             )
         )
+
+
+OPS_ROLE = "ops"
+# What operators may read of every service: the messaging tables, never the domain's.
+OPS_TABLES = ("outbox", "message_log", "queue_controls")
+
+
+async def provision_ops_role(
+    admin: psycopg.AsyncConnection, role: str, password: str, schemas: list[str]
+) -> None:
+    """A login role that can SELECT ``OPS_TABLES`` of ``schemas`` and nothing else (idempotent;
+    resets the password). The admin API reads outbox backlogs, timelines and pauses with it."""
+    async with admin.transaction():
+        await admin.execute("SELECT pg_advisory_xact_lock(%s)", (_PROVISION_LOCK,))
+        await _grant_ops(admin, role, password, schemas)
+
+
+async def _grant_ops(
+    admin: psycopg.AsyncConnection, role: str, password: str, schemas: list[str]
+) -> None:
+    exists = await (
+        await admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    ).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    await admin.execute(
+        sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    await admin.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(admin.info.dbname), sql.Identifier(role)
+        )
+    )
+    for schema in schemas:
+        await admin.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+        for table in OPS_TABLES:
+            await admin.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(role)
+                )
+            )
 
 
 async def migrate_service(

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psycopg
 import psycopg_pool
@@ -27,6 +29,9 @@ from shared.broker.base import Broker, OutgoingMessage
 from shared.errors import PublishFailed, Unroutable
 from shared.events.envelope import CONTENT_TYPE
 from shared.outbox.writer import OUTBOX_CHANNEL
+
+if TYPE_CHECKING:
+    from shared.metrics import Metrics
 
 log = structlog.get_logger("relay")
 
@@ -39,6 +44,12 @@ LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 _MARK_PUBLISHED = "UPDATE {table} SET published_at = clock_timestamp() WHERE id = ANY(%s)"
+# Both halves walk the partial index of unpublished rows: cheap enough to sample every few seconds.
+_BACKLOG = """
+SELECT (SELECT count(*) FROM {table} WHERE published_at IS NULL),
+       (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM {table}
+        WHERE published_at IS NULL ORDER BY id LIMIT 1)
+"""
 _MARK_UNROUTABLE = """
 UPDATE {table}
 SET attempts = attempts + 1,
@@ -65,6 +76,7 @@ class Relay:
         schemas: Sequence[str],
         listen_conninfo: str,
         options: RelayOptions = RelayOptions(),
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -72,6 +84,7 @@ class Relay:
         self.schemas = list(schemas)
         self.listen_conninfo = listen_conninfo
         self.options = options
+        self.metrics = metrics
         self._wake = asyncio.Event()
 
     async def publish_batch(self, schema: str) -> int:
@@ -102,6 +115,9 @@ class Relay:
                 await conn.execute(
                     sql.SQL(_MARK_UNROUTABLE).format(table=table), (str(error), [row_id])
                 )
+        if self.metrics is not None and published:
+            created = [row[5] for row, result in zip(rows, results, strict=True) if result is None]
+            self.metrics.record_published(schema, created, datetime.now(UTC))
         failure = next(
             (r for r in results if isinstance(r, BaseException) and not isinstance(r, Unroutable)),
             None,
@@ -113,6 +129,14 @@ class Relay:
                 f"{len(rows) - len(published) - len(unroutable)} of {len(rows)} rows not confirmed"
             ) from failure
         return len(published)
+
+    async def backlog(self, schema: str) -> tuple[int, float]:
+        """How many rows of ``schema``'s outbox wait, and the oldest one's age in seconds."""
+        query = sql.SQL(_BACKLOG).format(table=sql.Identifier(schema, "outbox"))
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query)).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1] or 0.0)
 
     async def _publish(self, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from pypdf import PdfWriter
 
-from tests.support.infra import Infra
 from tests.support.system import RunningSystem
 
 
@@ -17,16 +16,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(scope="session")
-async def system(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningSystem]:
-    running = RunningSystem(infra, tmp_path_factory.mktemp("system"), {})
-    await running.start()
-    yield running
-    await running.stop()
 
 
 def pdf_bytes(pages: int = 1, text: str = "") -> bytes:

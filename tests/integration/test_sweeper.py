@@ -14,10 +14,19 @@ async def seed(pool: AsyncConnectionPool, schema: str) -> dict[str, str]:
     """Rows on both sides of a 1 hour retention; returns the ids that must survive."""
     ids = {
         name: str(uuid.uuid4())
-        for name in ("old", "new", "old_unpublished", "old_published", "new_published")
+        for name in (
+            "old",
+            "new",
+            "old_unpublished",
+            "old_published",
+            "new_published",
+            "old_log",
+            "new_log",
+        )
     }
     processed = sql.Identifier(schema, "processed_messages")
     outbox = sql.Identifier(schema, "outbox")
+    timeline = sql.Identifier(schema, "message_log")
     async with pool.connection() as conn, conn.transaction():
         for name, age in (("old", "2 hours"), ("new", "10 minutes")):
             await conn.execute(
@@ -40,6 +49,14 @@ async def seed(pool: AsyncConnectionPool, schema: str) -> dict[str, str]:
                 ).format(outbox),
                 (ids[name], created, published),
             )
+        for name, age in (("old_log", "2 hours"), ("new_log", "10 minutes")):
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (message_id, queue, attempt, outcome, seconds, at)"
+                    " VALUES (%s, 'q', 1, 'processed', 0.01, now() - %s::interval)"
+                ).format(timeline),
+                (ids[name], age),
+            )
     return ids
 
 
@@ -49,8 +66,11 @@ async def remaining(pool: AsyncConnectionPool, schema: str) -> set[str]:
             await conn.execute(
                 sql.SQL(
                     "SELECT message_id::text FROM {} UNION ALL SELECT message_id::text FROM {}"
+                    " UNION ALL SELECT message_id FROM {}"
                 ).format(
-                    sql.Identifier(schema, "processed_messages"), sql.Identifier(schema, "outbox")
+                    sql.Identifier(schema, "processed_messages"),
+                    sql.Identifier(schema, "outbox"),
+                    sql.Identifier(schema, "message_log"),
                 )
             )
         ).fetchall()
@@ -66,8 +86,13 @@ async def test_only_rows_older_than_the_retention_go(
     result = await sweeper.sweep_once()
 
     assert result.ran
-    assert (result.processed_deleted, result.outbox_deleted) == (1, 1)
+    assert (result.processed_deleted, result.outbox_deleted, result.message_log_deleted) == (
+        1,
+        1,
+        1,
+    )
     assert await remaining(pool, schema) == {
+        ids["new_log"],
         ids["new"],
         ids["old_unpublished"],
         ids["new_published"],

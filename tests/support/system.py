@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from devtools.run_system import system_environment, system_processes
+from devtools.run_system import DEFAULT_METRICS_PORTS, system_environment, system_processes
 from devtools.supervisor import Supervisor
 from tests.support.infra import ROOT, Infra
 
@@ -67,9 +67,16 @@ class RunningSystem:
             run_dir=self.folder,
         )
         self.env["SMTP_PORT"] = str(self.smtp_port)
+        # The admin API reads queue statistics from the management API of the same broker.
+        management, (user, password) = self._management()
+        self.env.setdefault("RABBITMQ_MANAGEMENT_URL", management)
+        self.env.setdefault("RABBITMQ_MANAGEMENT_USER", user)
+        self.env.setdefault("RABBITMQ_MANAGEMENT_PASSWORD", password)
         self._migrate()
+        # every worker's /metrics on a free port of its own: {"relay": port, ...}
+        self.metrics_ports = {name: free_port() for name in DEFAULT_METRICS_PORTS}
         # the catcher is started as make run starts it, on this system's own port
-        specs = system_processes({})
+        specs = system_processes({}, self.metrics_ports)
         self.supervisor = Supervisor(specs, self.folder / "logs", base_env=self._process_env())
         await self.supervisor.start()
         await self._wait_ready()

@@ -1,0 +1,106 @@
+"""What the admin routes use, opened on first use and closed with the app.
+
+Lazily on purpose: the API must start and accept applications while the broker is down (the
+outbox absorbs that), so nothing here may hold the start-up back. The first admin request
+connects; a failure answers 503 and the next request tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+import psycopg
+import psycopg_pool
+import structlog
+from fastapi import FastAPI, HTTPException, Request, status
+from psycopg_pool import AsyncConnectionPool
+
+from services.api.admin.dead_letters import DeadLetterBroker
+from services.api.admin.management import ManagementApi, vhost_of
+from services.api.settings import ApiSettings
+from shared.db.pool import create_pool, role_conninfo
+from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.topology import Topology
+
+log = structlog.get_logger("api.admin")
+
+
+def unavailable(what: str, error: BaseException) -> HTTPException:
+    log.warning("admin dependency unavailable", dependency=what, error=repr(error))
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} unavailable: {error}")
+
+
+class AdminResources:
+    def __init__(self, settings: ApiSettings, topology: Topology = SYSTEM_TOPOLOGY) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.management = ManagementApi(
+            settings.rabbitmq_management_url,
+            settings.rabbitmq_management_user,
+            settings.rabbitmq_management_password.get_secret_value(),
+            vhost_of(settings.rabbitmq_url.get_secret_value()),
+        )
+        self._ops_pool: AsyncConnectionPool | None = None
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def ops_schemas(self) -> list[str]:
+        return self.settings.ops_schemas
+
+    async def ops_pool(self) -> AsyncConnectionPool:
+        """A small pool logged in as the read-only ``ops`` role."""
+        async with self._lock:
+            if self._ops_pool is None:
+                conninfo = role_conninfo(
+                    self.settings.database_url.get_secret_value(),
+                    self.settings.ops_db_role,
+                    self.settings.ops_db_password.get_secret_value(),
+                )
+                pool = create_pool(conninfo, name="api-ops", min_size=1, max_size=2, timeout=5)
+                try:
+                    await pool.open(wait=True, timeout=5)
+                except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+                    await pool.close()
+                    raise unavailable("the operations database role", error) from error
+                self._ops_pool = pool
+            return self._ops_pool
+
+    async def broker(self) -> DeadLetterBroker:
+        async with self._lock:
+            if self._connection is None:
+                try:
+                    self._connection = await aio_pika.connect_robust(
+                        self.settings.rabbitmq_url.get_secret_value(),
+                        client_properties={"connection_name": "api.admin"},
+                        timeout=5,
+                    )
+                except (ConnectionError, OSError, aio_pika.exceptions.AMQPError) as error:
+                    raise unavailable("RabbitMQ", error) from error
+            return DeadLetterBroker(self._connection, self.topology.exchanges)
+
+    async def close(self) -> None:
+        await self.management.close()
+        if self._connection is not None:
+            await self._connection.close()
+        if self._ops_pool is not None:
+            await self._ops_pool.close()
+
+
+@asynccontextmanager
+async def admin_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    admin = AdminResources(app.state.settings)
+    app.state.admin = admin
+    try:
+        yield
+    finally:
+        await admin.close()
+
+
+async def admin_resources(request: Request) -> AdminResources:
+    """FastAPI dependency: the admin resources of the running app."""
+    found: AdminResources = request.app.state.admin
+    return found

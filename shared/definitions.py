@@ -1,0 +1,322 @@
+"""The RabbitMQ definitions document operators load, exported from the topology.
+
+``python -m shared.definitions > deploy/rabbitmq/definitions.json`` writes the vhost, its
+exchanges, queues (with their exact arguments) and bindings, a policy spreading quorum queue
+leaders over the cluster's nodes, and one user per service with least-privilege permissions,
+plus an ``operator`` administrator for the management UI.
+Queues come from ``shared.topology.declarations()``, never from a list kept here, so the file
+and the code cannot drift apart (a unit test compares the committed file with a fresh export).
+
+Permissions follow what each service's code really does on the broker:
+- configure: declare (and so delete) only its own queues, their retry tiers and dead-letter
+  queue, and its per-instance control queues ``control.<service>.<uuid>``;
+- write: publish only to the exchanges it must (every consumer: ``admissions.retry`` and
+  ``admissions.dead``; the relay: ``admissions.events``; the api: ``admissions.control`` too),
+  and bind its own queues (a binding needs *write* on the queue);
+- read: consume its own work and control queues, and bind them to the exchanges they are fed
+  from (a binding needs *read* on the exchange). Declaring a queue that dead-letters also needs
+  *read* on that queue, so retry tiers are readable by their owner.
+The api (admin API: dead-letter replay) may read every dead-letter queue, and has the
+``management`` tag to read queue statistics of its vhost from the management HTTP API.
+
+Development passwords are ``<user>-dev-password``, hashed with a salt derived from the user
+name so that the committed file is stable; ``--passwords-from-env`` takes each password from
+``<USER>_RABBITMQ_PASSWORD`` and salts it at random, for real deployments.
+
+Services still declare the whole topology at start-up; with these logins the broker adapter
+declares what it may and only checks that the rest exists (``RabbitBroker.declare``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.control import control_queue_prefix
+from shared.settings import SERVICES
+from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.topology import (
+    BindingDeclaration,
+    ExchangeDeclaration,
+    QueueDeclaration,
+    Topology,
+    dead_letter_queue_name,
+    declarations,
+    retry_queue_name,
+)
+
+VHOST = "admissions"
+OPERATOR = "operator"
+HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+NOTHING = "^$"  # matches only the empty name; "" is checked as amq.default, so: no access
+
+# Exchanges a service publishes to besides the retry and dead-letter exchanges every consumer
+# uses (by field name of ``Exchanges``).
+EXTRA_PUBLISHED_EXCHANGES: Mapping[str, tuple[str, ...]] = {
+    "relay": ("events",),  # the outbox relay
+    "api": ("control",),  # pause / resume from the admin API
+}
+# Services that read every dead-letter queue (the admin API replays them).
+READS_ALL_DEAD_LETTERS = frozenset({"api"})
+SERVICE_TAGS: Mapping[str, tuple[str, ...]] = {"api": ("management",)}
+
+
+@dataclass(frozen=True)
+class BrokerUser:
+    name: str
+    password: str
+    tags: tuple[str, ...] = ()
+
+    @property
+    def is_administrator(self) -> bool:
+        return "administrator" in self.tags
+
+
+@dataclass(frozen=True)
+class Permission:
+    configure: str
+    write: str
+    read: str
+
+
+def dev_password(user: str) -> str:
+    return f"{user}-dev-password"
+
+
+def dev_users(services: Iterable[str] = SERVICES) -> tuple[BrokerUser, ...]:
+    """One user per service and the operator, with their development passwords."""
+    users = [BrokerUser(name, dev_password(name), SERVICE_TAGS.get(name, ())) for name in services]
+    users.append(BrokerUser(OPERATOR, dev_password(OPERATOR), ("administrator",)))
+    return tuple(users)
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+def stable_salt(user: str) -> bytes:
+    """4 bytes derived from the user name: the same file on every export."""
+    return hashlib.sha256(f"admissions-definitions:{user}".encode()).digest()[:4]
+
+
+def hash_password(password: str, salt: bytes) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    if len(salt) != 4:
+        raise ValueError("RabbitMQ password salts are 4 bytes")
+    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    raw = base64.b64decode(password_hash)
+    return hash_password(password, raw[:4]) == password_hash
+
+
+# --- permissions -----------------------------------------------------------------------------
+
+
+def control_queue_pattern(service: str) -> str:
+    """Regex of ``control.<service>.<instance>``, the per-process control queues."""
+    return re.escape(control_queue_prefix(service)) + "[^.]+"
+
+
+def _any_of(exact_names: Iterable[str], patterns: Iterable[str] = ()) -> str:
+    alternatives = [re.escape(name) for name in sorted(set(exact_names))]
+    alternatives += sorted(set(patterns))
+    if not alternatives:
+        return NOTHING
+    return "^(?:" + "|".join(alternatives) + ")$"
+
+
+def service_permissions(topology: Topology, service: str) -> Permission:
+    """Least privilege for one service's broker login (see the module docstring)."""
+    ex = topology.exchanges
+    own = [spec for spec in topology.queues if spec.service == service]
+    work = [spec.name for spec in own]
+    tiers = [retry_queue_name(spec.name, delay) for spec in own for delay in spec.retry_tiers]
+    dead = [dead_letter_queue_name(spec.name) for spec in own]
+    control = [control_queue_pattern(service)] if own else []
+
+    published = [ex.retry, ex.dead] if own else []
+    published += [getattr(ex, field) for field in EXTRA_PUBLISHED_EXCHANGES.get(service, ())]
+    bound_from = [ex.events, ex.retry, ex.dead, ex.control] if own else []
+    # A service sees its dead letters through the admin API, which may read them all.
+    dead_patterns = [r".+\.dlq"] if service in READS_ALL_DEAD_LETTERS else []
+
+    return Permission(
+        configure=_any_of([*work, *tiers, *dead], control),
+        write=_any_of([*work, *tiers, *dead, *published], control),
+        read=_any_of([*work, *tiers, *bound_from], [*control, *dead_patterns]),
+    )
+
+
+def permissions_for(topology: Topology, user: BrokerUser) -> Permission:
+    if user.is_administrator:
+        return Permission(configure=".*", write=".*", read=".*")
+    return service_permissions(topology, user.name)
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def export_definitions(
+    topology: Topology,
+    users: Sequence[BrokerUser],
+    *,
+    vhost: str = VHOST,
+    salt: Mapping[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """A definitions document (``rabbitmqctl import_definitions`` / ``load_definitions``).
+
+    ``salt`` maps user names to their password salts; by default each is derived from the name.
+    Lists are sorted, so the document only changes when the topology or the users do.
+    """
+    exchanges: list[dict[str, Any]] = []
+    queues: list[dict[str, Any]] = []
+    bindings: list[dict[str, Any]] = []
+    for item in declarations(topology):
+        if isinstance(item, ExchangeDeclaration):
+            exchanges.append(
+                {
+                    "name": item.name,
+                    "vhost": vhost,
+                    "type": item.kind,
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": {},
+                }
+            )
+        elif isinstance(item, QueueDeclaration):
+            queues.append(
+                {
+                    "name": item.name,
+                    "vhost": vhost,
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": dict(item.arguments),
+                }
+            )
+        elif isinstance(item, BindingDeclaration):
+            bindings.append(
+                {
+                    "source": item.exchange,
+                    "vhost": vhost,
+                    "destination": item.queue,
+                    "destination_type": "queue",
+                    "routing_key": item.routing_key,
+                    "arguments": {},
+                }
+            )
+
+    salts = salt or {}
+    user_entries = [
+        {
+            "name": user.name,
+            "password_hash": hash_password(
+                user.password, salts.get(user.name) or stable_salt(user.name)
+            ),
+            "hashing_algorithm": HASHING_ALGORITHM,
+            "tags": list(user.tags),
+            "limits": {},
+        }
+        for user in users
+    ]
+    permissions = []
+    for user in users:
+        granted = permissions_for(topology, user)
+        permissions.append(
+            {
+                "user": user.name,
+                "vhost": vhost,
+                "configure": granted.configure,
+                "write": granted.write,
+                "read": granted.read,
+            }
+        )
+
+    return {
+        "vhosts": [
+            {
+                "name": vhost,
+                "metadata": {
+                    "description": "University admissions: events, work queues, retries, DLQs",
+                    "tags": [],
+                    "default_queue_type": "quorum",
+                },
+            }
+        ],
+        "users": sorted(user_entries, key=lambda entry: entry["name"]),
+        "permissions": sorted(permissions, key=lambda entry: entry["user"]),
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": [
+            {
+                # Quorum queue leaders spread over the cluster's nodes instead of piling up on
+                # the node that happened to import the definitions (all of them, at boot).
+                "name": "queue-leaders-balanced",
+                "vhost": vhost,
+                "pattern": ".*",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {"queue-leader-locator": "balanced"},
+            }
+        ],
+        "exchanges": sorted(exchanges, key=lambda entry: entry["name"]),
+        "queues": sorted(queues, key=lambda entry: entry["name"]),
+        "bindings": sorted(
+            bindings, key=lambda b: (b["source"], b["destination"], b["routing_key"])
+        ),
+    }
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """The committed form: sorted keys, two-space indent, a final newline."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def users_from_env(environ: Mapping[str, str], names: Iterable[str]) -> tuple[BrokerUser, ...]:
+    """Each user's password from ``<USER>_RABBITMQ_PASSWORD`` (all required)."""
+    missing = [n for n in names if not environ.get(f"{n.upper()}_RABBITMQ_PASSWORD")]
+    if missing:
+        variables = ", ".join(f"{n.upper()}_RABBITMQ_PASSWORD" for n in missing)
+        raise SystemExit(f"--passwords-from-env: set {variables}")
+    return tuple(
+        BrokerUser(user.name, environ[f"{user.name.upper()}_RABBITMQ_PASSWORD"], user.tags)
+        for user in dev_users()
+        if user.name in set(names)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.definitions",
+        description="Print the RabbitMQ definitions document of the system topology.",
+    )
+    parser.add_argument("--vhost", default=VHOST)
+    parser.add_argument(
+        "--passwords-from-env",
+        action="store_true",
+        help="real passwords from <USER>_RABBITMQ_PASSWORD, with random salts",
+    )
+    args = parser.parse_args(argv)
+    users = dev_users()
+    salt: dict[str, bytes] | None = None
+    if args.passwords_from_env:
+        users = users_from_env(os.environ, [user.name for user in users])
+        salt = {user.name: secrets.token_bytes(4) for user in users}
+    document = export_definitions(SYSTEM_TOPOLOGY, users, vhost=args.vhost, salt=salt)
+    sys.stdout.write(render(document))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""deploy/compose.yaml: valid Compose, commands that exist, references that resolve, scalable."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from services.api.settings import ApiSettings
+from services.mailer.settings import MailerSettings
+from services.payments.sandbox.settings import SandboxSettings
+from services.payments.settings import PaymentsSettings
+from services.relay.app import RelaySettings
+from services.verifier.settings import VerifierSettings
+from shared.definitions import dev_password
+from shared.settings import CoreSettings
+from tests.unit.deploy.compose_file import (
+    COMPOSE_FILE,
+    COMPOSE_SCHEMA,
+    DEPLOY,
+    ROOT,
+    command_module,
+    env_example,
+    interpolate,
+    load_compose,
+    published_host_ports,
+    variable_uses,
+    variables,
+)
+
+COMPOSE = load_compose()
+SERVICES: dict[str, Any] = interpolate(COMPOSE["services"])
+# Services that hold no single-instance state: `--scale NAME=N` must work for each.
+SCALABLE = ("api", "projector", "relay", "verifier", "payments", "mailer")
+# Each application service, the settings class that reads its environment, its broker user
+# and its database role.
+APPLICATIONS: dict[str, tuple[type[BaseSettings], str | None, str | None]] = {
+    "api": (ApiSettings, "api", "api"),
+    "projector": (ApiSettings, "api", "api"),
+    "relay": (RelaySettings, "relay", "relay"),
+    "verifier": (VerifierSettings, "verifier", "verifier"),
+    "payments": (PaymentsSettings, "payments", "payments"),
+    "mailer": (MailerSettings, "mailer", "mailer"),
+    "sandbox": (SandboxSettings, None, None),
+    "migrate": (CoreSettings, None, None),
+}
+# .env.example variables that compose does not read: inputs of `python -m shared.definitions
+# --passwords-from-env` only.
+DEFINITIONS_ONLY = {"OPERATOR_RABBITMQ_PASSWORD"}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    value = service.get("depends_on", {})
+    if isinstance(value, list):
+        return {name: {"condition": "service_started"} for name in value}
+    return dict(value)
+
+
+def test_the_file_is_valid_against_the_compose_specification() -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="pip install jsonschema")
+    if not COMPOSE_SCHEMA.exists():
+        pytest.skip(f"the Compose schema is not at {COMPOSE_SCHEMA} (../shared/schemas/)")
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    # Both as written and after interpolation with the defaults (what compose runs)
+    for document in (COMPOSE, interpolate(COMPOSE)):
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+        assert not errors, "\n".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+        )
+
+
+def test_the_system_is_all_there() -> None:
+    expected = {"rabbitmq", "postgres", "mailpit", "nginx", "migrate", *APPLICATIONS}
+    assert expected <= set(SERVICES)
+    assert SERVICES["api"]["deploy"]["replicas"] == 2
+    assert SERVICES["relay"]["deploy"]["replicas"] == 2
+    assert SERVICES["mailpit"]["image"].startswith("axllent/mailpit")
+    assert "management" in SERVICES["rabbitmq"]["image"]
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_every_command_is_a_module_of_the_code(name: str) -> None:
+    module = command_module(SERVICES[name]["command"])
+    assert module is not None, f"{name}: command is not `python -m MODULE ...`"
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{name}: no module {module}"
+    if spec.submodule_search_locations is not None:  # a package runs its __main__
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, module
+
+
+def test_migrate_provisions_every_service_with_its_migrations() -> None:
+    arguments = list(SERVICES["migrate"]["command"])[3:]
+    services = {argument.partition(":")[0] for argument in arguments}
+    assert services == {"api", "relay", "verifier", "payments", "mailer"}
+    for argument in arguments:
+        _, _, package = argument.partition(":")
+        if package:
+            assert importlib.util.find_spec(package) is not None, package
+    assert SERVICES["migrate"]["restart"] == "no"
+
+
+def test_every_dependency_exists_with_a_valid_condition() -> None:
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in SERVICES.items():
+        for target, rule in depends_on(service).items():
+            assert target in SERVICES, f"{name} depends on unknown service {target}"
+            assert rule.get("condition", "service_started") in conditions
+            if rule.get("condition") == "service_healthy":
+                assert "healthcheck" in SERVICES[target], f"{target} has no healthcheck"
+
+
+def test_services_start_after_migrations_and_a_healthy_broker() -> None:
+    assert depends_on(SERVICES["migrate"])["postgres"]["condition"] == "service_healthy"
+    for name in SCALABLE:
+        rules = depends_on(SERVICES[name])
+        assert rules["migrate"]["condition"] == "service_completed_successfully", name
+        assert rules["rabbitmq"]["condition"] == "service_healthy", name
+    assert depends_on(SERVICES["nginx"])["api"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", SCALABLE)
+def test_scalable_services_have_no_fixed_name_or_host_port(name: str) -> None:
+    service = SERVICES[name]
+    assert "container_name" not in service
+    assert not published_host_ports(service), f"{name} publishes a host port"
+    assert "hostname" not in service
+
+
+def test_no_container_names_anywhere() -> None:
+    assert not [name for name, service in SERVICES.items() if "container_name" in service]
+
+
+def test_infrastructure_keeps_what_scripts_infra_sh_relies_on() -> None:
+    # scripts/infra.sh: docker compose -f deploy/compose.yaml up -d --wait rabbitmq postgres
+    raw = COMPOSE["services"]
+    assert "127.0.0.1:${INFRA_AMQP_PORT:-5672}:5672" in raw["rabbitmq"]["ports"]
+    assert "127.0.0.1:${INFRA_MGMT_PORT:-15672}:15672" in raw["rabbitmq"]["ports"]
+    assert "127.0.0.1:${INFRA_PG_PORT:-5432}:5432" in raw["postgres"]["ports"]
+    for name in ("rabbitmq", "postgres"):
+        assert raw[name]["healthcheck"]["test"], name
+        assert not depends_on(raw[name]), f"{name} must start on its own"
+    assert SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"] == "postgres"
+
+
+def test_long_running_services_have_health_checks() -> None:
+    for name, service in SERVICES.items():
+        if name != "migrate":
+            assert "healthcheck" in service, name
+    for name, port in (("api", 8000), ("sandbox", 8100)):
+        probe = " ".join(SERVICES[name]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/healthz" in probe, name
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_every_variable_a_service_gets_is_one_its_settings_read(name: str) -> None:
+    # A misspelt variable would be ignored silently (extra="ignore"): catch it here.
+    settings_class, _, _ = APPLICATIONS[name]
+    fields = {field.upper() for field in settings_class.model_fields}
+    unknown = sorted(set(SERVICES[name].get("environment", {})) - fields)
+    assert not unknown, f"{name} sets variables {settings_class.__name__} does not read"
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_services_log_in_as_themselves(name: str) -> None:
+    _, broker_user, db_role = APPLICATIONS[name]
+    environment = SERVICES[name].get("environment", {})
+    if broker_user is not None:
+        url = urlsplit(environment["RABBITMQ_URL"])
+        assert (url.username, url.password) == (broker_user, dev_password(broker_user))
+        assert (url.hostname, url.path) == ("rabbitmq", "/admissions")
+    if db_role is not None:
+        assert environment[f"{db_role.upper()}_DB_PASSWORD"] == dev_password(db_role)
+        database = urlsplit(environment["DATABASE_URL"])
+        assert database.password is None, "only migrate gets the admin password"
+        others = {f"{s.upper()}_DB_PASSWORD" for s in ("api", "relay", "verifier", "payments")}
+        others |= {"MAILER_DB_PASSWORD"}
+        assert not (others - {f"{db_role.upper()}_DB_PASSWORD"}) & set(environment)
+
+
+def test_service_addresses_point_at_compose_services() -> None:
+    env = {name: SERVICES[name].get("environment", {}) for name in APPLICATIONS}
+    assert env["mailer"]["SMTP_HOST"] == "mailpit" and env["mailer"]["SMTP_PORT"] == "1025"
+    assert urlsplit(env["payments"]["PSP_URL"]).hostname == "sandbox"
+    assert urlsplit(env["payments"]["PSP_URL"]).port == int(env["sandbox"]["PSP_PORT"])
+    webhook = urlsplit(env["sandbox"]["WEBHOOK_URL"])
+    assert webhook.hostname == "nginx" and webhook.path == "/webhooks/payments"
+    assert urlsplit(env["api"]["RABBITMQ_MANAGEMENT_URL"]).hostname == "rabbitmq"
+    assert env["api"]["RABBITMQ_MANAGEMENT_USER"] == "api"
+    for name in ("api", "sandbox"):
+        host_key = "API_HOST" if name == "api" else "PSP_HOST"
+        assert env[name][host_key] == "0.0.0.0", f"{name} must listen beyond loopback"
+
+
+def test_api_and_verifier_share_the_blob_volume() -> None:
+    declared = set(COMPOSE.get("volumes", {}))
+    mounts = {}
+    for name in ("api", "verifier"):
+        blob_dir = SERVICES[name]["environment"]["BLOB_DIR"]
+        volumes = [v.split(":") for v in SERVICES[name]["volumes"] if isinstance(v, str)]
+        (source,) = [src for src, target, *_ in volumes if target == blob_dir]
+        mounts[name] = source
+    assert mounts["api"] == mounts["verifier"]
+    assert mounts["api"] in declared
+
+
+def test_every_named_volume_is_declared_and_every_mounted_file_exists() -> None:
+    declared = set(COMPOSE.get("volumes", {}))
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+            if source.startswith("."):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source} is missing"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+        build = service.get("build")
+        if build:
+            context = COMPOSE_FILE.parent / build["context"]
+            assert (context / build["dockerfile"]).exists(), name
+
+
+def test_nginx_balances_over_the_api_service_on_the_port_it_listens_on() -> None:
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    api_port = SERVICES["api"]["environment"]["API_PORT"]
+    upstreams = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", config, flags=re.MULTILINE)
+    assert upstreams == [("api", api_port)]
+    (listen,) = re.findall(r"^\s*listen\s+(\d+);", config, flags=re.MULTILINE)
+    assert published_host_ports(SERVICES["nginx"]) and any(
+        str(port).endswith(f":{listen}") for port in SERVICES["nginx"]["ports"]
+    )
+    assert "/nginx-health" in config and "/nginx-health" in " ".join(
+        SERVICES["nginx"]["healthcheck"]["test"]
+    )
+
+
+def test_the_rabbitmq_container_gets_its_configuration_and_the_definitions() -> None:
+    targets = {v.split(":")[1] for v in SERVICES["rabbitmq"]["volumes"]}
+    assert {"/etc/rabbitmq/rabbitmq.conf", "/etc/rabbitmq/enabled_plugins"} <= targets
+    config = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text()
+    (folder,) = re.findall(r"^load_definitions\s*=\s*(\S+)", config, flags=re.MULTILINE)
+    imported = sorted(t for t in targets if t.startswith(folder + "/"))
+    assert imported == [f"{folder}/10-admissions.json", f"{folder}/20-dev-admin.json"]
+    plugins = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text()
+    for plugin in ("management", "prometheus", "shovel", "shovel_management"):
+        assert re.search(rf"\brabbitmq_{plugin}\b", plugins), plugin
+    assert plugins.strip().endswith("].")
+
+
+def test_env_example_documents_every_variable_with_the_same_default() -> None:
+    # Given the variables compose interpolates and those .env.example sets
+    used = variables(COMPOSE)
+    documented = env_example()
+    # Then each one is documented, with the value compose falls back to
+    missing = sorted(set(used) - set(documented))
+    assert not missing, f"add to .env.example: {missing}"
+    for name, default in variable_uses(COMPOSE):  # every use, so that no two disagree
+        assert documented[name] == (default or ""), name
+    # and .env.example sets nothing that compose (or the definitions export) does not read
+    stale = sorted(set(documented) - set(used) - DEFINITIONS_ONLY)
+    assert not stale, f"not used by deploy/compose.yaml: {stale}"
+    # and every variable a container gets is at least mentioned there
+    text = (ROOT / ".env.example").read_text()
+    for name in APPLICATIONS:
+        for variable in SERVICES[name].get("environment", {}):
+            assert re.search(rf"\b{variable}\b", text), f"{variable} ({name}) is not documented"
+
+
+def test_definitions_passwords_in_env_example_match_the_users() -> None:
+    documented = env_example()
+    for user in ("api", "relay", "verifier", "payments", "mailer", "operator"):
+        assert documented[f"{user.upper()}_RABBITMQ_PASSWORD"] == dev_password(user)
+
+
+def test_one_image_non_root_with_pinned_dependencies_and_no_default_command() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    instructions = [
+        line.split(None, 1)
+        for line in dockerfile.splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and line[:1] != " "
+    ]
+    keywords = [parts[0].upper() for parts in instructions]
+    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    assert "CMD" not in keywords and "ENTRYPOINT" not in keywords
+    user = [parts[1] for parts in instructions if parts[0].upper() == "USER"]
+    assert user and not user[-1].startswith(("root", "0"))
+    locked = dockerfile.index("pip install -r requirements.lock")
+    project = dockerfile.index("pip install --no-deps .")
+    assert locked < project
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    for needed in ("requirements.lock", "pyproject.toml", "shared/", "services/"):
+        assert f"!{needed}" in ignore
+    images = {s.get("image") for s in SERVICES.values() if "build" in s}
+    assert len(images) == 1, "every application service runs the one image"

@@ -40,8 +40,9 @@ def migration_lock_key(schema: str) -> int:
     return zlib.crc32(f"migrate:{schema}".encode())
 
 
-async def provision_role(admin: psycopg.AsyncConnection, role: str, password: str) -> None:
-    """A login role that owns a schema of the same name (idempotent; resets the password)."""
+async def ensure_login_role(admin: psycopg.AsyncConnection, role: str, password: str) -> None:
+    """A role that may log in to this database with ``password`` (idempotent: a second call
+    resets the password)."""
     exists = await (
         await admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
     ).fetchone()
@@ -52,13 +53,18 @@ async def provision_role(admin: psycopg.AsyncConnection, role: str, password: st
         )
     )
     await admin.execute(
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            sql.Identifier(role), sql.Identifier(role)
-        )
-    )
-    await admin.execute(
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
             sql.Identifier(admin.info.dbname), sql.Identifier(role)
+        )
+    )
+
+
+async def provision_role(admin: psycopg.AsyncConnection, role: str, password: str) -> None:
+    """A login role that owns a schema of the same name (idempotent; resets the password)."""
+    await ensure_login_role(admin, role, password)
+    await admin.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(role), sql.Identifier(role)
         )
     )
 
@@ -134,20 +140,7 @@ async def provision_ops_role(
 async def _grant_ops(
     admin: psycopg.AsyncConnection, role: str, password: str, schemas: list[str]
 ) -> None:
-    exists = await (
-        await admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-    ).fetchone()
-    verb = "ALTER" if exists else "CREATE"
-    await admin.execute(
-        sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)
-        )
-    )
-    await admin.execute(
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(admin.info.dbname), sql.Identifier(role)
-        )
-    )
+    await ensure_login_role(admin, role, password)
     for schema in schemas:
         await admin.execute(
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(

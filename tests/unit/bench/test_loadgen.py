@@ -1,0 +1,62 @@
+import asyncio
+
+from bench.loadgen import multipart_request, run_open_loop
+
+
+async def serve(delay: float) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A tiny HTTP/1.1 server answering 202 after ``delay``, recording each request head."""
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            heads.append(head)
+            await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], heads
+
+
+async def test_every_request_is_answered_with_a_fresh_idempotency_key() -> None:
+    server, port, heads = await serve(0.0)
+    build = multipart_request(
+        "127.0.0.1",
+        port,
+        "/applications",
+        "tok",
+        {"a": "b"},
+        [("f.pdf", b"%PDF", "application/pdf")],
+    )
+
+    result = await run_open_loop("127.0.0.1", port, build, rate=200, count=100)
+
+    assert result.accepted == 100 and result.errors == 0
+    keys = {
+        line
+        for head in heads
+        for line in head.split(b"\r\n")
+        if line.startswith(b"Idempotency-Key")
+    }
+    assert len(keys) == 100
+    server.close()
+
+
+async def test_latency_counts_from_the_due_time_when_the_server_stalls() -> None:
+    # One connection and a server that takes 50 ms: requests offered every 10 ms queue up,
+    # and an open-loop generator must report that queueing as latency.
+    server, port, _ = await serve(0.05)
+    build = multipart_request("127.0.0.1", port, "/x", "tok", {}, [])
+
+    result = await run_open_loop("127.0.0.1", port, build, rate=100, count=20, max_connections=1)
+
+    assert result.percentile(50) > 200  # far above the 50 ms service time
+    assert result.percentile(100) > 700
+    server.close()

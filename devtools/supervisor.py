@@ -76,6 +76,9 @@ class Supervisor:
         for running in self._running.values():
             await self._spawn(running)
 
+    def names(self) -> list[str]:
+        return list(self._running)
+
     def pid(self, name: str) -> int | None:
         process = self._running[name].process
         return process.pid if process and process.returncode is None else None

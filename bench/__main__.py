@@ -1,0 +1,175 @@
+"""``make bench`` / ``python -m bench [--scenario spike|lag|limit|all]``.
+
+Starts the system as ``make run`` does (its own vhost and database on the local servers),
+with the payment sandbox on auto-pay, runs the scenarios and writes ``reports/bench.json``
+and ``reports/bench.md``. Figures are printed and recorded, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.loadgen import run_open_loop
+from bench.observe import Sampler, end_to_end_ms, lags_ms, percentiles, wait_until_terminal
+from bench.pg_limit import run_pgbench
+from bench.processes import process_stats
+from bench.workload import machine, register_applicant, submission_factory
+from devtools.run_system import ROOT
+from devtools.system import RunningSystem
+from tests.support.infra import infrastructure
+
+REPORTS = ROOT / "reports"
+
+
+async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
+    token = await register_applicant(system.api)
+    build = submission_factory(system.api, token)
+    parts = urlsplit(system.api)
+    stop = asyncio.Event()
+    sampler = Sampler(system.database_url, system.rabbitmq_url)
+    sampling = asyncio.create_task(sampler.run(stop))
+    load = await run_open_loop(parts.hostname or "127.0.0.1", parts.port or 80, build, rate, count)
+    accept_done = time.monotonic()
+    try:
+        await wait_until_terminal(system.database_url, load.accepted, timeout=600)
+    finally:
+        stop.set()
+        await sampling
+    drain_end = time.monotonic()
+    latency = percentiles(load.latencies_ms, 50, 95, 99, 100)
+    return {
+        "offered": count,
+        "offered_rps": rate,
+        "accepted": load.accepted,
+        "accept_rps": round(load.accepted / load.seconds, 1),
+        "errors": count - load.accepted,
+        "statuses": load.statuses,
+        "accept_p50_ms": round(latency["p50"], 2),
+        "accept_p95_ms": round(latency["p95"], 2),
+        "accept_p99_ms": round(latency["p99"], 2),
+        "accept_max_ms": round(latency["p100"], 2),
+        "loadgen_cpu_s": round(load.cpu_seconds, 2),
+        "all_terminal_after_s": round(drain_end - accept_done + load.seconds, 1),
+        "backlog": [vars(s) for s in sampler.samples],
+        "_accept_seconds": load.seconds,
+        "_drain_seconds": drain_end - accept_done,
+    }
+
+
+async def spike(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
+    result = await accept_load(system, rate, count)
+    samples = result["backlog"]
+    completed_at_accept_end = next(
+        (s["completed"] for s in samples if s["at"] >= result["_accept_seconds"]), 0
+    )
+    drain = result["_drain_seconds"]
+    e2e = percentiles(await end_to_end_ms(system.database_url), 50, 99)
+    result["drain_apps_per_s"] = round(
+        (result["accepted"] - completed_at_accept_end) / drain if drain > 0 else 0.0, 1
+    )
+    result["e2e_p50_ms"] = round(e2e["p50"], 1)
+    result["e2e_p99_ms"] = round(e2e["p99"], 1)
+    return result
+
+
+async def lag(system: RunningSystem, rate: float, seconds: float) -> dict[str, Any]:
+    started = time.monotonic()
+    await accept_load(system, rate, int(rate * seconds))
+    outbox, event = await lags_ms(system.database_url, time.monotonic() - started + 5)
+    o, e = percentiles(outbox, 50, 99), percentiles(event, 50, 99)
+    return {
+        "events": len(outbox),
+        "outbox_lag_p50_ms": round(o["p50"], 2),
+        "outbox_lag_p99_ms": round(o["p99"], 2),
+        "event_lag_p50_ms": round(e["p50"], 2),
+        "event_lag_p99_ms": round(e["p99"], 2),
+    }
+
+
+async def limit(system: RunningSystem) -> dict[str, Any]:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    await register_applicant(system.api)  # pgbench's rows need an applicant to belong to
+
+    async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as db:
+        row = await (await db.execute("SELECT id::text FROM api.users LIMIT 1")).fetchone()
+    assert row is not None
+    params = conninfo_to_dict(system.database_url)
+    params.update(user="api", password=system.env.get("API_DB_PASSWORD", "api-dev-password"))
+    tps = await asyncio.to_thread(run_pgbench, make_conninfo(**params), row[0])  # type: ignore[arg-type]
+    return {"pg_limit_tps": round(tps, 1)}
+
+
+def git_revision() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [(k, v) for k, v in report["summary"].items()]
+    lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    lines += ["", "| process | max RSS MB | CPU s |", "|---|---|---|"]
+    for name, stats in report["processes"].items():
+        lines.append(f"| {name} | {stats['max_rss_mb']} | {stats['cpu_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+async def main(args: argparse.Namespace) -> None:
+    env = {"LOG_LEVEL": "WARNING", "PSP_AUTOPAY": "1", "PSP_AUTOPAY_DELAY_MS": "0"}
+    env.update(dict(item.split("=", 1) for item in args.env))
+    scenarios = ["spike", "lag", "limit"] if args.scenario == "all" else [args.scenario]
+    report: dict[str, Any] = {"machine": machine(), "revision": git_revision(), "scenarios": {}}
+    with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
+        system = RunningSystem(infra, Path(folder), env)
+        await system.start()
+        try:
+            if "spike" in scenarios:
+                report["scenarios"]["spike"] = await spike(system, args.rate, args.count)
+            if "lag" in scenarios:
+                report["scenarios"]["lag"] = await lag(system, args.lag_rate, args.lag_seconds)
+            if "limit" in scenarios:
+                report["scenarios"]["limit"] = await limit(system)
+            report["processes"] = process_stats(
+                {name: system.supervisor.pid(name) for name in system.supervisor.names()}
+            )
+        finally:
+            await system.stop()
+    summary: dict[str, Any] = {}
+    for scenario in report["scenarios"].values():
+        summary.update(
+            {k: v for k, v in scenario.items() if not k.startswith("_") and k != "backlog"}
+        )
+    if "pg_limit_tps" in summary and "accept_rps" in summary:
+        summary["accept_fraction_of_pg_limit"] = round(
+            summary["accept_rps"] / summary["pg_limit_tps"], 3
+        )
+    report["summary"] = summary
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / "bench.json").write_text(json.dumps(report, indent=2, default=str))
+    (REPORTS / "bench.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", default="all", choices=["all", "spike", "lag", "limit"])
+    parser.add_argument("--rate", type=float, default=1000.0, help="spike: offered submissions/s")
+    parser.add_argument("--count", type=int, default=20_000, help="spike: submissions offered")
+    parser.add_argument("--lag-rate", type=float, default=200.0)
+    parser.add_argument("--lag-seconds", type=float, default=30.0)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the services")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

@@ -1,0 +1,130 @@
+"""What the benchmark reads from the running system: backlog over time, completion, lags.
+
+Everything comes from the system's own database (as admin) and broker, never from logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import psycopg
+
+from shared.system_topology import SYSTEM_TOPOLOGY
+
+OUTBOX_SOURCES = ("api", "verifier", "payments", "mailer")
+TERMINAL = ("completed", "verification_failed", "payment_failed")
+
+
+@dataclass
+class Sample:
+    at: float
+    outbox_unpublished: int
+    queued: int
+    completed: int
+    terminal: int
+
+
+@dataclass
+class Sampler:
+    database_url: str
+    rabbitmq_url: str
+    interval: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        started = time.monotonic()
+        outbox = " + ".join(
+            f"(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)" for s in OUTBOX_SOURCES
+        )
+        statuses = ", ".join(f"'{s}'" for s in TERMINAL)
+        query = (
+            f"SELECT {outbox}, count(*) FILTER (WHERE status = 'completed'),"
+            f" count(*) FILTER (WHERE status IN ({statuses})) FROM api.applications"
+        )
+        connection = await aio_pika.connect(self.rabbitmq_url)
+        async with (
+            await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as db,
+            connection,
+        ):
+            channel = await connection.channel()
+            while not stop.is_set():
+                row = await (await db.execute(query)).fetchone()
+                assert row is not None
+                queued = 0
+                for spec in SYSTEM_TOPOLOGY.queues:
+                    declared = await channel.declare_queue(spec.name, passive=True)
+                    queued += declared.declaration_result.message_count or 0
+                self.samples.append(
+                    Sample(
+                        time.monotonic() - started, int(row[0]), queued, int(row[1]), int(row[2])
+                    )
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+
+
+async def wait_until_terminal(database_url: str, expected: int, timeout: float) -> float:
+    """Seconds until ``expected`` applications are terminal (raises on timeout)."""
+    started = time.monotonic()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        while True:
+            row = await (
+                await db.execute(
+                    "SELECT count(*) FROM api.applications WHERE status = ANY(%s)",
+                    (list(TERMINAL),),
+                )
+            ).fetchone()
+            assert row is not None
+            if row[0] >= expected:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{row[0]} of {expected} applications terminal after {timeout}s")
+            await asyncio.sleep(0.5)
+
+
+def percentiles(values: list[float], *points: float) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {f"p{p:g}": float("nan") for p in points}
+    return {
+        f"p{p:g}": ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+        for p in points
+    }
+
+
+async def end_to_end_ms(database_url: str) -> list[float]:
+    """Per completed application: submission to completion."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        rows = await (
+            await db.execute(
+                "SELECT extract(epoch FROM (updated_at - created_at)) * 1000"
+                " FROM api.applications WHERE status = 'completed'"
+            )
+        ).fetchall()
+    return [float(r[0]) for r in rows]
+
+
+async def lags_ms(database_url: str, since_seconds: float) -> tuple[list[float], list[float]]:
+    """Outbox lag (row created → published) and event lag (created → first consumer's
+    commit) of the api's application.submitted events from the last ``since_seconds``."""
+    consumers = " UNION ALL ".join(
+        f"SELECT message_id, processed_at FROM {s}.processed_messages"
+        for s in ("api", "verifier", "mailer")
+    )
+    query = f"""
+        SELECT extract(epoch FROM (o.published_at - o.created_at)) * 1000,
+               extract(epoch FROM (min(c.processed_at) - o.created_at)) * 1000
+        FROM api.outbox o
+        JOIN ({consumers}) c ON c.message_id = o.message_id
+        WHERE o.type = 'application.submitted' AND o.published_at IS NOT NULL
+          AND o.created_at > now() - make_interval(secs => %s)
+        GROUP BY o.id, o.published_at, o.created_at
+    """
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        rows: list[Any] = await (await db.execute(query, (since_seconds,))).fetchall()
+    return [float(r[0]) for r in rows], [float(r[1]) for r in rows]

@@ -1,0 +1,104 @@
+"""What Postgres alone can commit with the accept transaction's exact SQL shape.
+
+The statement is the API's own (``services.api.applications.repository.INSERT_WITH_KEY``),
+its parameters replaced by literals and ``gen_random_uuid()``, run by pgbench on the same
+server and database as the system, as the api role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from glob import glob
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+from services.api.applications.repository import INSERT_WITH_KEY
+
+STATEMENT_TEXT = "x" * 1024
+EVENT_BODY = json.dumps({"payload": "y" * 1400})
+SHA256_LIKE = "md5(random()::text) || md5(random()::text)"  # 64 hex characters
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def accept_script(applicant_id: str) -> str:
+    values = {
+        "application_id": "gen_random_uuid()",
+        "applicant_id": _quote(applicant_id),
+        "program": _quote("Computer Science"),
+        "statement": _quote(STATEMENT_TEXT),
+        "status": _quote("submitted"),
+        "progress": "25",
+        "correlation_id": "gen_random_uuid()::text",
+        "document_ids": "ARRAY[gen_random_uuid(), gen_random_uuid()]",
+        "filenames": "ARRAY['transcript.pdf', 'passport.pdf']",
+        "content_types": "ARRAY['application/pdf', 'application/pdf']",
+        "sizes": "ARRAY[21002, 21002]",
+        "hashes": f"ARRAY[{SHA256_LIKE}, {SHA256_LIKE}]",
+        "event_type": _quote("application.submitted"),
+        "message_id": "gen_random_uuid()",
+        "event_correlation_id": "gen_random_uuid()::text",
+        "event_body": _quote(EVENT_BODY),
+        "channel": _quote("outbox"),
+        "outbox_schema": _quote("api"),
+        "key": "gen_random_uuid()::text",
+        "fingerprint": "md5(random()::text)",
+        "answer": _quote(json.dumps({"applicationId": "x", "status": "submitted"})) + "::jsonb",
+    }
+    sql_text = re.sub(r"%\((\w+)\)s", lambda m: values[m.group(1)], INSERT_WITH_KEY)
+    return " ".join(sql_text.split()) + ";\n"  # pgbench reads one command per line
+
+
+def pgbench_binary() -> str:
+    found = shutil.which("pgbench") or next(
+        iter(sorted(glob("/usr/lib/postgresql/*/bin/pgbench"))), None
+    )
+    if found is None:
+        raise RuntimeError("pgbench not found (Debian: postgresql-contrib / the server package)")
+    return found
+
+
+def run_pgbench(conninfo: str, applicant_id: str, seconds: int = 15, clients: int = 8) -> float:
+    """Transactions per second pgbench reached."""
+    params = conninfo_to_dict(conninfo)
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "accept.sql"
+        script.write_text(accept_script(applicant_id))
+        completed = subprocess.run(
+            [
+                pgbench_binary(),
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(seconds),
+                "-f",
+                str(script),
+                "-h",
+                str(params.get("host", "127.0.0.1")),
+                "-p",
+                str(params.get("port", 5432)),
+                "-U",
+                str(params["user"]),
+                str(params["dbname"]),
+            ],
+            env={"PGPASSWORD": str(params.get("password", "")), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    match = re.search(r"tps = ([0-9.]+)", completed.stdout)
+    if match is None:
+        raise RuntimeError(f"pgbench printed no tps:\n{completed.stdout}\n{completed.stderr}")
+    return float(match.group(1))

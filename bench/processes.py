@@ -1,0 +1,47 @@
+"""Peak memory and CPU time of each of the system's processes, from /proc (Linux)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
+    """Per named process (children such as the verifier's check workers counted in):
+    ``max_rss_mb`` is the largest peak of any one of its processes, ``cpu_s`` the sum."""
+    stats: dict[str, dict[str, float]] = {}
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        family = [pid, *_children(pid)]
+        try:
+            stats[name] = {
+                "max_rss_mb": round(max(_peak_rss_mb(p) for p in family), 1),
+                "cpu_s": round(sum(_cpu_seconds(p) for p in family), 2),
+            }
+        except OSError:
+            continue
+    return stats

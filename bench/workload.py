@@ -1,0 +1,69 @@
+"""The standard submission: a registered applicant, a 1 KiB personal statement and two valid
+PDFs of about 20 KiB each, a fresh Idempotency-Key per request."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+from pypdf import PdfWriter
+from pypdf.generic import DecodedStreamObject, NameObject
+
+from bench.loadgen import multipart_request
+
+STATEMENT = ("I want to study here because " * 40)[:1024]
+
+
+def pdf_of_about(size: int, seed: int) -> bytes:
+    """A valid one-page PDF whose content stream pads it to about ``size`` bytes."""
+    writer = PdfWriter()
+    page = writer.add_blank_page(width=595, height=842)
+    text = "".join(
+        f"BT /F1 9 Tf 20 {20 + i % 800} Td (line {seed}-{i}) Tj ET\n" for i in range(size // 40)
+    )
+    stream = DecodedStreamObject()
+    stream.set_data(text.encode()[:size])
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+async def register_applicant(api: str) -> str:
+    """A new applicant; returns its bearer token."""
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.org"
+    password = "benchmark password"
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        (
+            await client.post("/auth/register", json={"email": email, "password": password})
+        ).raise_for_status()
+        token = await client.post("/auth/token", data={"username": email, "password": password})
+        token.raise_for_status()
+        return str(token.json()["access_token"])
+
+
+def submission_factory(api: str, token: str) -> Callable[[], bytes]:
+    parts = urlsplit(api)
+    files = [
+        ("transcript.pdf", pdf_of_about(20 * 1024, 1), "application/pdf"),
+        ("passport.pdf", pdf_of_about(20 * 1024, 2), "application/pdf"),
+    ]
+    return multipart_request(
+        parts.hostname or "127.0.0.1",
+        parts.port or 80,
+        "/applications",
+        token,
+        {"personal_statement": STATEMENT, "program": "Computer Science"},
+        files,
+    )
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -109,6 +111,79 @@ async def limit(system: RunningSystem) -> dict[str, Any]:
     return {"pg_limit_tps": round(tps, 1)}
 
 
+SIMULATED = {
+    "VERIFY_SIMULATED_MS": "300",
+    "PAYMENT_SIMULATED_MS": "200",
+    "SMTP_SIMULATED_MS": "100",
+}
+SIMULATING = {
+    "VERIFY_SIMULATED_MS": "verifier",
+    "PAYMENT_SIMULATED_MS": "payments",
+    "SMTP_SIMULATED_MS": "mailer",
+}
+
+
+async def before_after(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
+    """The same submissions against the synchronous design and against the system, both with
+    300 ms verification, 200 ms provider and 100 ms SMTP of simulated work."""
+    from devtools.system import free_port
+
+    port = free_port()
+    log = (REPORTS / "sync_app.log").open("wb")
+    baseline = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.sync_app",
+        "--port",
+        str(port),
+        env={**os.environ, **SIMULATED},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        await _wait_http(f"http://127.0.0.1:{port}/docs")
+        token = await register_applicant(system.api)
+        build = submission_factory(f"http://127.0.0.1:{port}", token)
+        sync = await run_open_loop("127.0.0.1", port, build, rate, count, timeout=10)
+    finally:
+        baseline.terminate()
+        await baseline.wait()
+        log.close()
+    for variable, service in SIMULATING.items():
+        await system.restart(service, **{variable: SIMULATED[variable]})
+    try:
+        load = await accept_load(system, rate, count)
+    finally:
+        for variable, service in SIMULATING.items():
+            await system.restart(service, **{variable: "0"})
+    sync_p95 = percentiles(sync.latencies_ms, 95)["p95"]
+    return {
+        "sync_p95_ms": round(sync_p95, 1),
+        "sync_error_rate": round(1 - sync.accepted / count, 4),
+        "async_p95_ms": load["accept_p95_ms"],
+        "async_error_rate": round(1 - load["accepted"] / count, 4),
+        "sync_async_p95_ratio": round(sync_p95 / load["accept_p95_ms"], 1),
+        "before_after_offered_rps": rate,
+        "before_after_offered": count,
+    }
+
+
+async def _wait_http(url: str, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer")
+
+
 def git_revision() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -127,8 +202,10 @@ def markdown(report: dict[str, Any]) -> str:
 async def main(args: argparse.Namespace) -> None:
     env = {"LOG_LEVEL": "WARNING", "PSP_AUTOPAY": "1", "PSP_AUTOPAY_DELAY_MS": "0"}
     env.update(dict(item.split("=", 1) for item in args.env))
-    scenarios = ["spike", "lag", "limit"] if args.scenario == "all" else [args.scenario]
+    every = ["spike", "lag", "before-after", "limit"]
+    scenarios = every if args.scenario == "all" else [args.scenario]
     report: dict[str, Any] = {"machine": machine(), "revision": git_revision(), "scenarios": {}}
+    REPORTS.mkdir(exist_ok=True)
     with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
         system = RunningSystem(infra, Path(folder), env)
         await system.start()
@@ -137,6 +214,10 @@ async def main(args: argparse.Namespace) -> None:
                 report["scenarios"]["spike"] = await spike(system, args.rate, args.count)
             if "lag" in scenarios:
                 report["scenarios"]["lag"] = await lag(system, args.lag_rate, args.lag_seconds)
+            if "before-after" in scenarios:
+                report["scenarios"]["before-after"] = await before_after(
+                    system, args.compare_rate, args.compare_count
+                )
             if "limit" in scenarios:
                 report["scenarios"]["limit"] = await limit(system)
             report["processes"] = process_stats(
@@ -162,11 +243,15 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenario", default="all", choices=["all", "spike", "lag", "limit"])
+    parser.add_argument(
+        "--scenario", default="all", choices=["all", "spike", "lag", "before-after", "limit"]
+    )
     parser.add_argument("--rate", type=float, default=1000.0, help="spike: offered submissions/s")
     parser.add_argument("--count", type=int, default=20_000, help="spike: submissions offered")
     parser.add_argument("--lag-rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=30.0)
+    parser.add_argument("--compare-rate", type=float, default=200.0, help="before/after rate")
+    parser.add_argument("--compare-count", type=int, default=3000)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the services")
     return parser.parse_args()
 

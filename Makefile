@@ -11,7 +11,7 @@ WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run
 MIGRATIONS := api:services.api.migrations verifier:services.verifier.migrations \
 	payments:services.payments.migrations mailer:services.mailer.migrations relay
 
-.PHONY: venv infra infra-down migrate run browser test test-unit test-integration lint lock clean
+.PHONY: venv infra infra-down migrate run browser test test-unit test-integration lint lock clean chaos bench
 
 venv: $(STAMP)
 
@@ -52,6 +52,11 @@ lint: venv
 	$(VENV)/bin/mypy shared services devtools
 	$(VENV)/bin/lint-imports
 
+# Kill, restart and poison the running system under load, then audit every effect:
+# `make chaos` (2,000 applications), `make chaos CHAOS_ARGS=--long` (20,000).
+chaos: venv infra migrate
+	$(WITH_INFRA) $(PY) -m devtools.chaos $(CHAOS_ARGS)
+
 # Re-pin every dependency after editing pyproject.toml.
 lock: venv
 	$(PY) -m pip install -q uv
@@ -59,3 +64,8 @@ lock: venv
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (figures printed and written to reports/, never asserted):
+# `make bench`, `make bench SCENARIO=spike`, `make bench BENCH_ARGS="--rate 500 --count 5000"`.
+bench: venv infra
+	$(WITH_INFRA) $(PY) -m bench $(if $(SCENARIO),--scenario $(SCENARIO)) $(BENCH_ARGS)

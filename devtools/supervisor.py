@@ -90,7 +90,10 @@ class Supervisor:
         """Kill one process (the supervisor restarts it): for fault tests."""
         pid = self.pid(name)
         if pid is not None:
-            os.kill(pid, signum)
+            # Its whole process group, as a container runtime kills the whole container: the
+            # verifier's worker processes would otherwise outlive it (start_new_session: the
+            # group id is the pid).
+            os.killpg(pid, signum)
 
     async def stop(self, grace: float = 15.0) -> None:
         self._stopping = True
@@ -132,11 +135,14 @@ class Supervisor:
         assert process is not None and process.stdout is not None
         name = running.spec.name
         with log_file:  # type: ignore[attr-defined]
-            while line := await process.stdout.readline():
-                log_file.write(line)  # type: ignore[attr-defined]
-                log_file.flush()  # type: ignore[attr-defined]
-                self._say(render_line(name, line.decode(errors="replace").rstrip(), self._width))
-        code = await process.wait()
+            copying = asyncio.create_task(self._copy_output(process, log_file, name))
+            code = await process.wait()
+            # Children left behind by a crash (a process pool's workers) keep the output pipe
+            # open, so its end never comes: end them as a container runtime ends a container.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(copying, 5)
         if self._stopping:
             return
         running.restarts += 1
@@ -148,6 +154,15 @@ class Supervisor:
         await asyncio.sleep(backoff)
         if not self._stopping:
             await self._spawn(running)
+
+    async def _copy_output(
+        self, process: asyncio.subprocess.Process, log_file: object, name: str
+    ) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            log_file.write(line)  # type: ignore[attr-defined]
+            log_file.flush()  # type: ignore[attr-defined]
+            self._say(render_line(name, line.decode(errors="replace").rstrip(), self._width))
 
     def _say(self, text: str) -> None:
         if self.echo is not None:

@@ -5,6 +5,8 @@
 #   scripts/infra.sh down     stop what `up` started
 #   scripts/infra.sh status   show mode, ports, pids
 #   scripts/infra.sh env      print .run/infra.env   (use: source .run/infra.env)
+#   scripts/infra.sh restart-rabbitmq | stop-rabbitmq | start-rabbitmq | restart-postgres
+#                             fault injection for chaos runs (local and docker mode only)
 #
 # `up` picks the first mode that applies:
 #   external  RABBITMQ_URL and DATABASE_URL are both set: use them as they are.
@@ -742,6 +744,36 @@ cmd_status() {
     fi
 }
 
+# Chaos runs break the servers on purpose; only what `up` started can be broken.
+# cmd_server ACTION SERVER  (ACTION: restart|stop|start, SERVER: rabbitmq|postgres)
+cmd_server() {
+    local action=$1 server=$2 mode
+    take_lock
+    mode="$(env_file_get INFRA_MODE)"
+    case $mode in
+        docker)
+            log "docker mode: docker compose -f deploy/compose.yaml $action $server"
+            docker compose -f "$COMPOSE_FILE" "$action" "$server" </dev/null
+            if [[ $action != stop ]]; then
+                docker compose -f "$COMPOSE_FILE" up -d --wait "$server" </dev/null
+            fi ;;
+        local)
+            case $server in
+                rabbitmq)
+                    [[ $action == start ]] || stop_rabbitmq
+                    [[ $action == stop ]] || start_rabbitmq ;;
+                postgres)
+                    pg_locate
+                    pg_running || die "PostgreSQL is not running; use 'scripts/infra.sh up'"
+                    log "restarting PostgreSQL (pid $(pg_pid))"
+                    ( close_extra_fds; as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -m fast -w -t 60 restart ) \
+                        </dev/null >"$PG_BASE/pg_ctl.out" 2>&1 || die "PostgreSQL failed to restart; see $PG_LOG"
+                    log "PostgreSQL restarted (pid $(pg_pid))" ;;
+            esac ;;
+        *) die "$action-$server needs the servers of local or docker mode (recorded mode: ${mode:-none})" ;;
+    esac
+}
+
 cmd_env() {
     [[ -r $ENV_FILE ]] || die "$ENV_FILE does not exist; run scripts/infra.sh up"
     cat "$ENV_FILE"
@@ -756,6 +788,10 @@ case "${1:-}" in
     down)   cmd_down ;;
     status) cmd_status ;;
     env)    cmd_env ;;
+    restart-rabbitmq) cmd_server restart rabbitmq ;;
+    stop-rabbitmq)    cmd_server stop rabbitmq ;;
+    start-rabbitmq)   cmd_server start rabbitmq ;;
+    restart-postgres) cmd_server restart postgres ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -4,18 +4,28 @@ passed down. Nothing here is read at import time."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("api", "relay", "verifier", "payments", "mailer")
 
 
 class CoreSettings(BaseSettings):
-    """What every service needs: where the broker and the database are, how to log."""
+    """What every service needs: where the broker and the database are, how to log.
 
-    model_config = SettingsConfigDict(extra="ignore")
+    With ``APP_ENV=production`` a service refuses to start while a secret it uses is still at
+    its development default (or empty), and names each one: the broker URL (``guest:guest``,
+    the broker's well-known login, counts as a default) and the fields the service's own
+    class lists in ``production_secrets``.
+    """
+
+    # hide_input_in_errors: a validation error must not print the secrets it was given.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+    # Field names of the secrets this service uses besides RABBITMQ_URL (its DB password, ...).
+    production_secrets: ClassVar[tuple[str, ...]] = ()
 
     app_env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
@@ -39,6 +49,28 @@ class CoreSettings(BaseSettings):
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # Fault injection for chaos runs (shared.faults), off by default: a probability of a
+    # transient failure and added latency per handler, provider call and SMTP send.
+    fault_handler_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_handler_latency_ms: float = Field(default=0.0, ge=0)
+    fault_provider_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_provider_latency_ms: float = Field(default=0.0, ge=0)
+    fault_smtp_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_smtp_latency_ms: float = Field(default=0.0, ge=0)
+    fault_seed: int | None = None
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Self:
+        if self.app_env == "production":
+            weak = development_secrets(self, ("rabbitmq_url", *self.production_secrets))
+            if weak:
+                names = ", ".join(name.upper() for name in weak)
+                raise ValueError(
+                    f"APP_ENV=production refuses development secrets: {names} "
+                    "(set each to a secret of its own)"
+                )
+        return self
+
     def db_password(self, service: str) -> str:
         password: SecretStr = getattr(self, f"{service}_db_password")
         return password.get_secret_value()
@@ -46,3 +78,23 @@ class CoreSettings(BaseSettings):
     @property
     def sweeper_retention(self) -> timedelta:
         return timedelta(hours=self.sweeper_retention_hours)
+
+
+def _plain(value: Any) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+
+
+def development_secrets(settings: BaseSettings, names: tuple[str, ...]) -> list[str]:
+    """The fields among ``names`` that are empty or still at their declared default; a broker
+    URL also when it logs in as guest/guest (which a URL without credentials does too)."""
+    fields = type(settings).model_fields
+    weak = []
+    for name in names:
+        value = _plain(getattr(settings, name))
+        if not value or value == _plain(fields[name].default):
+            weak.append(name)
+        elif name.endswith("rabbitmq_url"):
+            url = urlsplit(value)
+            if (url.username or "guest") == "guest" and (url.password or "guest") == "guest":
+                weak.append(name)
+    return weak

@@ -15,6 +15,7 @@ from shared.consumer.runtime import Consumer, Handler, Observer
 from shared.control import QueueControl
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransaction, PostgresTransactions
+from shared.faults import Faults
 from shared.metrics import metrics_observer, serve_configured_metrics
 from shared.settings import CoreSettings
 from shared.sweeper import Sweeper
@@ -44,12 +45,14 @@ async def connect_broker(settings: CoreSettings, name: str, stop: asyncio.Event)
 
 
 async def open_pool(
-    settings: CoreSettings, service: str, max_size: int | None = None
+    settings: CoreSettings, service: str, max_size: int | None = None, timeout: float = 10.0
 ) -> psycopg_pool.AsyncConnectionPool:
     conninfo = role_conninfo(
         settings.database_url.get_secret_value(), service, settings.db_password(service)
     )
-    pool = create_pool(conninfo, name=service, max_size=max_size or settings.db_pool_max)
+    pool = create_pool(
+        conninfo, name=service, max_size=max_size or settings.db_pool_max, timeout=timeout
+    )
     delay = 0.5
     while True:
         try:
@@ -77,6 +80,8 @@ async def run_worker(
     await broker.declare(topology)
     pool = await open_pool(settings, service)
     transactions = PostgresTransactions(pool, service)
+    # Chaos runs inject faults around every handler; off by default (see shared.faults).
+    faults = Faults.from_settings(settings)
     timeline = MessageLog(pool, service)
     consumers = [
         Consumer(
@@ -85,7 +90,7 @@ async def run_worker(
             exchanges=topology.exchanges,
             broker=broker,
             transactions=transactions,
-            handler=handler,
+            handler=faults.wrap(handler),
             observers=[metrics_observer(), timeline.observe, *observers],
         )
         for queue, handler in handlers.items()

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import psycopg
+import psycopg_pool
 import structlog
 import uvicorn
 from fastapi import FastAPI, Request
@@ -25,6 +27,7 @@ from services.api.auth.passwords import Passwords
 from services.api.auth.routes import router as auth_router
 from services.api.auth.seeding import seed_admin
 from services.api.auth.tokens import TokenVerifier
+from services.api.errors import error_response
 from services.api.metrics import install_metrics, prepare_multiprocess_metrics
 from services.api.payments.routes import router as payments_router
 from services.api.resources import Resources
@@ -77,10 +80,21 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Postgres is down or restarting: a quick 503 the client can retry (with the same
+    Idempotency-Key), not a 500 and not a request left hanging."""
+    log.warning("database unavailable", path=request.url.path, error=str(error))
+    return error_response(
+        503, "the database is unavailable; try again shortly", headers={"Retry-After": "2"}
+    )
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await open_pool(settings, settings.db_role)
+        pool = await open_pool(
+            settings, settings.db_role, timeout=settings.api_db_pool_timeout_seconds
+        )
         blob_writers = ThreadPoolExecutor(
             max_workers=settings.blob_writer_threads, thread_name_prefix="blob-writer"
         )
@@ -113,6 +127,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)

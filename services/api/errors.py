@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 
 def error_response(
@@ -24,3 +25,9 @@ def parse_application_id(raw: str) -> uuid.UUID:
 
 def not_found() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, "application not found")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer, for the OpenAPI document."""
+
+    detail: str

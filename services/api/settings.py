@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -14,6 +15,14 @@ MIB = 1024 * 1024
 
 class ApiSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    production_secrets: ClassVar[tuple[str, ...]] = (
+        "api_db_password",
+        "ops_db_password",
+        "jwt_secret",
+        "webhook_secret",
+        "admin_password",
+        "rabbitmq_management_password",
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -33,6 +42,10 @@ class ApiSettings(CoreSettings):
     admin_email: str = "admin@example.org"
     admin_password: SecretStr = SecretStr("admin-dev-password")
     password_reset_ttl_minutes: int = 60
+    # /auth/token: this many wrong passwords per (client address, e-mail) within the window,
+    # then 429 until it ends (services/api/auth/throttle.py).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
 
     blob_dir: Path = Path(".run/blobs")
@@ -46,6 +59,9 @@ class ApiSettings(CoreSettings):
     max_field_bytes: int = 64 * 1024
 
     readiness_timeout_seconds: float = 1.0
+    # How long a request waits for a database connection: when Postgres is down, answer 503
+    # quickly instead of holding the client (and a worker slot) for the pool's default 10 s.
+    api_db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
 
     # Operations (/admin): the RabbitMQ management HTTP API (the vhost is RABBITMQ_URL's), and
     # the read-only role that sees the outbox, message_log and queue_controls of ``ops_schemas``.
@@ -71,3 +87,10 @@ class ApiSettings(CoreSettings):
     @property
     def public_url(self) -> str:
         return self.api_public_url.rstrip("/")
+
+
+class ProjectorSettings(ApiSettings):
+    """The projector works as the API's role on the API's tables, but serves no HTTP: it needs
+    none of the HTTP secrets (and is not given them in deployments)."""
+
+    production_secrets: ClassVar[tuple[str, ...]] = ("api_db_password",)

@@ -11,6 +11,7 @@ from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpOptions, SmtpSender
+from shared.faults import Faults
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.system_topology import MAILER_LANES
@@ -55,7 +56,7 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
         await rate_limiter.configure()
         mailer = Mailer(
             templates=template_environment(),
-            sender=SmtpSender(smtp_options(settings)),
+            sender=SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp),
             rate_limiter=rate_limiter,
             mail_from=settings.mail_from,
             api_public_url=settings.api_public_url,

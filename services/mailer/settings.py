@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import PositiveFloat, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -15,6 +15,7 @@ ALL_LANES: tuple[str, ...] = tuple(MAILER_LANES)
 
 class MailerSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    production_secrets: ClassVar[tuple[str, ...]] = ("mailer_db_password",)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025

@@ -16,6 +16,7 @@ from typing import Protocol
 import aiosmtplib
 
 from shared.errors import DomainRuleViolation, TransientError
+from shared.faults import FaultPoint
 
 
 class SmtpUnavailable(TransientError):
@@ -45,8 +46,10 @@ class SmtpOptions:
 class SmtpSender:
     """One connection per message: simple, and nothing to keep alive between quiet periods."""
 
-    def __init__(self, options: SmtpOptions) -> None:
+    def __init__(self, options: SmtpOptions, faults: FaultPoint | None = None) -> None:
         self.options = options
+        # Chaos runs only: failures and latency around each send (shared.faults).
+        self.faults = faults
 
     async def send(self, message: EmailMessage) -> None:
         options = self.options
@@ -55,7 +58,7 @@ class SmtpSender:
         sender, recipients = envelope_addresses(message)
         try:
             # Flattened with the message's own policy (aiosmtplib would re-fold its headers).
-            await aiosmtplib.send(
+            sending = aiosmtplib.send(
                 message.as_bytes(),
                 sender=sender,
                 recipients=recipients,
@@ -66,6 +69,7 @@ class SmtpSender:
                 start_tls=options.starttls,
                 timeout=options.timeout,
             )
+            await (self.faults.around(sending) if self.faults else sending)
         except aiosmtplib.SMTPRecipientsRefused as error:
             raise classify_refusal(error) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:

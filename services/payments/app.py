@@ -10,6 +10,7 @@ from services.payments.domain import Fee
 from services.payments.handler import make_handler
 from services.payments.provider import SandboxProvider, sandbox_client
 from services.payments.settings import PaymentsSettings
+from shared.faults import Faults
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.worker import run_worker
@@ -21,7 +22,8 @@ QUEUE = "payments.applications"
 async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
     fee = Fee(settings.application_fee_cents, settings.application_fee_currency)
     async with sandbox_client(settings.psp_url, settings.psp_timeout_seconds) as client:
-        handler = make_handler(SandboxProvider(client), fee, settings.payment_simulated_ms)
+        provider = SandboxProvider(client, Faults.from_settings(settings).provider)
+        handler = make_handler(provider, fee, settings.payment_simulated_ms)
         await run_worker(service=SERVICE, settings=settings, handlers={QUEUE: handler}, stop=stop)
 
 

@@ -8,7 +8,7 @@ import asyncio
 import structlog
 
 from services.payments import domain, repository
-from services.payments.domain import Fee
+from services.payments.domain import Fee, Payment
 from services.payments.provider import (
     Checkout,
     PaymentProvider,
@@ -73,8 +73,12 @@ class PaymentHandler:
             )
             return
         payment, initiated = domain.start(verified, checkout, self.fee)
+        await repository.serialize(conn, verified.application_id)
         if await repository.insert(conn, payment):
             ctx.emit(initiated)
+            # The provider may have paid (and its webhook given up waiting) already.
+            for webhook in await repository.take_parked_webhooks(conn, payment.application_id):
+                payment = await self.apply(ctx, payment, webhook)
         log.info(
             "payment initiated",
             application_id=verified.application_id,
@@ -94,14 +98,36 @@ class PaymentHandler:
         self, ctx: MessageContext[PostgresTransaction], webhook: PaymentWebhookReceived
     ) -> None:
         conn = ctx.tx.connection
+        await repository.serialize(conn, webhook.application_id)
         payment = await repository.lock(conn, webhook.application_id)
         if payment is None:
-            raise PaymentNotRecordedYet(
-                f"no payment recorded for application {webhook.application_id} yet"
+            if ctx.attempt < ctx.queue.max_attempts:
+                raise PaymentNotRecordedYet(
+                    f"no payment recorded for application {webhook.application_id} yet"
+                )
+            # Out of retries, but the payment is still coming (its checkout call is being
+            # retried): dead-lettering would lose the provider's outcome. Park the webhook;
+            # recording the payment settles it.
+            await repository.park_webhook(conn, webhook)
+            log.warning(
+                "webhook parked until the payment is recorded",
+                application_id=webhook.application_id,
+                provider_event_id=webhook.provider_event_id,
             )
+            return
+        await self.apply(ctx, payment, webhook)
+
+    async def apply(
+        self,
+        ctx: MessageContext[PostgresTransaction],
+        payment: Payment,
+        webhook: PaymentWebhookReceived,
+    ) -> Payment:
+        """Settle ``payment`` with ``webhook`` in the message's transaction; the payment as it
+        is now."""
         settlement = domain.settle(payment, webhook)
         if settlement.payment is not None:
-            await repository.update_status(conn, settlement.payment)
+            await repository.update_status(ctx.tx.connection, settlement.payment)
         if settlement.event is not None:
             ctx.emit(settlement.event)
         log.info(
@@ -111,6 +137,7 @@ class PaymentHandler:
             provider_event_id=webhook.provider_event_id,
             note=settlement.note,
         )
+        return settlement.payment or payment
 
 
 def _reason(error: ProviderError, attempt: int) -> str:

@@ -16,6 +16,7 @@ from typing import Protocol
 import httpx
 
 from shared.errors import PermanentError, TransientError
+from shared.faults import FaultPoint
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,17 @@ class PaymentProvider(Protocol):
 class SandboxProvider:
     """The client of the sandbox PSP (``services.payments.sandbox``), over HTTP."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, faults: FaultPoint | None = None) -> None:
         # base_url and timeouts are the client's: the composition root configures them.
         self.client = client
+        # Chaos runs only: failures and latency around each call (shared.faults).
+        self.faults = faults
 
     async def create_checkout(
         self, application_id: str, amount_cents: int, currency: str, idempotency_key: str
     ) -> Checkout:
         try:
-            response = await self.client.post(
+            request = self.client.post(
                 "/v1/checkouts",
                 json={
                     "application_id": application_id,
@@ -64,6 +67,7 @@ class SandboxProvider:
                 },
                 headers={"Idempotency-Key": idempotency_key},
             )
+            response = await (self.faults.around(request) if self.faults else request)
         except httpx.TransportError as error:  # timeouts, refused connections, resets
             raise ProviderUnavailable(
                 f"payment provider unreachable: {error.__class__.__name__}: {error}"

@@ -6,8 +6,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from services.payments.domain import Payment
+from shared.events.catalog import PaymentWebhookReceived
 
 COLUMNS = (
     "application_id, applicant_email, status, amount_cents, currency, payment_id, checkout_url,"
@@ -58,3 +60,29 @@ async def update_status(conn: AsyncConnection[Any], payment: Payment) -> None:
         " updated_at = now() WHERE application_id = %s",
         (payment.status, payment.failure_reason, payment.settled_by_event, payment.application_id),
     )
+
+
+async def serialize(conn: AsyncConnection[Any], application_id: str) -> None:
+    """Until the transaction ends, one transaction at a time records or settles this
+    application's payment: a webhook parked by one is always seen by the other."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (application_id,))
+
+
+async def park_webhook(conn: AsyncConnection[Any], webhook: PaymentWebhookReceived) -> None:
+    await conn.execute(
+        "INSERT INTO early_webhooks (provider_event_id, application_id, payload)"
+        " VALUES (%s, %s, %s) ON CONFLICT (provider_event_id) DO NOTHING",
+        (webhook.provider_event_id, webhook.application_id, Jsonb(webhook.model_dump(mode="json"))),
+    )
+
+
+async def take_parked_webhooks(
+    conn: AsyncConnection[Any], application_id: str
+) -> list[PaymentWebhookReceived]:
+    """The webhooks parked for this application, oldest first, removed from the table."""
+    cursor = await conn.execute(
+        "DELETE FROM early_webhooks WHERE application_id = %s RETURNING payload, received_at",
+        (application_id,),
+    )
+    rows = sorted(await cursor.fetchall(), key=lambda row: row[1])
+    return [PaymentWebhookReceived.model_validate(row[0]) for row in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from functools import partial
+from typing import ClassVar
 
 import psycopg
 import psycopg_pool
@@ -30,6 +31,7 @@ log = structlog.get_logger("relay")
 
 class RelaySettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    production_secrets: ClassVar[tuple[str, ...]] = ("relay_db_password",)
 
     relay_sources: list[str] = ["api", "verifier", "payments", "mailer"]
     relay_batch_size: int = 500

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image
@@ -113,16 +116,52 @@ def check_size(size: int, limits: Limits) -> Verdict | None:
     return None
 
 
+# What pypdf logs when it ran out of stack or memory inside an object and kept what it had
+# parsed so far (its lenient mode): the file is nested beyond reason, a parser bomb.
+_PARSER_GAVE_UP = "Error reading PDF file"
+
+
+class _ParserGaveUp(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _PARSER_GAVE_UP in record.getMessage():
+            self.seen = True
+
+
+@contextmanager
+def _watch_pypdf() -> Iterator[_ParserGaveUp]:
+    """pypdf's warnings during one parse, seen here and nowhere else (a hostile file makes
+    one per nesting level)."""
+    logger = logging.getLogger("pypdf")
+    watcher = _ParserGaveUp()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(watcher)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield watcher
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def check_pdf(data: bytes, limits: Limits) -> Verdict:
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            return Verdict.reject("PDF is encrypted (password-protected)")
-        pages = len(reader.pages)
+        with _watch_pypdf() as parser:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                return Verdict.reject("PDF is encrypted (password-protected)")
+            pages = len(reader.pages)
     except MemoryError:
         return Verdict.reject("PDF is too large to process")
     except Exception as error:  # a damaged file can fail anywhere inside the parser
         return Verdict.reject(f"PDF could not be opened: {_describe(error)}")
+    if parser.seen:
+        return Verdict.reject("PDF could not be opened: its objects are nested too deeply")
     if pages < 1:
         return Verdict.reject("PDF has no pages")
     if pages > limits.max_pdf_pages:

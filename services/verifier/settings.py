@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -12,6 +13,7 @@ from shared.settings import CoreSettings
 
 class VerifierSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    production_secrets: ClassVar[tuple[str, ...]] = ("verifier_db_password",)
 
     blob_dir: Path = Path(".run/blobs")
     # A file whose checks run longer than this is rejected as "timed out".

@@ -233,7 +233,10 @@ async def dead_letter(queue: str, message_id: str, admin: Admin) -> DeadLetterDe
 @router.post(
     "/dead-letters/replay",
     response_model=ReplayResult,
-    responses={404: {"description": "no such work queue"}},
+    responses={
+        400: {"description": "the body could not be parsed"},
+        404: {"description": "no such work queue"},
+    },
 )
 async def replay(request: ReplayRequest, admin: Admin, deps: Deps, user: AdminUser) -> ReplayResult:
     """Send selected dead letters back to their work queue at a bounded rate (a dry run only

@@ -28,14 +28,18 @@ from services.api.applications.validation import (
 )
 from services.api.auth.dependencies import CurrentUser, viewer
 from services.api.auth.tokens import Principal
-from services.api.errors import error_response, not_found, parse_application_id
+from services.api.errors import ErrorBody, error_response, not_found, parse_application_id
 from services.api.resources import Resources, request_id, resources
 from services.api.statuses import Status
 from shared.events.catalog import ApplicationSubmitted, DocumentRef
 from shared.events.envelope import Envelope, new_envelope
 
 log = structlog.get_logger("api.applications")
-router = APIRouter(prefix="/applications", tags=["applications"])
+router = APIRouter(
+    prefix="/applications",
+    tags=["applications"],
+    responses={401: {"model": ErrorBody, "description": "missing, invalid or expired token"}},
+)
 Deps = Annotated[Resources, Depends(resources)]
 
 # The body is read by our own streaming parser, so FastAPI cannot derive its schema for /docs.
@@ -63,6 +67,7 @@ _MULTIPART_BODY: dict[str, Any] = {
     }
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Content-Length is not a number"},
     409: {"description": "Idempotency-Key reused with a different body"},
     413: {"description": "body or a file too large"},
     415: {"description": "a file's declared type is not PDF, PNG or JPEG"},

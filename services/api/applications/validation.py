@@ -96,6 +96,9 @@ def clean_text_fields(fields: dict[str, str]) -> tuple[str, str]:
     for name in TEXT_FIELDS:
         if not fields.get(name, "").strip():
             raise SubmissionInvalid(422, f"the field {name!r} is required")
+        if "\x00" in fields[name]:
+            # Postgres text cannot store it; no real form sends it.
+            raise SubmissionInvalid(422, f"the field {name!r} contains a NUL character")
     program = fields["program"].strip()
     if len(program) > MAX_PROGRAM_CHARS:
         raise SubmissionInvalid(422, f"program is longer than {MAX_PROGRAM_CHARS} characters")

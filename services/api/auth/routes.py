@@ -6,21 +6,26 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field
 
-from services.api.auth import repository
+from services.api.auth import repository, throttle
 from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
 from services.api.auth.dependencies import CurrentUser
 from services.api.auth.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 from services.api.auth.tokens import issue_token
+from services.api.errors import ErrorBody
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import OtpRequested, PasswordResetRequested
 from shared.events.envelope import new_envelope
 from shared.outbox.writer import write_outbox
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(
+    prefix="/auth",
+    tags=["auth"],
+    responses={400: {"model": ErrorBody, "description": "the body could not be parsed"}},
+)
 
 Password = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)]
 Deps = Annotated[Resources, Depends(resources)]
@@ -61,7 +66,12 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisteredUser)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegisteredUser,
+    responses={409: {"model": ErrorBody, "description": "the address already has an account"}},
+)
 async def register(body: Registration, deps: Deps) -> RegisteredUser:
     email = normalise_email(body.email)
     password_hash = await deps.passwords.hash(body.password)
@@ -73,17 +83,47 @@ async def register(body: Registration, deps: Deps) -> RegisteredUser:
     return RegisteredUser(id=user_id, email=email, role="applicant")
 
 
-@router.post("/token", response_model=AccessToken)
-async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], deps: Deps) -> AccessToken:
+@router.post(
+    "/token",
+    response_model=AccessToken,
+    responses={
+        401: {"model": ErrorBody, "description": "wrong e-mail or password"},
+        429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
+    },
+)
+async def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], deps: Deps
+) -> AccessToken:
+    email = normalise_email(form.username)
+    client = request.client.host if request.client else "unknown"
+    key = throttle.throttle_key(client, email)
+    policy = throttle.ThrottlePolicy(
+        deps.settings.login_max_failures,
+        timedelta(seconds=deps.settings.login_failure_window_seconds),
+    )
     async with deps.pool.connection() as conn:
-        found = await repository.find_credentials(conn, normalise_email(form.username))
+        wait = await throttle.blocked_for(conn, key, policy)
+        found = None
+        # Postgres text cannot hold NUL, so such a name has no account (rather than a 500).
+        if wait is None and "\x00" not in email:
+            found = await repository.find_credentials(conn, email)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            headers={"Retry-After": str(throttle.retry_after_seconds(wait))},
+        )
     valid = await deps.passwords.verify(form.password, found.password_hash if found else None)
     if found is None or not valid:
+        async with deps.pool.connection() as conn:
+            await throttle.record_failure(conn, key, policy)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong e-mail or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    async with deps.pool.connection() as conn:
+        await throttle.clear(conn, key)
     ttl = timedelta(minutes=deps.settings.jwt_ttl_minutes)
     access = issue_token(
         found.principal, deps.settings.jwt_secret.get_secret_value(), ttl, datetime.now(UTC)
@@ -118,7 +158,12 @@ async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Respons
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/otp", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/otp",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={401: {"model": ErrorBody, "description": "not authenticated"}},
+)
 async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> Accepted:
     code = new_otp_code()
     code_hash = hash_otp_code(deps.settings.jwt_secret.get_secret_value(), user.user_id, code)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.api.applications.repository import find_checkout
 from services.api.applications.views import CheckoutReady
 from services.api.auth.dependencies import CurrentUser, viewer
-from services.api.errors import error_response, not_found, parse_application_id
+from services.api.errors import ErrorBody, error_response, not_found, parse_application_id
 from services.api.payments.repository import record_webhook
 from services.api.resources import Resources, request_id, resources
 from services.api.statuses import Status
@@ -51,6 +51,7 @@ class ProviderNotification(BaseModel):
     response_model=CheckoutReady,
     responses={
         202: {"description": "the checkout is being prepared; retry after Retry-After seconds"},
+        401: {"model": ErrorBody, "description": "missing, invalid or expired token"},
         404: {"description": "no such application, or not yours"},
         409: {"description": "there is nothing to pay (rejected, failed or already paid)"},
     },
@@ -90,6 +91,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     responses={
         401: {"description": "bad or missing signature, stale timestamp, or a replayed event"},
         404: {"description": "the application is unknown"},
+        413: {"model": ErrorBody, "description": "the body is too large"},
     },
 )
 async def payment_webhook(

@@ -7,7 +7,7 @@ import asyncio
 from functools import partial
 
 from services.api.projector.handler import QUEUE, handle
-from services.api.settings import ApiSettings
+from services.api.settings import ApiSettings, ProjectorSettings
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.worker import run_worker
@@ -26,6 +26,6 @@ async def run(settings: ApiSettings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    settings = ApiSettings()
+    settings = ProjectorSettings()
     configure_logging(f"{SERVICE}.projector", settings.log_level)
     run_service(partial(run, settings))

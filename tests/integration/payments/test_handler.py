@@ -226,3 +226,21 @@ async def test_a_webhook_before_its_payment_is_recorded_is_retried(payments: Pay
     with pytest.raises(PaymentNotRecordedYet):
         await payments.deliver(webhook("pay_unknown"))
     assert await payments.outbox() == []
+
+
+async def test_a_webhook_out_of_retries_waits_for_its_payment_and_then_settles_it(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    # Given the provider made (and, auto-paying, paid) a checkout whose answer we lost, so the
+    # paid webhook comes before our payment row and runs out of retries
+    checkout = await provider.create_checkout("app-1", 5000, "EUR", "app-1")
+    emitted = await payments.deliver(webhook(checkout.payment_id), attempt=QUEUE.max_attempts)
+    # Then it is not dead-lettered: it is parked, nothing is settled yet
+    assert emitted == []
+    assert await payments.rows("SELECT application_id FROM early_webhooks") == [("app-1",)]
+    # When the documents.verified retry finally records the payment
+    emitted = await payments.deliver(verified(), attempt=3)
+    # Then the parked webhook settles it in the same transaction, exactly once
+    assert [e.type for e in emitted] == ["payment.initiated", "payment.completed"]
+    assert await payments.rows("SELECT status FROM payments") == [("completed",)]
+    assert await payments.rows("SELECT * FROM early_webhooks") == []

@@ -1,0 +1,136 @@
+"""The exactly-once audit: what the databases, the provider, the mailbox and the queues hold,
+compared with what the clients were told. Pure: the run collects the evidence, this judges it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = ("completed", "verification_failed", "payment_failed")
+
+# The emails each terminal state calls for (pay_link only when the checkout was created).
+REQUIRED_EMAILS: Mapping[str, frozenset[str]] = {
+    "completed": frozenset({"confirmation", "pay_link", "receipt", "application_complete"}),
+    "payment_failed": frozenset({"confirmation", "payment_failed"}),
+    "verification_failed": frozenset({"confirmation", "documents_rejected"}),
+}
+
+
+@dataclass(frozen=True)
+class Mail:
+    application_id: str | None
+    template: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    message_id: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    accepted: frozenset[str]  # application ids the clients got a 202 for
+    statuses: Mapping[str, str]  # application id -> status, from the API's database
+    provider_payments: Sequence[Mapping[str, Any]]  # the sandbox's /v1/payments
+    mails: list[Mail]
+    unpublished_outbox: Mapping[str, int]  # schema -> rows never published
+    dead_letters: list[DeadLetter]
+    poison_ids: frozenset[str]
+    # (seconds since the start, status) of every 5xx answer, and the Postgres restart windows
+    server_errors: list[tuple[float, int]]
+    postgres_windows: list[tuple[float, float]]
+
+
+@dataclass
+class Findings:
+    lost: list[str] = field(default_factory=list)
+    non_terminal: dict[str, str] = field(default_factory=dict)
+    duplicate_payments: dict[str, int] = field(default_factory=dict)
+    missing_payments: list[str] = field(default_factory=list)
+    duplicate_emails: dict[str, int] = field(default_factory=dict)
+    missing_emails: dict[str, list[str]] = field(default_factory=dict)
+    unpublished_outbox: dict[str, int] = field(default_factory=dict)
+    unexpected_dead_letters: list[DeadLetter] = field(default_factory=list)
+    poison_missing: int = 0
+    api_5xx: dict[str, int] = field(default_factory=dict)
+    unexpected_5xx: int = 0
+    terminal_states: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Any loss or duplicate fails the run."""
+        return bool(
+            self.lost
+            or self.non_terminal
+            or self.duplicate_payments
+            or self.missing_payments
+            or self.duplicate_emails
+            or self.missing_emails
+            or self.unpublished_outbox
+            or self.unexpected_dead_letters
+            or self.poison_missing
+            or self.unexpected_5xx
+        )
+
+
+def judge(evidence: Evidence, grace_seconds: float = 10.0) -> Findings:
+    findings = Findings()
+    for application_id in sorted(evidence.accepted):
+        status = evidence.statuses.get(application_id)
+        if status is None:
+            findings.lost.append(application_id)
+        elif status not in TERMINAL:
+            findings.non_terminal[application_id] = status
+    findings.terminal_states = dict(
+        Counter(evidence.statuses[a] for a in evidence.accepted if a in evidence.statuses)
+    )
+    _judge_payments(evidence, findings)
+    _judge_mails(evidence, findings)
+    findings.unpublished_outbox = {s: n for s, n in evidence.unpublished_outbox.items() if n}
+    found_poison = {d.message_id for d in evidence.dead_letters} & evidence.poison_ids
+    findings.unexpected_dead_letters = [
+        d for d in evidence.dead_letters if d.message_id not in evidence.poison_ids
+    ]
+    findings.poison_missing = len(evidence.poison_ids - found_poison)
+    findings.api_5xx = dict(Counter(str(status) for _, status in evidence.server_errors))
+    findings.unexpected_5xx = sum(
+        1
+        for at, status in evidence.server_errors
+        if not (status == 503 and _inside(at, evidence.postgres_windows, grace_seconds))
+    )
+    return findings
+
+
+def _judge_payments(evidence: Evidence, findings: Findings) -> None:
+    per_application = Counter(str(p["application_id"]) for p in evidence.provider_payments)
+    for application_id in evidence.accepted:
+        count = per_application.get(application_id, 0)
+        if count > 1:
+            findings.duplicate_payments[application_id] = count
+        if evidence.statuses.get(application_id) == "completed" and count == 0:
+            findings.missing_payments.append(application_id)
+
+
+def _judge_mails(evidence: Evidence, findings: Findings) -> None:
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for mail in evidence.mails:
+        if mail.application_id:
+            ids[(mail.application_id, mail.template)].add(mail.message_id)
+    for (application_id, template), message_ids in ids.items():
+        if application_id in evidence.accepted and len(message_ids) > 1:
+            findings.duplicate_emails[f"{application_id}/{template}"] = len(message_ids)
+    for application_id in evidence.accepted:
+        required = REQUIRED_EMAILS.get(evidence.statuses.get(application_id, ""), frozenset())
+        missing = sorted(t for t in required if not ids.get((application_id, t)))
+        if missing:
+            findings.missing_emails[application_id] = missing
+
+
+def _inside(at: float, windows: Iterable[tuple[float, float]], grace: float) -> bool:
+    return any(start <= at <= end + grace for start, end in windows)

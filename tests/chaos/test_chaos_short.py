@@ -1,0 +1,86 @@
+"""The short chaos run, in CI: real load while every process is killed, RabbitMQ and Postgres
+are restarted (when the servers are ours: local or docker mode) and poison is injected; then
+nothing may be lost or done twice.
+
+Sized for a 2-core runner (about 4 minutes, under 6): 600 applications at 4 per second, so
+the load lasts 2.5 minutes and every fault lands while it goes on; the seed is
+CHAOS_SEED when set, else a random one printed in the summary and written to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from devtools.chaos.run import ChaosConfig, Servers, recorded_servers, run_chaos
+from devtools.run_system import ROOT
+from tests.support.infra import Infra
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+
+APPLICATIONS = 600
+RATE = 4.0
+
+
+def servers_of(infra: Infra) -> Servers:
+    """Only the servers `scripts/infra.sh up` started may be restarted; the environment's or
+    testcontainers' are not ours (the report then lists the faults it skipped)."""
+    recorded = recorded_servers()
+    ours = (infra.rabbitmq_url, infra.database_url) == (
+        recorded.get("RABBITMQ_URL"),
+        recorded.get("DATABASE_URL"),
+    )
+    return Servers(
+        infra.rabbitmq_url,
+        infra.database_url,
+        infra.management_url,
+        infra.management_user,
+        infra.management_password,
+        mode=recorded.get("INFRA_MODE", "external") if ours else "external",
+    )
+
+
+def reachable(url: str, default_port: int, timeout: float = 60) -> bool:
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((parts.hostname, parts.port or default_port), 2).close()
+            return True
+        except OSError:
+            time.sleep(1)
+    return False
+
+
+async def test_short_chaos_loses_nothing_and_does_nothing_twice(infra: Infra) -> None:
+    # Given the whole system under steady load, with a seeded schedule of faults
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
+    config = ChaosConfig(
+        seed=seed,
+        applications=APPLICATIONS,
+        rate=RATE,
+        quiet_timeout=180,
+        report=ROOT / "reports" / "chaos-ci.json",
+    )
+    # When everything is broken once and the system has gone quiet
+    report = await run_chaos(config, servers_of(infra))
+    # Then every accepted application reached an outcome, exactly once everywhere
+    assert report["accepted"] == APPLICATIONS, report["client"]
+    assert report["quiet"], f"the system did not go quiet (seed {seed})"
+    assert report["lost"] == 0, report["examples"]
+    assert report["non_terminal"] == 0, report["examples"]
+    assert report["duplicate_payments"] == 0, report["examples"]
+    assert report["duplicate_emails"] == 0, report["examples"]
+    assert report["missing_emails"] == 0, report["examples"]
+    assert report["unexpected_dead_letters"] == 0, report["examples"]
+    assert report["poison_missing_from_dlqs"] == 0
+    assert not report["unpublished_outbox"]
+    assert report["unexpected_5xx"] == 0, report["api_5xx"]
+    assert set(report["kills"]) == {"relay", "projector", "verifier", "payments", "mailer", "api"}
+    # And the shared servers are up again for the other tests
+    assert reachable(infra.rabbitmq_url, 5672) and reachable(infra.database_url, 5432)

@@ -1,0 +1,304 @@
+"""Least privilege: each service's Postgres role and RabbitMQ user can reach its own things
+and is refused everyone else's.
+
+Postgres: the roles and schemas are made exactly as ``shared.db.migrations`` makes the real
+ones (one role owning one schema, the service's migrations run as it, the relay granted the
+outboxes), under throw-away names; and, on the running system's own database, the real roles.
+RabbitMQ: ``deploy/rabbitmq/definitions.json``'s users and permissions, exported from the code
+as the committed file is, loaded into a throw-away virtual host under throw-away user names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aio_pika
+import aiormq
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+from shared.db.migrations import grant_outbox_access, migrate_service
+from shared.db.pool import role_conninfo
+from shared.definitions import dev_password, dev_users, export_definitions
+from shared.settings import SERVICES
+from shared.system_topology import SYSTEM_TOPOLOGY
+from tests.support.infra import Infra
+from tests.support.system import RunningSystem
+
+MIGRATIONS = {
+    "api": ["services.api.migrations"],
+    "verifier": ["services.verifier.migrations"],
+    "payments": ["services.payments.migrations"],
+    "mailer": ["services.mailer.migrations"],
+}
+OWNERS = tuple(MIGRATIONS)  # the services that own a schema; the relay owns none of note
+RELAY_MAY = {"outbox"}  # what the relay is granted in every other schema
+
+
+# --- Postgres --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    role: str
+    password: str
+
+
+async def tables_of(admin_url: str, schema: str) -> list[str]:
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        rows = await (
+            await admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+        ).fetchall()
+    return sorted(name for (name,) in rows)
+
+
+async def may_select(database_url: str, login: Login, schema: str, table: str) -> bool:
+    conninfo = role_conninfo(database_url, login.role, login.password)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        try:
+            await conn.execute(
+                sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+    return True
+
+
+async def may_create_in(database_url: str, login: Login, schema: str) -> bool:
+    conninfo = role_conninfo(database_url, login.role, login.password)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        try:
+            await conn.execute(
+                sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "intruder"))
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+        await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "intruder")))
+    return True
+
+
+async def assert_schemas_isolated(
+    database_url: str, schemas: dict[str, str], logins: dict[str, Login]
+) -> int:
+    """Every service's role against every other service's schema, table by table. ``schemas``
+    maps service -> schema name; returns the number of refusals seen."""
+    refused = 0
+    for reader, owner in itertools.permutations([*OWNERS, "relay"], 2):
+        if owner == "relay":
+            continue
+        schema = schemas[owner]
+        tables = await tables_of(database_url, schema)
+        assert "outbox" in tables and len(tables) > 3, (schema, tables)
+        for table in tables:
+            allowed = reader == "relay" and table in RELAY_MAY
+            may = await may_select(database_url, logins[reader], schema, table)
+            assert may == allowed, f"{reader} reading {schema}.{table}: {may}"
+            refused += not may
+        assert not await may_create_in(database_url, logins[reader], schema), (reader, schema)
+    # and each one does read its own
+    for owner in OWNERS:
+        assert await may_select(database_url, logins[owner], schemas[owner], "outbox")
+    return refused
+
+
+@pytest.fixture
+async def throwaway_schemas(infra: Infra) -> AsyncIterator[tuple[dict[str, str], dict[str, Login]]]:
+    prefix = f"lp{uuid.uuid4().hex[:8]}"
+    names = {service: f"{prefix}_{service}" for service in [*OWNERS, "relay"]}
+    logins = {service: Login(name, f"pw-{name}") for service, name in names.items()}
+    try:
+        for service, packages in MIGRATIONS.items():
+            await migrate_service(
+                infra.database_url, names[service], logins[service].password, packages
+            )
+        await migrate_service(infra.database_url, names["relay"], logins["relay"].password, [])
+        async with await psycopg.AsyncConnection.connect(
+            infra.database_url, autocommit=True
+        ) as admin:
+            await grant_outbox_access(admin, names["relay"], [names[s] for s in OWNERS])
+        yield names, logins
+    finally:
+        async with await psycopg.AsyncConnection.connect(
+            infra.database_url, autocommit=True
+        ) as admin:
+            for name in names.values():
+                await admin.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
+                with contextlib.suppress(psycopg.errors.UndefinedObject):
+                    await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                await admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.mark.integration
+async def test_no_service_role_reads_another_services_schema(
+    infra: Infra, throwaway_schemas: tuple[dict[str, str], dict[str, Login]]
+) -> None:
+    schemas, logins = throwaway_schemas
+    # When every role tries every table of every other service's schema
+    refused = await assert_schemas_isolated(infra.database_url, schemas, logins)
+    # Then each is refused (the relay only reads the outboxes), and none may create tables there
+    assert refused > 4 * 3 * 3
+
+
+@pytest.mark.e2e
+async def test_the_real_roles_of_the_running_system_are_isolated(system: RunningSystem) -> None:
+    # Given the system's database, migrated by `python -m shared.db.migrate` as in production
+    schemas = {service: service for service in [*OWNERS, "relay"]}
+    logins = {
+        service: Login(
+            service,
+            system.env.get(f"{service.upper()}_DB_PASSWORD", f"{service}-dev-password"),
+        )
+        for service in schemas
+    }
+    # Then, e.g., verifier cannot SELECT from api.applications, for every pair
+    assert not await may_select(system.database_url, logins["verifier"], "api", "applications")
+    await assert_schemas_isolated(system.database_url, schemas, logins)
+
+
+# --- RabbitMQ --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokerLogins:
+    vhost: str
+    users: dict[str, str]  # service -> throw-away user name
+    amqp_base: str  # amqp://host:port
+
+    def url(self, service: str) -> str:
+        user = quote(self.users[service], safe="")
+        return (
+            f"amqp://{user}:{dev_password(service)}@{self.amqp_base}/{quote(self.vhost, safe='')}"
+        )
+
+
+def management(infra: Infra) -> tuple[str, tuple[str, str]]:
+    base = (infra.management_url or "http://127.0.0.1:15672/").rstrip("/")
+    return base, (infra.management_user, infra.management_password)
+
+
+@pytest.fixture
+async def broker_logins(infra: Infra) -> AsyncIterator[BrokerLogins]:
+    """The definitions document's users and permissions, in a vhost of their own."""
+    vhost = f"lp_{uuid.uuid4().hex[:8]}"
+    document = export_definitions(SYSTEM_TOPOLOGY, dev_users(SERVICES), vhost=vhost)
+    users = {entry["user"]: f"{vhost}.{entry['user']}" for entry in document["permissions"]}
+    users.pop("operator")
+    base, auth = management(infra)
+    admin_user = urlsplit(infra.rabbitmq_url).username or "guest"
+    encoded = quote(vhost, safe="")
+    async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+        try:
+            (await client.put(f"{base}/api/vhosts/{encoded}")).raise_for_status()
+            everything = {"configure": ".*", "write": ".*", "read": ".*"}
+            url = f"{base}/api/permissions/{encoded}/{quote(admin_user, safe='')}"
+            (await client.put(url, json=everything)).raise_for_status()
+            # the vhost's own part: exchanges, queues, bindings, policies
+            scoped = {k: document[k] for k in ("exchanges", "queues", "bindings", "policies")}
+            (await client.post(f"{base}/api/definitions/{encoded}", json=scoped)).raise_for_status()
+            # users are global: created under throw-away names, with the document's permissions
+            for entry in document["users"]:
+                if entry["name"] not in users:
+                    continue
+                body = {k: entry[k] for k in ("password_hash", "hashing_algorithm")}
+                body["tags"] = ",".join(entry["tags"])
+                user_url = f"{base}/api/users/{quote(users[entry['name']], safe='')}"
+                (await client.put(user_url, json=body)).raise_for_status()
+            for entry in document["permissions"]:
+                if entry["user"] not in users:
+                    continue
+                granted = {k: entry[k] for k in ("configure", "write", "read")}
+                url = f"{base}/api/permissions/{encoded}/{quote(users[entry['user']], safe='')}"
+                (await client.put(url, json=granted)).raise_for_status()
+            parts = urlsplit(infra.rabbitmq_url)
+            yield BrokerLogins(vhost, users, f"{parts.hostname}:{parts.port or 5672}")
+        finally:
+            for name in users.values():
+                await client.delete(f"{base}/api/users/{quote(name, safe='')}")
+            await client.delete(f"{base}/api/vhosts/{encoded}")
+
+
+@contextlib.asynccontextmanager
+async def channel_of(
+    logins: BrokerLogins, service: str
+) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(logins.url(service))
+    try:
+        yield await connection.channel(publisher_confirms=True)
+    finally:
+        await connection.close()
+
+
+async def may_consume(logins: BrokerLogins, service: str, queue_name: str) -> bool:
+    async with channel_of(logins, service) as channel:
+        try:
+            queue = await channel.get_queue(queue_name, ensure=False)
+            tag = await queue.consume(_ignore)
+            await queue.cancel(tag)
+        except aiormq.exceptions.ChannelAccessRefused:
+            return False
+    return True
+
+
+async def may_publish(logins: BrokerLogins, service: str, exchange_name: str) -> bool:
+    async with channel_of(logins, service) as channel:
+        try:
+            exchange = await channel.get_exchange(exchange_name, ensure=False)
+            await exchange.publish(
+                aio_pika.Message(b"{}", message_id="probe"), routing_key="probe.none"
+            )
+        except aiormq.exceptions.ChannelAccessRefused:
+            return False
+    return True
+
+
+async def _ignore(message: Any) -> None:
+    await message.nack(requeue=True)
+
+
+def work_queues() -> dict[str, list[str]]:
+    owned: dict[str, list[str]] = {}
+    for spec in SYSTEM_TOPOLOGY.queues:
+        owned.setdefault(spec.service, []).append(spec.name)
+    return owned
+
+
+@pytest.mark.integration
+async def test_each_broker_user_consumes_only_its_own_queues(broker_logins: BrokerLogins) -> None:
+    owned = work_queues()
+    assert set(owned) == {"api", "verifier", "payments", "mailer"}
+    for service in SERVICES:
+        for owner, queues in owned.items():
+            for queue in queues:
+                # When the service's user tries to consume the queue
+                allowed = await may_consume(broker_logins, service, queue)
+                # Then only the owner may (the relay consumes nothing)
+                assert allowed == (owner == service), f"{service} consuming {queue}: {allowed}"
+
+
+@pytest.mark.integration
+async def test_each_broker_user_publishes_only_where_it_must(broker_logins: BrokerLogins) -> None:
+    exchanges = SYSTEM_TOPOLOGY.exchanges
+    consumers = set(work_queues())
+    expected = {
+        exchanges.events: {"relay"},  # events enter the bus only through the outbox relay
+        exchanges.control: {"api"},  # pause / resume from the admin API
+        exchanges.retry: consumers,  # every consumer retries and dead-letters its own messages
+        exchanges.dead: consumers,
+    }
+    for exchange, publishers in expected.items():
+        for service in SERVICES:
+            allowed = await may_publish(broker_logins, service, exchange)
+            assert allowed == (service in publishers), f"{service} publishing to {exchange}"
+    # And a dead-letter queue is not readable by another consumer (only the admin API replays)
+    assert not await may_consume(broker_logins, "payments", "verifier.documents.dlq")
+    assert await may_consume(broker_logins, "api", "verifier.documents.dlq")

@@ -14,6 +14,12 @@ from tests.support.infra import Infra, infrastructure
 from tests.support.system import RunningSystem
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chaos runs restart the shared RabbitMQ and Postgres: they go last, so that no other
+    test meets connections those restarts broke."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     with infrastructure() as found:

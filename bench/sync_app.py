@@ -25,40 +25,44 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 
 from services.verifier.checks import Limits, check_document
 
-VERIFY_SECONDS = int(os.environ.get("VERIFY_SIMULATED_MS", "300")) / 1000
-PROVIDER_SECONDS = int(os.environ.get("PAYMENT_SIMULATED_MS", "200")) / 1000
-SMTP_SECONDS = int(os.environ.get("SMTP_SIMULATED_MS", "100")) / 1000
 
-app = FastAPI(title="Synchronous baseline (the before design)")
+def create_app(verify_seconds: float, provider_seconds: float, smtp_seconds: float) -> FastAPI:
+    app = FastAPI(title="Synchronous baseline (the before design)")
 
+    @app.post("/applications", status_code=202)
+    def submit(
+        personal_statement: Annotated[str, Form()],
+        program: Annotated[str, Form()],
+        files: Annotated[list[UploadFile], File()],
+    ) -> dict[str, str]:
+        for upload in files:
+            data = upload.file.read()
+            verdict = check_document(
+                data,
+                upload.content_type or "",
+                hashlib.sha256(data).hexdigest(),
+                len(data),
+                Limits(),
+            )
+            if not verdict.ok:
+                raise HTTPException(422, verdict.reason)
+        time.sleep(verify_seconds)  # the document checks of the classic design
+        time.sleep(provider_seconds)  # creating the checkout with the provider
+        time.sleep(smtp_seconds)  # sending the confirmation mail
+        return {"applicationId": str(uuid.uuid4()), "status": "completed-in-request"}
 
-@app.post("/applications", status_code=202)
-def submit(
-    personal_statement: Annotated[str, Form()],
-    program: Annotated[str, Form()],
-    files: Annotated[list[UploadFile], File()],
-) -> dict[str, str]:
-    for upload in files:
-        data = upload.file.read()
-        verdict = check_document(
-            data,
-            upload.content_type or "",
-            hashlib.sha256(data).hexdigest(),
-            len(data),
-            Limits(),
-        )
-        if not verdict.ok:
-            raise HTTPException(422, verdict.reason)
-    time.sleep(VERIFY_SECONDS)  # the document checks of the classic design
-    time.sleep(PROVIDER_SECONDS)  # creating the checkout with the provider
-    time.sleep(SMTP_SECONDS)  # sending the confirmation mail
-    return {"applicationId": str(uuid.uuid4()), "status": "completed-in-request"}
+    return app
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8300)
     args = parser.parse_args()
+    app = create_app(
+        int(os.environ.get("VERIFY_SIMULATED_MS", "300")) / 1000,
+        int(os.environ.get("PAYMENT_SIMULATED_MS", "200")) / 1000,
+        int(os.environ.get("SMTP_SIMULATED_MS", "100")) / 1000,
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

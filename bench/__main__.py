@@ -24,9 +24,9 @@ from bench.observe import Sampler, end_to_end_ms, lags_ms, percentiles, wait_unt
 from bench.pg_limit import run_pgbench
 from bench.processes import process_stats
 from bench.workload import machine, register_applicant, submission_factory
+from devtools.infra import infrastructure
 from devtools.run_system import ROOT
 from devtools.system import RunningSystem
-from tests.support.infra import infrastructure
 
 REPORTS = ROOT / "reports"
 

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import random
-import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,58 +19,19 @@ from devtools.chaos.audit import Evidence, Findings, judge
 from devtools.chaos.breakers import Breakers
 from devtools.chaos.evidence import Collector
 from devtools.chaos.load import Load
+from devtools.infra import Infra, from_environment, read_env_file
 from devtools.run_system import ROOT
 from devtools.system import RunningSystem
 
 log = structlog.get_logger("chaos")
 
 
-@dataclass(frozen=True)
-class Servers:
-    """Where RabbitMQ and Postgres are, and whether this run may restart them."""
-
-    rabbitmq_url: str
-    database_url: str
-    management_url: str | None = None
-    management_user: str = "guest"
-    management_password: str = "guest"
-    mode: str = "external"
-
-    @property
-    def controllable(self) -> bool:
-        return self.mode in ("local", "docker")
-
-
-def recorded_servers(env_file: Path = ROOT / ".run" / "infra.env") -> dict[str, str]:
-    values: dict[str, str] = {}
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            line = line.strip().removeprefix("export ")
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                values[key] = shlex.split(value)[0] if value else ""
-    return values
-
-
-def servers_from_environment() -> Servers:
-    """The URLs of the environment, else of ``.run/infra.env``. Only the servers that
-    ``scripts/infra.sh up`` started (local or docker mode) may be restarted."""
-    recorded = recorded_servers()
-    env = {
-        **recorded,
-        **{k: v for k, v in os.environ.items() if k in recorded or k.endswith("_URL")},
-    }
-    same = env.get("RABBITMQ_URL") == recorded.get("RABBITMQ_URL") and env.get(
-        "DATABASE_URL"
-    ) == recorded.get("DATABASE_URL")
-    return Servers(
-        env["RABBITMQ_URL"],
-        env["DATABASE_URL"],
-        env.get("RABBITMQ_MANAGEMENT_URL"),
-        env.get("RABBITMQ_MANAGEMENT_USER", "guest"),
-        env.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
-        mode=recorded.get("INFRA_MODE", "external") if same else "external",
-    )
+def servers_from_environment() -> Infra:
+    """The URLs of the environment, else of ``.run/infra.env`` (see ``devtools.infra``)."""
+    found = from_environment({**read_env_file(), **os.environ})
+    if found is None:
+        raise SystemExit("no RABBITMQ_URL / DATABASE_URL and no .run/infra.env: run `make infra`")
+    return found
 
 
 @dataclass(frozen=True)
@@ -103,7 +63,7 @@ class ChaosConfig:
         }
 
 
-async def run_chaos(config: ChaosConfig, servers: Servers) -> dict[str, Any]:
+async def run_chaos(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
     rng = random.Random(config.seed)
     print(f"chaos: seed {config.seed}", flush=True)
     folder = config.folder / f"seed-{config.seed}-{int(time.time())}"
@@ -234,7 +194,7 @@ async def wait_quiet(collector: Collector, load: Load, timeout: float) -> tuple[
 
 def build_report(
     config: ChaosConfig,
-    servers: Servers,
+    servers: Infra,
     breakers: Breakers,
     load: Load,
     findings: Findings,
@@ -335,7 +295,7 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_sync(config: ChaosConfig, servers: Servers) -> dict[str, Any]:
+def run_sync(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run_chaos(config, servers))
     raise SystemExit(130)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.chaos.run import ChaosConfig, Servers, recorded_servers, run_chaos
+from devtools.chaos.run import ChaosConfig, run_chaos
 from devtools.run_system import ROOT
 from tests.support.infra import Infra
 
@@ -25,24 +25,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 APPLICATIONS = 600
 RATE = 4.0
-
-
-def servers_of(infra: Infra) -> Servers:
-    """Only the servers `scripts/infra.sh up` started may be restarted; the environment's or
-    testcontainers' are not ours (the report then lists the faults it skipped)."""
-    recorded = recorded_servers()
-    ours = (infra.rabbitmq_url, infra.database_url) == (
-        recorded.get("RABBITMQ_URL"),
-        recorded.get("DATABASE_URL"),
-    )
-    return Servers(
-        infra.rabbitmq_url,
-        infra.database_url,
-        infra.management_url,
-        infra.management_user,
-        infra.management_password,
-        mode=recorded.get("INFRA_MODE", "external") if ours else "external",
-    )
 
 
 def reachable(url: str, default_port: int, timeout: float = 60) -> bool:
@@ -68,7 +50,7 @@ async def test_short_chaos_loses_nothing_and_does_nothing_twice(infra: Infra) ->
         report=ROOT / "reports" / "chaos-ci.json",
     )
     # When everything is broken once and the system has gone quiet
-    report = await run_chaos(config, servers_of(infra))
+    report = await run_chaos(config, infra)
     # Then every accepted application reached an outcome, exactly once everywhere
     assert report["accepted"] == APPLICATIONS, report["client"]
     assert report["quiet"], f"the system did not go quiet (seed {seed})"

@@ -1,0 +1,117 @@
+"""Where the tests, the chaos run and the benchmarks find RabbitMQ and Postgres.
+
+In order: URLs from the environment (``RABBITMQ_URL`` and ``DATABASE_URL``); containers
+started by testcontainers when a Docker engine answers; otherwise the project's own servers,
+started (or found running) by ``scripts/infra.sh up``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_FILE = ROOT / ".run" / "infra.env"
+
+
+@dataclass(frozen=True)
+class Infra:
+    rabbitmq_url: str
+    database_url: str
+    management_url: str | None = None
+    management_user: str = "guest"
+    management_password: str = "guest"
+    # local | docker: started by scripts/infra.sh, which can also restart them (fault runs);
+    # external: someone else's servers (environment URLs, testcontainers), never restarted.
+    mode: str = "external"
+
+    @property
+    def controllable(self) -> bool:
+        return self.mode in ("local", "docker")
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    return probe.returncode == 0
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """The ``export KEY='value'`` lines ``scripts/infra.sh up`` writes; empty if absent."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ")
+        key, _, value = line.partition("=")
+        values[key] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def from_environment(environ: Mapping[str, str]) -> Infra | None:
+    """The servers the environment names (both URLs set), or None. They count as ours (may be
+    restarted) only when they are the ones ``scripts/infra.sh up`` recorded."""
+    if not (environ.get("RABBITMQ_URL") and environ.get("DATABASE_URL")):
+        return None
+    recorded = read_env_file()
+    ours = all(environ[k] == recorded.get(k) for k in ("RABBITMQ_URL", "DATABASE_URL"))
+    return Infra(
+        environ["RABBITMQ_URL"],
+        environ["DATABASE_URL"],
+        environ.get("RABBITMQ_MANAGEMENT_URL"),
+        environ.get("RABBITMQ_MANAGEMENT_USER", "guest"),
+        environ.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
+        mode=recorded.get("INFRA_MODE", "external") if ours else "external",
+    )
+
+
+@contextmanager
+def infrastructure() -> Iterator[Infra]:
+    given = from_environment(os.environ)
+    if given is not None:
+        yield given
+    elif _docker_answers():
+        yield from _containers()
+    else:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "infra.sh"), "up"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=600,
+        )
+        env = read_env_file()
+        yield Infra(
+            env["RABBITMQ_URL"],
+            env["DATABASE_URL"],
+            env.get("RABBITMQ_MANAGEMENT_URL"),
+            env.get("RABBITMQ_MANAGEMENT_USER", "guest"),
+            env.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
+            mode=env.get("INFRA_MODE", "local"),
+        )
+
+
+def _containers() -> Iterator[Infra]:
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with (
+        RabbitMqContainer("rabbitmq:3-management") as rabbit,
+        PostgresContainer("postgres:15", driver=None) as postgres,
+    ):
+        host = rabbit.get_container_host_ip()
+        amqp_port = rabbit.get_exposed_port(5672)
+        yield Infra(
+            f"amqp://guest:guest@{host}:{amqp_port}/",
+            postgres.get_connection_url(),
+            f"http://{host}:{rabbit.get_exposed_port(15672)}/",
+        )

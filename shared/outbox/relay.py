@@ -28,6 +28,7 @@ from psycopg import sql
 from shared.broker.base import Broker, OutgoingMessage
 from shared.errors import PublishFailed, Unroutable
 from shared.events.envelope import CONTENT_TYPE
+from shared.outbox.backlog import read_backlog
 from shared.outbox.writer import OUTBOX_CHANNEL
 
 if TYPE_CHECKING:
@@ -45,11 +46,6 @@ FOR UPDATE SKIP LOCKED
 """
 _MARK_PUBLISHED = "UPDATE {table} SET published_at = clock_timestamp() WHERE id = ANY(%s)"
 # Both halves walk the partial index of unpublished rows: cheap enough to sample every few seconds.
-_BACKLOG = """
-SELECT (SELECT count(*) FROM {table} WHERE published_at IS NULL),
-       (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM {table}
-        WHERE published_at IS NULL ORDER BY id LIMIT 1)
-"""
 _MARK_UNROUTABLE = """
 UPDATE {table}
 SET attempts = attempts + 1,
@@ -132,11 +128,9 @@ class Relay:
 
     async def backlog(self, schema: str) -> tuple[int, float]:
         """How many rows of ``schema``'s outbox wait, and the oldest one's age in seconds."""
-        query = sql.SQL(_BACKLOG).format(table=sql.Identifier(schema, "outbox"))
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(query)).fetchone()
-        assert row is not None
-        return int(row[0]), float(row[1] or 0.0)
+            backlog = await read_backlog(conn, schema)
+        return backlog.unpublished, backlog.oldest_age_seconds or 0.0
 
     async def _publish(self, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row

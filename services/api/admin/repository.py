@@ -17,6 +17,7 @@ from services.api.admin.views import (
     TimelineOutbox,
     TimelineStep,
 )
+from shared.outbox.backlog import read_backlog
 
 
 async def outbox_backlog(
@@ -24,22 +25,14 @@ async def outbox_backlog(
 ) -> list[OutboxSourceView]:
     sources = []
     for schema in schemas:
-        query = sql.SQL(
-            "SELECT count(*), min(created_at),"
-            " extract(epoch FROM clock_timestamp() - min(created_at)),"
-            " count(*) FILTER (WHERE attempts > 0)"
-            " FROM {} WHERE published_at IS NULL"
-        ).format(sql.Identifier(schema, "outbox"))
-        row = await (await conn.execute(query)).fetchone()
-        assert row is not None
-        count, oldest, age, failing = row
+        backlog = await read_backlog(conn, schema)
         sources.append(
             OutboxSourceView(
                 source=schema,
-                unpublished=int(count),
-                oldest_created_at=oldest,
-                oldest_age_seconds=float(age) if age is not None else None,
-                failing=int(failing),
+                unpublished=backlog.unpublished,
+                oldest_created_at=backlog.oldest_created_at,
+                oldest_age_seconds=backlog.oldest_age_seconds,
+                failing=backlog.failing,
             )
         )
     return sources

@@ -49,7 +49,7 @@ test-integration: venv infra
 lint: venv
 	$(VENV)/bin/ruff check shared services devtools bench tests
 	$(VENV)/bin/ruff format --check shared services devtools bench tests
-	$(VENV)/bin/mypy shared services devtools
+	$(VENV)/bin/mypy shared services devtools bench
 	$(VENV)/bin/lint-imports
 
 # Kill, restart and poison the running system under load, then audit every effect:

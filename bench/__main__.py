@@ -19,8 +19,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.backlog import (
+    admin_client,
+    backlog_applicant,
+    outbox_drained,
+    peak_memory_while,
+    seed_backlog,
+    set_paused,
+)
+from bench.chart import draw_spike
 from bench.loadgen import run_open_loop
-from bench.observe import Sampler, end_to_end_ms, lags_ms, percentiles, wait_until_terminal
+from bench.observe import (
+    Sampler,
+    completed_count,
+    end_to_end_ms,
+    lags_ms,
+    percentiles,
+    queued_now,
+    wait_until_terminal,
+)
 from bench.pg_limit import run_pgbench
 from bench.processes import process_stats
 from bench.workload import machine, register_applicant, submission_factory
@@ -29,6 +46,19 @@ from devtools.run_system import ROOT
 from devtools.system import RunningSystem
 
 REPORTS = ROOT / "reports"
+# Series kept in bench.json (and drawn), not figures for the summary table.
+DETAIL = ("backlog", "latency_series", "rss_mb_while_draining")
+
+
+def per_second(answered_at: list[float], latencies_ms: list[float]) -> list[dict[str, float]]:
+    """Accept latency p50/p99 of the requests answered in each second of the load."""
+    buckets: dict[int, list[float]] = {}
+    for at, latency in zip(answered_at, latencies_ms, strict=True):
+        buckets.setdefault(int(at), []).append(latency)
+    return [
+        {"at": second, "answered": len(values), **percentiles(values, 50, 99)}
+        for second, values in sorted(buckets.items())
+    ]
 
 
 async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
@@ -40,6 +70,8 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
     sampling = asyncio.create_task(sampler.run(stop))
     load = await run_open_loop(parts.hostname or "127.0.0.1", parts.port or 80, build, rate, count)
     accept_done = time.monotonic()
+    # The load's clock and the sampler's, on one axis: seconds since the first request was due.
+    offset = load.started_at - sampler.started
     try:
         await wait_until_terminal(system.database_url, load.accepted, timeout=600)
     finally:
@@ -60,7 +92,8 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         "accept_max_ms": round(latency["p100"], 2),
         "loadgen_cpu_s": round(load.cpu_seconds, 2),
         "all_terminal_after_s": round(drain_end - accept_done + load.seconds, 1),
-        "backlog": [vars(s) for s in sampler.samples],
+        "backlog": [{**vars(s), "at": round(s.at - offset, 2)} for s in sampler.samples],
+        "latency_series": per_second(load.answered_at, load.latencies_ms),
         "_accept_seconds": load.seconds,
         "_drain_seconds": drain_end - accept_done,
     }
@@ -169,6 +202,53 @@ async def before_after(system: RunningSystem, rate: float, count: int) -> dict[s
     }
 
 
+async def backlog(
+    system: RunningSystem, size: int, rate: float, seconds: float, drain_seconds: float
+) -> dict[str, Any]:
+    """Accept latency at ``rate`` without and with ``size`` applications queued behind paused
+    workers; then the workers resume and every process's memory is watched while they drain."""
+    admin = await admin_client(system.api)
+    try:
+        await set_paused(admin, True)
+        without = await accept_only(system, rate, seconds)
+        seeded_s = await seed_backlog(system, await backlog_applicant(system), size)
+        published_s = await outbox_drained(system.database_url, timeout=900)
+        queued = await queued_now(system.rabbitmq_url)
+        with_backlog = await accept_only(system, rate, seconds)
+        completed_before = await completed_count(system.database_url)
+        await set_paused(admin, False)
+        peaks = await peak_memory_while(system, drain_seconds)
+        drained = await completed_count(system.database_url) - completed_before
+    finally:
+        await set_paused(admin, False)
+        await admin.aclose()
+    return {
+        "backlog_applications": size,
+        "backlog_queued_messages": queued,
+        "backlog_written_s": round(seeded_s, 1),
+        "backlog_published_after_s": round(seeded_s + published_s, 1),
+        "backlog_accept_rate": rate,
+        "accept_p99_ms_without_backlog": without["p99"],
+        "accept_p99_ms_with_backlog": with_backlog["p99"],
+        "accept_p99_backlog_ratio": round(with_backlog["p99"] / without["p99"], 2),
+        "backlog_drained_in_window": drained,
+        "backlog_drain_window_s": drain_seconds,
+        "max_rss_mb_while_draining": max(peaks.values()),
+        "rss_mb_while_draining": peaks,
+    }
+
+
+async def accept_only(system: RunningSystem, rate: float, seconds: float) -> dict[str, float]:
+    """Accept latency alone (nothing waits for the pipeline)."""
+    token = await register_applicant(system.api)
+    build = submission_factory(system.api, token)
+    parts = urlsplit(system.api)
+    load = await run_open_loop(
+        parts.hostname or "127.0.0.1", parts.port or 80, build, rate, int(rate * seconds)
+    )
+    return {k: round(v, 2) for k, v in percentiles(load.latencies_ms, 50, 99).items()}
+
+
 async def _wait_http(url: str, timeout: float = 30) -> None:
     import httpx
 
@@ -193,16 +273,25 @@ def git_revision() -> str:
 def markdown(report: dict[str, Any]) -> str:
     rows = [(k, v) for k, v in report["summary"].items()]
     lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
-    lines += ["", "| process | max RSS MB | CPU s |", "|---|---|---|"]
+    draining = report["scenarios"].get("backlog", {}).get("rss_mb_while_draining", {})
+    lines += [
+        "",
+        "| process | max RSS MB | RSS MB while draining the backlog | CPU s |",
+        "|---|---|---|---|",
+    ]
     for name, stats in report["processes"].items():
-        lines.append(f"| {name} | {stats['max_rss_mb']} | {stats['cpu_s']} |")
+        lines.append(
+            f"| {name} | {stats['max_rss_mb']} | {draining.get(name, '-')} | {stats['cpu_s']} |"
+        )
+    if "rabbitmq" in draining:
+        lines.append(f"| rabbitmq (node memory) | - | {draining['rabbitmq']} | - |")
     return "\n".join(lines) + "\n"
 
 
 async def main(args: argparse.Namespace) -> None:
     env = {"LOG_LEVEL": "WARNING", "PSP_AUTOPAY": "1", "PSP_AUTOPAY_DELAY_MS": "0"}
     env.update(dict(item.split("=", 1) for item in args.env))
-    every = ["spike", "lag", "before-after", "limit"]
+    every = ["spike", "lag", "before-after", "limit", "backlog"]
     scenarios = every if args.scenario == "all" else [args.scenario]
     report: dict[str, Any] = {"machine": machine(), "revision": git_revision(), "scenarios": {}}
     REPORTS.mkdir(exist_ok=True)
@@ -220,6 +309,14 @@ async def main(args: argparse.Namespace) -> None:
                 )
             if "limit" in scenarios:
                 report["scenarios"]["limit"] = await limit(system)
+            if "backlog" in scenarios:  # last: it leaves a backlog behind
+                report["scenarios"]["backlog"] = await backlog(
+                    system,
+                    args.backlog,
+                    args.backlog_rate,
+                    args.backlog_seconds,
+                    args.drain_seconds,
+                )
             report["processes"] = process_stats(
                 {name: system.supervisor.pid(name) for name in system.supervisor.names()}
             )
@@ -227,9 +324,7 @@ async def main(args: argparse.Namespace) -> None:
             await system.stop()
     summary: dict[str, Any] = {}
     for scenario in report["scenarios"].values():
-        summary.update(
-            {k: v for k, v in scenario.items() if not k.startswith("_") and k != "backlog"}
-        )
+        summary.update({k: v for k, v in scenario.items() if k not in DETAIL and k[0] != "_"})
     if "pg_limit_tps" in summary and "accept_rps" in summary:
         summary["accept_fraction_of_pg_limit"] = round(
             summary["accept_rps"] / summary["pg_limit_tps"], 3
@@ -238,13 +333,17 @@ async def main(args: argparse.Namespace) -> None:
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "bench.json").write_text(json.dumps(report, indent=2, default=str))
     (REPORTS / "bench.md").write_text(markdown(report))
+    if "spike" in report["scenarios"]:
+        draw_spike(report["scenarios"]["spike"], REPORTS / "spike.png")
     print(markdown(report))
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--scenario", default="all", choices=["all", "spike", "lag", "before-after", "limit"]
+        "--scenario",
+        default="all",
+        choices=["all", "spike", "lag", "before-after", "limit", "backlog"],
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="spike: offered submissions/s")
     parser.add_argument("--count", type=int, default=20_000, help="spike: submissions offered")
@@ -252,6 +351,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--lag-seconds", type=float, default=30.0)
     parser.add_argument("--compare-rate", type=float, default=200.0, help="before/after rate")
     parser.add_argument("--compare-count", type=int, default=3000)
+    parser.add_argument("--backlog", type=int, default=200_000, help="applications queued")
+    parser.add_argument("--backlog-rate", type=float, default=100.0, help="accept rate beside it")
+    parser.add_argument("--backlog-seconds", type=float, default=15.0)
+    parser.add_argument("--drain-seconds", type=float, default=60.0, help="memory watched for")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the services")
     return parser.parse_args()
 

@@ -24,6 +24,7 @@ class Result:
     errors: int = 0  # connection failures and timeouts
     answered_at: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    started_at: float = 0.0  # time.monotonic() when the first request was due
     cpu_seconds: float = 0.0
     bodies: list[bytes] = field(default_factory=list)
 
@@ -125,6 +126,7 @@ async def run_open_loop(
     cpu_before = time.process_time()
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.1
+    result.started_at = start  # the event loop's clock is time.monotonic()
 
     async def one(index: int) -> None:
         due = start + index / rate

@@ -36,8 +36,10 @@ class Sampler:
     interval: float = 0.5
     samples: list[Sample] = field(default_factory=list)
 
+    started: float = 0.0  # time.monotonic() of the first sample; ``at`` counts from it
+
     async def run(self, stop: asyncio.Event) -> None:
-        started = time.monotonic()
+        self.started = started = time.monotonic()
         outbox = " + ".join(
             f"(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)" for s in OUTBOX_SOURCES
         )
@@ -55,10 +57,7 @@ class Sampler:
             while not stop.is_set():
                 row = await (await db.execute(query)).fetchone()
                 assert row is not None
-                queued = 0
-                for spec in SYSTEM_TOPOLOGY.queues:
-                    declared = await channel.declare_queue(spec.name, passive=True)
-                    queued += declared.declaration_result.message_count or 0
+                queued = await queued_messages(channel)
                 self.samples.append(
                     Sample(
                         time.monotonic() - started, int(row[0]), queued, int(row[1]), int(row[2])
@@ -66,6 +65,20 @@ class Sampler:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval)
+
+
+async def queued_messages(channel: aio_pika.abc.AbstractChannel) -> int:
+    """Messages ready in the system's work queues."""
+    queued = 0
+    for spec in SYSTEM_TOPOLOGY.queues:
+        declared = await channel.declare_queue(spec.name, passive=True)
+        queued += declared.declaration_result.message_count or 0
+    return queued
+
+
+async def queued_now(rabbitmq_url: str) -> int:
+    async with await aio_pika.connect(rabbitmq_url) as connection:
+        return await queued_messages(await connection.channel())
 
 
 async def wait_until_terminal(database_url: str, expected: int, timeout: float) -> float:
@@ -85,6 +98,14 @@ async def wait_until_terminal(database_url: str, expected: int, timeout: float) 
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{row[0]} of {expected} applications terminal after {timeout}s")
             await asyncio.sleep(0.5)
+
+
+async def completed_count(database_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        row = await (
+            await db.execute("SELECT count(*) FROM api.applications WHERE status = 'completed'")
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def percentiles(values: list[float], *points: float) -> dict[str, float]:

@@ -45,3 +45,21 @@ def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
         except OSError:
             continue
     return stats
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def current_rss_mb(pids: dict[str, int | None]) -> dict[str, float]:
+    """Resident memory now, per named process: the largest of its family."""
+    now: dict[str, float] = {}
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        with contextlib.suppress(OSError):
+            now[name] = round(max(_rss_mb(p) for p in [pid, *_children(pid)]), 1)
+    return now

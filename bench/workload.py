@@ -16,6 +16,8 @@ from pypdf.generic import DecodedStreamObject, NameObject
 from bench.loadgen import multipart_request
 
 STATEMENT = ("I want to study here because " * 40)[:1024]
+# The two documents of the standard submission (seeds of ``pdf_of_about``).
+PDF_SEEDS = (1, 2)
 
 
 def pdf_of_about(size: int, seed: int) -> bytes:
@@ -49,8 +51,8 @@ async def register_applicant(api: str) -> str:
 def submission_factory(api: str, token: str) -> Callable[[], bytes]:
     parts = urlsplit(api)
     files = [
-        ("transcript.pdf", pdf_of_about(20 * 1024, 1), "application/pdf"),
-        ("passport.pdf", pdf_of_about(20 * 1024, 2), "application/pdf"),
+        ("transcript.pdf", pdf_of_about(20 * 1024, PDF_SEEDS[0]), "application/pdf"),
+        ("passport.pdf", pdf_of_about(20 * 1024, PDF_SEEDS[1]), "application/pdf"),
     ]
     return multipart_request(
         parts.hostname or "127.0.0.1",

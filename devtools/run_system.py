@@ -49,6 +49,12 @@ def system_environment(environ: Mapping[str, str], run_dir: Path = RUN) -> dict[
     return env
 
 
+# The consumers yield the CPU to the API and the relay when the machine is busy: on one
+# machine a burst of submissions is answered (and published) first and the backlog drains
+# behind it, as it does when the API has machines of its own. Idle CPU is theirs in full.
+CONSUMER_NICE = 10
+
+
 def system_processes(
     environ: Mapping[str, str], metrics_ports: Mapping[str, int] = DEFAULT_METRICS_PORTS
 ) -> list[ProcessSpec]:
@@ -59,11 +65,16 @@ def system_processes(
     specs += [
         python_module("sandbox", "services.payments.sandbox"),
         python_module("api", "services.api"),
-        python_module("projector", "services.api.projector", metrics_env("projector", ports)),
         python_module("relay", "services.relay", metrics_env("relay", ports)),
-        python_module("verifier", "services.verifier", metrics_env("verifier", ports)),
-        python_module("payments", "services.payments", metrics_env("payments", ports)),
-        python_module("mailer", "services.mailer", metrics_env("mailer", ports)),
+    ]
+    specs += [
+        python_module(name, module, metrics_env(name, ports), nice=CONSUMER_NICE)
+        for name, module in (
+            ("projector", "services.api.projector"),
+            ("verifier", "services.verifier"),
+            ("payments", "services.payments"),
+            ("mailer", "services.mailer"),
+        )
     ]
     return specs
 

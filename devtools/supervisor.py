@@ -27,6 +27,8 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    # CPU priority (``nice``): higher yields the CPU to the others when it is scarce.
+    nice: int = 0
 
 
 @dataclass
@@ -128,6 +130,10 @@ class Supervisor:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops them in order
         )
+        if spec.nice:
+            # Set at once, before the service starts any process of its own (they inherit it).
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, running.process.pid, spec.nice)
         running.watcher = asyncio.create_task(self._watch(running, log_file))
 
     async def _watch(self, running: _Running, log_file: object) -> None:
@@ -169,5 +175,7 @@ class Supervisor:
             print(text, file=self.echo, flush=True)
 
 
-def python_module(name: str, module: str, env: Mapping[str, str] | None = None) -> ProcessSpec:
-    return ProcessSpec(name, [sys.executable, "-m", module], env or {})
+def python_module(
+    name: str, module: str, env: Mapping[str, str] | None = None, nice: int = 0
+) -> ProcessSpec:
+    return ProcessSpec(name, [sys.executable, "-m", module], env or {}, nice)

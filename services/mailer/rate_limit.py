@@ -92,6 +92,11 @@ class PostgresRateLimiter:
     def __init__(self, pool: AsyncConnectionPool, rates: Mapping[str, LaneRate]) -> None:
         self.pool = pool  # autocommit connections: each statement is its own transaction
         self.rates = dict(rates)
+        # One taker per lane in this process at a time; the others queue here, first come
+        # first served. Without it every waiting mail of a lane wakes when the next token is
+        # due and all of them update the same bucket row: hundreds of statements a second on
+        # one hot row, for the one token each refill grants.
+        self._turns = {lane: asyncio.Lock() for lane in rates}
 
     async def configure(self) -> None:
         """Create the lanes' buckets, or apply changed rates (the last replica started wins)."""
@@ -116,11 +121,12 @@ class PostgresRateLimiter:
 
     async def acquire(self, lane: str) -> float:
         started = time.monotonic()
-        while True:
-            granted, wait = await self.try_take(lane)
-            if granted:
-                return time.monotonic() - started
-            await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
+        async with self._turns.setdefault(lane, asyncio.Lock()):
+            while True:
+                granted, wait = await self.try_take(lane)
+                if granted:
+                    return time.monotonic() - started
+                await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
 
 
 class MemoryRateLimiter:

@@ -71,3 +71,32 @@ async def test_a_bucket_keeps_its_tokens_when_a_replica_reconfigures_it(
     granted, wait = await limiter.try_take("low")
     assert [g for g, _ in taken] == [True, True, True, False]
     assert not granted and wait > 50
+
+
+class CountingLimiter(PostgresRateLimiter):
+    """Counts the statements that try the bucket."""
+
+    tries = 0
+
+    async def try_take(self, lane: str) -> tuple[bool, float]:
+        self.tries += 1
+        return await super().try_take(lane)
+
+
+async def test_mails_waiting_in_one_process_try_the_bucket_one_at_a_time(
+    infra: Infra, mailer_schema: str
+) -> None:
+    # Given one replica with 30 mails of one lane waiting at once on a bucket of 20/s, burst 1
+    rates = {"batch": LaneRate(refill_per_second=RATE, capacity=1.0)}
+    pool = role_pool(infra, mailer_schema, max_size=4)
+    await pool.open(wait=True)
+    try:
+        limiter = CountingLimiter(pool, rates)
+        await limiter.configure()
+        # When every one of them acquires a token
+        await asyncio.gather(*(limiter.acquire("batch") for _ in range(30)))
+    finally:
+        await pool.close()
+    # Then the bucket row was tried about once per token (plus a retry when a sleep ends a
+    # hair early), not once per waiting mail each time a token came due (hundreds)
+    assert limiter.tries <= 30 * 2 + 5

@@ -93,7 +93,7 @@ class Supervisor:
         pid = self.pid(name)
         if pid is not None:
             # Its whole process group, as a container runtime kills the whole container: the
-            # verifier's worker processes would otherwise outlive it (start_new_session: the
+            # verifier's worker processes would otherwise outlive it (process_group=0: the
             # group id is the pid).
             os.killpg(pid, signum)
 
@@ -128,7 +128,13 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops them in order
+            # A process group of its own: Ctrl-C reaches the supervisor only (it stops them in
+            # order), and a kill takes the whole group. Not a session of its own: with the
+            # kernel's autogroup scheduling each session gets an equal share of the CPU, so ten
+            # services in ten sessions would squeeze Postgres (one session for all its
+            # backends) to a tenth of the machine, and ``nice`` would only rank a process
+            # within its own session.
+            process_group=0,
         )
         if spec.nice:
             # Set at once, before the service starts any process of its own (they inherit it).

@@ -5,7 +5,10 @@ confirms in flight, mark the confirmed rows published, commit. Claiming by state
 rows), not by an offset, means rows that commit out of id order are never skipped, and several
 relays side by side never publish the same row in the same pass.
 
-Woken by NOTIFY on commit, with a poll as fallback. When the broker is unreachable nothing is
+Woken by NOTIFY on commit, with a poll as fallback. A notification names the schema whose
+outbox has a new row, and only the sources named since the last pass are read: under load most
+commits come from one or two services, and reading the quiet ones on every wake-up cost more
+than publishing. The poll reads every source. When the broker is unreachable nothing is
 marked: the rows wait, and the relay tries again with backoff until the broker returns. A row
 the broker cannot route (no queue bound: a topology error) stays unpublished with its error,
 retried later on its own schedule so it does not hold up the rows behind it.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -82,6 +85,7 @@ class Relay:
         self.options = options
         self.metrics = metrics
         self._wake = asyncio.Event()
+        self._notified: set[str] = set()  # sources named by notifications since the last pass
 
     async def publish_batch(self, schema: str) -> int:
         """Publish one batch from ``schema``'s outbox; return how many rows it published.
@@ -144,30 +148,39 @@ class Relay:
         )
         await self.broker.publish(self.exchange, str(event_type), message)
 
-    async def drain(self) -> bool:
-        """One pass over every source; True if a source may have more rows waiting."""
-        more = False
-        for schema in self.schemas:
-            published = await self.publish_batch(schema)
-            more |= published >= self.options.batch_size
+    async def drain(self, sources: Collection[str] | None = None) -> set[str]:
+        """One pass over ``sources`` (every source by default); return those that may have
+        more rows waiting (a full batch)."""
+        more = set()
+        for schema in self.schemas if sources is None else self._in_order(sources):
+            if await self.publish_batch(schema) >= self.options.batch_size:
+                more.add(schema)
         return more
+
+    def _in_order(self, sources: Collection[str]) -> list[str]:
+        return [schema for schema in self.schemas if schema in sources]
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop), name="outbox-listener")
         backoff = 0.0
+        due = set(self.schemas)  # at start every source may hold rows
         try:
             while not stop.is_set():
                 self._wake.clear()  # a NOTIFY during the pass below sets it again
+                due |= self._notified
+                self._notified.clear()
                 try:
-                    more = await self.drain()
+                    due = await self.drain(due)
                     backoff = 0.0
                 except (PublishFailed, psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
                     backoff = min(max(backoff * 2, 0.1), self.options.max_backoff)
                     log.warning("relay pass failed, will retry", error=str(error), backoff=backoff)
                     await _wait(stop, backoff)
-                    continue
-                if not more:
+                    continue  # ``due`` is kept: the failed sources are tried again
+                if not due:
                     await _wait_any(stop, self._wake, self.options.poll_interval)
+                    if not self._wake.is_set():  # the poll, not a notification
+                        due = set(self.schemas)
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
@@ -180,8 +193,13 @@ class Relay:
                     self.listen_conninfo, autocommit=True
                 ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(OUTBOX_CHANNEL)))
-                    self._wake.set()  # rows may have committed while we were not listening
-                    async for _ in conn.notifies():
+                    # Rows may have committed while nobody was listening.
+                    self._notified.update(self.schemas)
+                    self._wake.set()
+                    async for notification in conn.notifies():
+                        # The payload is the schema; anything else means "look everywhere".
+                        named = notification.payload
+                        self._notified.update([named] if named in self.schemas else self.schemas)
                         self._wake.set()
             except psycopg.Error as error:
                 log.warning("outbox listener lost, reconnecting", error=str(error))

@@ -98,7 +98,7 @@ async def test_rows_committed_out_of_id_order_are_all_published(
             async with fast.transaction():
                 await write_outbox(fast, schema, [late])
             # When the relay runs in between
-            assert await relay.drain() is False
+            assert await relay.drain() == set()
             assert await received_ids(amqp, sink, 1) == [str(late.message_id)]
         # Then the lower id is published once it commits, not skipped
         await relay.drain()
@@ -221,3 +221,51 @@ async def test_a_commit_wakes_the_relay_before_its_poll(
     assert loop.time() - started < 5  # far below the 30 s poll: the NOTIFY woke it
     stop.set()
     await task
+
+
+class SourceSpy(Relay):
+    """Records which sources each pass read; ``quiet`` is a source that never has rows."""
+
+    QUIET = "quiet_source"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.read: list[str] = []
+
+    async def publish_batch(self, schema: str) -> int:
+        self.read.append(schema)
+        return 0 if schema == self.QUIET else await super().publish_batch(schema)
+
+
+async def test_a_notification_sends_the_relay_to_the_source_it_names_only(
+    pool: AsyncConnectionPool,
+    schema: str,
+    rabbit: RabbitBroker,
+    exchanges: Exchanges,
+    sink: str,
+    amqp: AmqpInspector,
+    infra: Infra,
+) -> None:
+    # Given a relay of two sources, one of them quiet, that polls only every 30 s
+    relay = SourceSpy(
+        pool=pool,
+        broker=rabbit,
+        exchange=exchanges.events,
+        schemas=[SourceSpy.QUIET, schema],
+        listen_conninfo=role_conninfo(infra.database_url, schema, f"pw-{schema}"),
+        options=RelayOptions(batch_size=100, poll_interval=30, max_backoff=0.5),
+    )
+    stop, task = await run_in_background(relay)
+    await asyncio.sleep(0.5)  # listening; the start-up pass read both
+    assert SourceSpy.QUIET in relay.read
+    relay.read.clear()
+
+    # When rows commit in the other source, three times
+    for _ in range(3):
+        expected = await add_events(pool, schema, 1)
+        assert set(await received_ids(amqp, sink, 1)) == expected
+    stop.set()
+    await task
+
+    # Then every pass since read that source alone
+    assert relay.read and set(relay.read) == {schema}

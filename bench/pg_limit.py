@@ -49,7 +49,7 @@ def accept_script(applicant_id: str) -> str:
         "channel": _quote("outbox"),
         "outbox_schema": _quote("api"),
         "key": "gen_random_uuid()::text",
-        "fingerprint": "md5(random()::text)",
+        "fingerprint": SHA256_LIKE,
         "answer": _quote(json.dumps({"applicationId": "x", "status": "submitted"})) + "::jsonb",
     }
     sql_text = re.sub(r"%\((\w+)\)s", lambda m: values[m.group(1)], INSERT_WITH_KEY)
@@ -96,8 +96,9 @@ def run_pgbench(conninfo: str, applicant_id: str, seconds: int = 15, clients: in
             env={"PGPASSWORD": str(params.get("password", "")), "PATH": "/usr/bin:/bin"},
             capture_output=True,
             text=True,
-            check=True,
         )
+    if completed.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{completed.stdout}\n{completed.stderr}")
     match = re.search(r"tps = ([0-9.]+)", completed.stdout)
     if match is None:
         raise RuntimeError(f"pgbench printed no tps:\n{completed.stdout}\n{completed.stderr}")

@@ -100,10 +100,12 @@ async def wait_until_terminal(database_url: str, expected: int, timeout: float) 
             await asyncio.sleep(0.5)
 
 
-async def completed_count(database_url: str) -> int:
+async def terminal_count(database_url: str) -> int:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
         row = await (
-            await db.execute("SELECT count(*) FROM api.applications WHERE status = 'completed'")
+            await db.execute(
+                "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (list(TERMINAL),)
+            )
         ).fetchone()
     return int(row[0]) if row else 0
 

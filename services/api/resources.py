@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from services.api.applications.validation import UploadLimits
 from services.api.auth.passwords import Passwords
 from services.api.auth.tokens import TokenVerifier
+from services.api.pooling import pooled_connection
 from services.api.settings import ApiSettings
 from shared.blobs import BlobStore
 
@@ -23,6 +27,10 @@ class Resources:
     blob_writers: ThreadPoolExecutor
     passwords: Passwords
     tokens: TokenVerifier
+
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A pooled connection: 503 soon when the database is away, a wait when it is busy."""
+        return pooled_connection(self.pool, self.settings.api_db_overload_wait_seconds)
 
     @property
     def outbox_schema(self) -> str:

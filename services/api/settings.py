@@ -62,6 +62,9 @@ class ApiSettings(CoreSettings):
     # How long a request waits for a database connection: when Postgres is down, answer 503
     # quickly instead of holding the client (and a worker slot) for the pool's default 10 s.
     api_db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # ... but when every connection is alive and busy (a burst, not an outage), keep waiting up
+    # to this long before the 503 (services/api/pooling.py).
+    api_db_overload_wait_seconds: float = Field(default=30.0, ge=0)
 
     # Operations (/admin): the RabbitMQ management HTTP API (the vhost is RABBITMQ_URL's), and
     # the read-only role that sees the outbox, message_log and queue_controls of ``ops_schemas``.

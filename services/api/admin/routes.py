@@ -258,7 +258,7 @@ async def replay(request: ReplayRequest, admin: Admin, deps: Deps, user: AdminUs
         )
     except MissingQueue as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{error} does not exist yet") from None
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         replay_id = await repository.record_replay(
             conn,
             requested_by=user.email,

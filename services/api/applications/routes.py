@@ -146,7 +146,7 @@ async def submit_application(
         idempotency=IdempotencyClaim(key, fingerprint(form)) if key else None,
     )
     try:
-        async with deps.pool.connection() as conn:
+        async with deps.connection() as conn:
             outcome = await insert_submission(conn, deps.outbox_schema, submission)
     except IdempotencyConflict:
         return error_response(
@@ -169,7 +169,7 @@ async def submit_application(
 async def my_applications(
     user: CurrentUser, deps: Deps, limit: Annotated[int, Query(ge=1, le=100)] = 50
 ) -> list[views.ApplicationSummary]:
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         rows = await list_applications(conn, user.user_id, limit)
     return [views.summary(row, deps.settings.public_url) for row in rows]
 
@@ -182,7 +182,7 @@ async def my_applications(
 async def get_application(
     application_id: str, user: CurrentUser, deps: Deps
 ) -> views.ApplicationDetail:
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         row = await find_application(
             conn, parse_application_id(application_id), viewer(user), with_statement=True
         )
@@ -199,7 +199,7 @@ async def get_application(
 async def get_status(
     application_id: str, user: CurrentUser, deps: Deps
 ) -> views.ApplicationStatusView:
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         row = await find_application(
             conn, parse_application_id(application_id), viewer(user), with_history=True
         )

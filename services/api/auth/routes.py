@@ -76,7 +76,7 @@ async def register(body: Registration, deps: Deps) -> RegisteredUser:
     email = normalise_email(body.email)
     password_hash = await deps.passwords.hash(body.password)
     user_id = str(uuid.uuid4())
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         created = await repository.insert_user(conn, user_id, email, password_hash, "applicant")
     if not created:
         raise HTTPException(status.HTTP_409_CONFLICT, "an account with this e-mail already exists")
@@ -101,7 +101,7 @@ async def token(
         deps.settings.login_max_failures,
         timedelta(seconds=deps.settings.login_failure_window_seconds),
     )
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         wait = await throttle.blocked_for(conn, key, policy)
         found = None
         # Postgres text cannot hold NUL, so such a name has no account (rather than a 500).
@@ -115,14 +115,14 @@ async def token(
         )
     valid = await deps.passwords.verify(form.password, found.password_hash if found else None)
     if found is None or not valid:
-        async with deps.pool.connection() as conn:
+        async with deps.connection() as conn:
             await throttle.record_failure(conn, key, policy)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong e-mail or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         await throttle.clear(conn, key)
     ttl = timedelta(minutes=deps.settings.jwt_ttl_minutes)
     access = issue_token(
@@ -139,7 +139,7 @@ async def request_password_reset(
     email = normalise_email(body.email)
     token = new_reset_token()
     ttl = timedelta(minutes=deps.settings.password_reset_ttl_minutes)
-    async with deps.pool.connection() as conn, conn.transaction():
+    async with deps.connection() as conn, conn.transaction():
         if await repository.store_reset_token(conn, email, hash_reset_token(token), ttl):
             event = PasswordResetRequested(email=email, reset_token=token)
             await write_outbox(
@@ -151,7 +151,7 @@ async def request_password_reset(
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
 async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Response:
     new_hash = await deps.passwords.hash(body.new_password)
-    async with deps.pool.connection() as conn, conn.transaction():
+    async with deps.connection() as conn, conn.transaction():
         changed = await repository.use_reset_token(conn, hash_reset_token(body.token), new_hash)
     if not changed:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid, used or expired reset token")
@@ -168,7 +168,7 @@ async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> 
     code = new_otp_code()
     code_hash = hash_otp_code(deps.settings.jwt_secret.get_secret_value(), user.user_id, code)
     ttl = timedelta(minutes=deps.settings.otp_ttl_minutes)
-    async with deps.pool.connection() as conn, conn.transaction():
+    async with deps.connection() as conn, conn.transaction():
         await repository.store_otp_code(conn, user.user_id, code_hash, ttl)
         event = OtpRequested(email=user.email, code=code)
         await write_outbox(

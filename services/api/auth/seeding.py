@@ -14,9 +14,9 @@ async def seed_admin(deps: Resources) -> bool:
     email = deps.settings.admin_email.strip().lower()
     if not email:
         return False
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         if await repository.user_exists(conn, email):
             return False
     password_hash = await deps.passwords.hash(deps.settings.admin_password.get_secret_value())
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         return await repository.seed_admin(conn, str(uuid.uuid4()), email, password_hash)

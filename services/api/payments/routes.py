@@ -57,7 +57,7 @@ class ProviderNotification(BaseModel):
     },
 )
 async def checkout(application_id: str, user: CurrentUser, deps: Deps) -> JSONResponse:
-    async with deps.pool.connection() as conn:
+    async with deps.connection() as conn:
         found = await find_checkout(conn, parse_application_id(application_id), viewer(user))
     if found is None:
         raise not_found()
@@ -118,7 +118,7 @@ async def payment_webhook(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid webhook body: {error}"
         )
 
-    async with deps.pool.connection() as conn, conn.transaction():
+    async with deps.connection() as conn, conn.transaction():
         recorded = await record_webhook(
             conn,
             event_id=notification.event_id,

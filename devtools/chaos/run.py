@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -296,6 +297,9 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def run_sync(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
+    # ``kill`` stops a run as Ctrl-C does: every task is cancelled, so the services it started
+    # are stopped too instead of being left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run_chaos(config, servers))
     raise SystemExit(130)

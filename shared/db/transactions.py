@@ -22,11 +22,13 @@ class PostgresTransaction:
         cursor = await self.connection.execute(
             sql.SQL(
                 "INSERT INTO {}.processed_messages (consumer, message_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING"
+                " ON CONFLICT DO NOTHING RETURNING 1"
             ).format(sql.Identifier(self.schema)),
             (consumer, message_id),
         )
-        return cursor.rowcount == 1
+        # The inserted row itself, not ``rowcount``: a count reads -1 on a connection left in
+        # pipeline mode, and "not claimed" means the message is acknowledged unprocessed.
+        return await cursor.fetchone() is not None
 
     async def add_outbox(self, envelopes: Sequence[Envelope]) -> None:
         await write_outbox(self.connection, self.schema, envelopes)
@@ -39,5 +41,16 @@ class PostgresTransactions:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[PostgresTransaction]:
-        async with self.pool.connection() as connection, connection.transaction():
-            yield PostgresTransaction(connection, self.schema)
+        async with self.pool.connection() as connection:
+            try:
+                async with connection.transaction():
+                    yield PostgresTransaction(connection, self.schema)
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    # Cancelled mid-statement (aio-pika cancels the deliveries in hand when
+                    # its connection drops): results may still be on their way, and the next
+                    # message would read them as its own: a claim of a new message read as
+                    # "already processed", and the message acknowledged unprocessed. The
+                    # connection is closed, so the pool replaces it instead of lending it out.
+                    await connection.close()
+                raise

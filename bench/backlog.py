@@ -25,14 +25,9 @@ from psycopg.conninfo import make_conninfo
 from bench.processes import current_rss_mb
 from bench.workload import PDF_SEEDS, STATEMENT, pdf_of_about
 from devtools.system import RunningSystem
-from services.api.applications.repository import (
-    INSERT_WITH_KEY,
-    IdempotencyClaim,
-    Submission,
-    submission_parameters,
-)
-from services.api.applications.routes import submitted_event
-from services.api.applications.validation import SubmissionForm, UploadedDocument, fingerprint
+from services.api.applications.repository import INSERT_WITH_KEY, submission_parameters
+from services.api.applications.routes import new_submission
+from services.api.applications.validation import SubmissionForm, UploadedDocument
 from services.api.auth.tokens import Principal
 from shared.blobs import BlobStore
 from shared.system_topology import SYSTEM_TOPOLOGY
@@ -94,23 +89,13 @@ def _standard_form(blobs: BlobStore) -> SubmissionForm:
 def _submissions(
     applicant: Principal, form: SubmissionForm, public_url: str, outbox_schema: str
 ) -> Callable[[int], Iterator[dict[str, Any]]]:
+    """Parameters of the accept statement for ``size`` new applications, as the API builds
+    them (a fresh Idempotency-Key each)."""
+
     def batch(size: int) -> Iterator[dict[str, Any]]:
         for _ in range(size):
-            application_id = str(uuid.uuid4())
-            correlation_id = str(uuid.uuid4())
-            submission = Submission(
-                application_id=application_id,
-                applicant_id=applicant.user_id,
-                form=form,
-                correlation_id=correlation_id,
-                event=submitted_event(application_id, applicant, form, correlation_id),
-                answer={
-                    "applicationId": application_id,
-                    "status": "submitted",
-                    "statusUrl": f"{public_url}/applications/{application_id}/status",
-                    "payUrl": f"{public_url}/payments/checkout/{application_id}",
-                },
-                idempotency=IdempotencyClaim(str(uuid.uuid4()), fingerprint(form)),
+            submission = new_submission(
+                applicant, form, str(uuid.uuid4()), public_url, key=str(uuid.uuid4())
             )
             yield submission_parameters(submission, outbox_schema)
 

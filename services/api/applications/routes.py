@@ -100,6 +100,27 @@ def submitted_event(
     return new_envelope(payload, correlation_id=correlation_id)
 
 
+def new_submission(
+    user: Principal, form: SubmissionForm, correlation_id: str, public_url: str, key: str | None
+) -> Submission:
+    """A new application of ``form``: its rows, its event and the answer the client gets."""
+    application_id = str(uuid.uuid4())
+    return Submission(
+        application_id=application_id,
+        applicant_id=user.user_id,
+        form=form,
+        correlation_id=correlation_id,
+        event=submitted_event(application_id, user, form, correlation_id),
+        answer=views.SubmissionAccepted(
+            application_id=application_id,
+            status=Status.SUBMITTED,
+            status_url=views.status_url(public_url, application_id),
+            pay_url=views.pay_url(public_url, application_id),
+        ).model_dump(by_alias=True),
+        idempotency=IdempotencyClaim(key, fingerprint(form)) if key else None,
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -129,22 +150,7 @@ async def submit_application(
     except SubmissionInvalid as refused:
         return error_response(refused.status, refused.detail)
 
-    application_id = str(uuid.uuid4())
-    public_url = deps.settings.public_url
-    submission = Submission(
-        application_id=application_id,
-        applicant_id=user.user_id,
-        form=form,
-        correlation_id=correlation_id,
-        event=submitted_event(application_id, user, form, correlation_id),
-        answer=views.SubmissionAccepted(
-            application_id=application_id,
-            status=Status.SUBMITTED,
-            status_url=views.status_url(public_url, application_id),
-            pay_url=views.pay_url(public_url, application_id),
-        ).model_dump(by_alias=True),
-        idempotency=IdempotencyClaim(key, fingerprint(form)) if key else None,
-    )
+    submission = new_submission(user, form, correlation_id, deps.settings.public_url, key)
     try:
         async with deps.connection() as conn:
             outcome = await insert_submission(conn, deps.outbox_schema, submission)

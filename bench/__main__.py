@@ -77,7 +77,10 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
     # The load's clock and the sampler's, on one axis: seconds since the first request was due.
     offset = load.started_at - sampler.started
     try:
-        await wait_until_terminal(system.database_url, terminal_before + load.accepted, timeout=600)
+        # The pipeline completes ~20-40 applications/s here: 20,000 need more than 600 s.
+        await wait_until_terminal(
+            system.database_url, terminal_before + load.accepted, timeout=max(600.0, count / 15)
+        )
     finally:
         stop.set()
         await sampling

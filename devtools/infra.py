@@ -65,13 +65,18 @@ def from_environment(environ: Mapping[str, str]) -> Infra | None:
         return None
     recorded = read_env_file()
     ours = all(environ[k] == recorded.get(k) for k in ("RABBITMQ_URL", "DATABASE_URL"))
+    return _infra_from(environ, recorded.get("INFRA_MODE", "external") if ours else "external")
+
+
+def _infra_from(env: Mapping[str, str], mode: str) -> Infra:
+    """The servers named by ``env`` (the variables ``scripts/infra.sh`` writes)."""
     return Infra(
-        environ["RABBITMQ_URL"],
-        environ["DATABASE_URL"],
-        environ.get("RABBITMQ_MANAGEMENT_URL"),
-        environ.get("RABBITMQ_MANAGEMENT_USER", "guest"),
-        environ.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
-        mode=recorded.get("INFRA_MODE", "external") if ours else "external",
+        env["RABBITMQ_URL"],
+        env["DATABASE_URL"],
+        env.get("RABBITMQ_MANAGEMENT_URL"),
+        env.get("RABBITMQ_MANAGEMENT_USER", "guest"),
+        env.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
+        mode=mode,
     )
 
 
@@ -90,14 +95,7 @@ def infrastructure() -> Iterator[Infra]:
             timeout=600,
         )
         env = read_env_file()
-        yield Infra(
-            env["RABBITMQ_URL"],
-            env["DATABASE_URL"],
-            env.get("RABBITMQ_MANAGEMENT_URL"),
-            env.get("RABBITMQ_MANAGEMENT_USER", "guest"),
-            env.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
-            mode=env.get("INFRA_MODE", "local"),
-        )
+        yield _infra_from(env, env.get("INFRA_MODE", "local"))
 
 
 def _containers() -> Iterator[Infra]:

@@ -29,7 +29,7 @@ from bench.backlog import (
     set_paused,
 )
 from bench.chart import draw_spike
-from bench.loadgen import run_open_loop
+from bench.loadgen import Result, run_open_loop
 from bench.observe import (
     Sampler,
     end_to_end_ms,
@@ -63,16 +63,20 @@ def per_second(answered_at: list[float], latencies_ms: list[float]) -> list[dict
     ]
 
 
-async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
-    token = await register_applicant(system.api)
-    build = submission_factory(system.api, token)
+async def offer(system: RunningSystem, rate: float, count: int) -> Result:
+    """``count`` standard submissions of a new applicant, offered open-loop at ``rate``."""
+    build = submission_factory(system.api, await register_applicant(system.api))
     parts = urlsplit(system.api)
+    return await run_open_loop(parts.hostname or "127.0.0.1", parts.port or 80, build, rate, count)
+
+
+async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
     # Earlier scenarios' applications are terminal too: wait for this load's on top of them.
     terminal_before = await terminal_count(system.database_url)
     stop = asyncio.Event()
     sampler = Sampler(system.database_url, system.rabbitmq_url)
     sampling = asyncio.create_task(sampler.run(stop))
-    load = await run_open_loop(parts.hostname or "127.0.0.1", parts.port or 80, build, rate, count)
+    load = await offer(system, rate, count)
     accept_done = time.monotonic()
     # The load's clock and the sampler's, on one axis: seconds since the first request was due.
     offset = load.started_at - sampler.started
@@ -260,12 +264,7 @@ async def backlog(
 
 async def accept_only(system: RunningSystem, rate: float, seconds: float) -> dict[str, float]:
     """Accept latency alone (nothing waits for the pipeline)."""
-    token = await register_applicant(system.api)
-    build = submission_factory(system.api, token)
-    parts = urlsplit(system.api)
-    load = await run_open_loop(
-        parts.hostname or "127.0.0.1", parts.port or 80, build, rate, int(rate * seconds)
-    )
+    load = await offer(system, rate, int(rate * seconds))
     return {k: round(v, 2) for k, v in percentiles(load.latencies_ms, 50, 99).items()}
 
 

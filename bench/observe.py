@@ -86,27 +86,28 @@ async def wait_until_terminal(database_url: str, expected: int, timeout: float) 
     started = time.monotonic()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
         while True:
-            row = await (
-                await db.execute(
-                    "SELECT count(*) FROM api.applications WHERE status = ANY(%s)",
-                    (list(TERMINAL),),
-                )
-            ).fetchone()
-            assert row is not None
-            if row[0] >= expected:
+            terminal = await _terminal(db)
+            if terminal >= expected:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{row[0]} of {expected} applications terminal after {timeout}s")
+                raise TimeoutError(
+                    f"{terminal} of {expected} applications terminal after {timeout}s"
+                )
             await asyncio.sleep(0.5)
 
 
 async def terminal_count(database_url: str) -> int:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
-        row = await (
-            await db.execute(
-                "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (list(TERMINAL),)
-            )
-        ).fetchone()
+        return await _terminal(db)
+
+
+async def _terminal(db: psycopg.AsyncConnection[Any]) -> int:
+    """Applications in a final state."""
+    row = await (
+        await db.execute(
+            "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (list(TERMINAL),)
+        )
+    ).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -17,9 +17,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status (``VmHWM`` peak, ``VmRSS`` now), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -39,19 +40,12 @@ def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
         family = [pid, *_children(pid)]
         try:
             stats[name] = {
-                "max_rss_mb": round(max(_peak_rss_mb(p) for p in family), 1),
+                "max_rss_mb": round(max(_status_mb(p, "VmHWM") for p in family), 1),
                 "cpu_s": round(sum(_cpu_seconds(p) for p in family), 2),
             }
         except OSError:
             continue
     return stats
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def current_rss_mb(pids: dict[str, int | None]) -> dict[str, float]:
@@ -61,5 +55,5 @@ def current_rss_mb(pids: dict[str, int | None]) -> dict[str, float]:
         if pid is None:
             continue
         with contextlib.suppress(OSError):
-            now[name] = round(max(_rss_mb(p) for p in [pid, *_children(pid)]), 1)
+            now[name] = round(max(_status_mb(p, "VmRSS") for p in [pid, *_children(pid)]), 1)
     return now

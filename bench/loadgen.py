@@ -46,8 +46,16 @@ def multipart_request(
     token: str,
     fields: dict[str, str],
     files: list[tuple[str, bytes, str]],
+    unique_marker: bytes | None = None,
 ) -> Callable[[], bytes]:
-    """A factory of complete request bytes; each call carries a fresh Idempotency-Key."""
+    """A factory of complete request bytes; each call carries a fresh Idempotency-Key.
+
+    With ``unique_marker`` (at most 32 bytes), every occurrence of it in the body becomes a
+    fresh hex string of the same length in each request, so each request uploads documents
+    no other request has (the lengths, and so Content-Length, stay the same).
+    """
+    if unique_marker is not None and not 0 < len(unique_marker) <= 32:
+        raise ValueError("unique_marker must be 1 to 32 bytes")
     boundary = uuid.uuid4().hex
     parts: list[bytes] = []
     for name, value in fields.items():
@@ -73,7 +81,11 @@ def multipart_request(
     )
 
     def build() -> bytes:
-        return (head + f"Idempotency-Key: {uuid.uuid4()}\r\n\r\n").encode() + body
+        request_head = (head + f"Idempotency-Key: {uuid.uuid4()}\r\n\r\n").encode()
+        if unique_marker is None:
+            return request_head + body
+        fresh = uuid.uuid4().hex.encode()[: len(unique_marker)]
+        return request_head + body.replace(unique_marker, fresh)
 
     return build
 

@@ -16,15 +16,19 @@ from pypdf.generic import DecodedStreamObject, NameObject
 from bench.loadgen import multipart_request
 
 STATEMENT = ("I want to study here because " * 40)[:1024]
+# Written into each document and replaced per request: every request uploads documents of
+# its own, as applicants do (identical bytes would land on one content-addressed blob).
+DOCUMENT_MARKER = b"bench-document-id-placeholder-00"
 # The two documents of the standard submission (seeds of ``pdf_of_about``).
 PDF_SEEDS = (1, 2)
 
 
 def pdf_of_about(size: int, seed: int) -> bytes:
-    """A valid one-page PDF whose content stream pads it to about ``size`` bytes."""
+    """A valid one-page PDF whose content stream pads it to about ``size`` bytes; its first
+    line shows ``DOCUMENT_MARKER`` (uncompressed, so it can be replaced in place)."""
     writer = PdfWriter()
     page = writer.add_blank_page(width=595, height=842)
-    text = "".join(
+    text = f"BT /F1 9 Tf 20 820 Td ({DOCUMENT_MARKER.decode()}) Tj ET\n" + "".join(
         f"BT /F1 9 Tf 20 {20 + i % 800} Td (line {seed}-{i}) Tj ET\n" for i in range(size // 40)
     )
     stream = DecodedStreamObject()
@@ -61,6 +65,7 @@ def submission_factory(api: str, token: str) -> Callable[[], bytes]:
         token,
         {"personal_statement": STATEMENT, "program": "Computer Science"},
         files,
+        unique_marker=DOCUMENT_MARKER,
     )
 
 

@@ -60,3 +60,17 @@ async def test_latency_counts_from_the_due_time_when_the_server_stalls() -> None
     assert result.percentile(50) > 200  # far above the 50 ms service time
     assert result.percentile(100) > 700
     server.close()
+
+
+def test_a_unique_marker_gives_every_request_documents_of_its_own() -> None:
+    marker = b"document-id-placeholder"
+    build = multipart_request(
+        "127.0.0.1", 1, "/applications", "tok", {}, [("f.pdf", b"%PDF " + marker, "x/y")], marker
+    )
+
+    first, second = build(), build()
+
+    assert marker not in first and marker not in second
+    assert len(first) == len(second)  # Content-Length still true
+    body = first.split(b"\r\n\r\n", 1)[1]
+    assert body.split(b"%PDF ")[1][: len(marker)] != second.split(b"%PDF ")[1][: len(marker)]

@@ -1,16 +1,18 @@
 """Reading a submission's multipart body as it streams in, never all of it in memory.
 
-Each file part goes straight to ``BlobStore.put`` running in a worker thread, fed chunk by
-chunk through a small bounded pipe (so a slow disk slows the client down instead of filling
-memory). Limits are enforced while counting: an announced oversized body is refused before a
-byte is read, an unannounced one as soon as it passes the limit, and the rest is never read.
+A file part up to ``SPOOL_BYTES`` (most documents) is kept in memory and staged in the blob
+store when its part ends (hashed, written unsynced); at the end of the body one worker-thread
+hop fsyncs and publishes every staged file of the request. A larger part goes straight to
+``BlobStore.put`` running in a worker thread, fed chunk by chunk through a small bounded pipe
+(so a slow disk slows the client down instead of filling memory). Limits are enforced while
+counting: an announced oversized body is refused before a byte is read, an unannounced one as
+soon as it passes the limit, and the rest is never read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import queue
 import uuid
 from collections.abc import AsyncIterator
@@ -33,12 +35,12 @@ from services.api.applications.validation import (
     clean_text_fields,
     sanitise_filename,
 )
-from shared.blobs import BlobRef, BlobStore, BlobTooLarge
+from shared.blobs import BlobRef, BlobStore, BlobTooLarge, StagedBlob
 
 # Chunks queued between the event loop and one writer thread (each at most one network read).
 PIPE_CREDITS = 8
-# A file up to this size is kept in memory and written in one hop (most documents are small;
-# per-chunk hand-offs to a thread cost more than the write). Larger ones stream.
+# A file up to this size is kept in memory and staged by the event loop (most documents are
+# small; per-chunk hand-offs to a thread cost more than the write). Larger ones stream.
 SPOOL_BYTES = 64 * 1024
 
 
@@ -211,6 +213,8 @@ class SubmissionReader:
         self.executor = executor
         self.fields: dict[str, str] = {}
         self.documents: list[UploadedDocument] = []
+        # Small files written but not yet synced nor in place: ``publish`` or ``abort``.
+        self.staged: list[StagedBlob] = []
         self._files_started = 0
         self._part: _FilePart | _FieldPart | None = None
 
@@ -297,14 +301,21 @@ class SubmissionReader:
     async def _store(self, part: _FilePart) -> BlobRef:
         if part.writer is not None:
             return await part.writer.finish()
-        loop = asyncio.get_running_loop()
-        source = io.BytesIO(part.spool)
-        return await loop.run_in_executor(
-            self.executor, self.blobs.put, source, self.limits.max_file_bytes
-        )
+        staged = self.blobs.stage(bytes(part.spool))
+        self.staged.append(staged)
+        return staged.ref
+
+    async def publish(self) -> None:
+        """Make the staged files durable, in one worker-thread hop for all of them. Once the
+        hop has started the thread owns the files: a cancelled request leaves them to it."""
+        if self.staged:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, self.blobs.publish, self.staged)
 
     def abort(self) -> StreamingBlobWrite | None:
-        """Drop a file still being written (an error or a disconnect cut the body short)."""
+        """Drop the staged files and a file still being written (an error or a disconnect cut
+        the body short)."""
+        self.blobs.discard(self.staged)
         part, self._part = self._part, None
         if isinstance(part, _FilePart) and part.writer is not None:
             part.writer.abort()
@@ -347,7 +358,7 @@ async def read_submission(
                 await reader.handle(kind, value)
         if not events.ended:
             raise SubmissionInvalid(422, "the multipart body ended before its closing boundary")
-        return reader.form()
+        form = reader.form()
     except Exception:
         if unfinished := reader.abort():
             await unfinished.aborted()
@@ -355,3 +366,5 @@ async def read_submission(
     except BaseException:  # cancelled (client gone): no waiting, but never a stuck thread
         reader.abort()
         raise
+    await reader.publish()
+    return form

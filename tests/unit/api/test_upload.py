@@ -169,3 +169,17 @@ async def test_a_body_that_is_not_multipart_is_415(blobs: BlobStore) -> None:
             limits=LIMITS,
         )
     assert refused.value.status == 415
+
+
+async def test_small_files_read_before_a_failure_are_not_kept(blobs: BlobStore) -> None:
+    # Given a form whose first (small, staged) file is fine and whose second is too large
+    body = multipart(
+        valid_fields(),
+        [FilePart("cv.pdf", PDF), FilePart("huge.pdf", PDF + b"x" * (LIMITS.max_file_bytes))],
+    )
+    # When it is read, it is refused
+    with pytest.raises(SubmissionInvalid) as refused:
+        await read(ChunkFeed(body, chunk_size=4096), blobs)
+    assert refused.value.status == 413
+    # Then not even the first file's temporary copy is left behind
+    assert stored_files(blobs) == []

@@ -1,0 +1,79 @@
+"""The blob store: content-addressed, durable before it is visible, nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.blobs import BlobStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BlobStore:
+    return BlobStore(tmp_path / "blobs")
+
+
+def files_under(store: BlobStore) -> list[str]:
+    return sorted(p.name for p in store.root.rglob("*") if p.is_file())
+
+
+def test_a_staged_blob_is_visible_only_once_published(store: BlobStore) -> None:
+    staged = store.stage(b"%PDF-1.7 transcript")
+    sha = hashlib.sha256(b"%PDF-1.7 transcript").hexdigest()
+
+    assert staged.ref.sha256 == sha and staged.ref.size == 19
+    assert not store.exists(sha)  # only a dot-named temporary file so far
+    assert [name.startswith(".upload-") for name in files_under(store)] == [True]
+
+    store.publish([staged])
+
+    assert store.read(sha) == b"%PDF-1.7 transcript"
+    assert files_under(store) == [sha]
+
+
+def test_content_the_store_holds_is_not_written_again(store: BlobStore) -> None:
+    first = store.put_bytes(b"same bytes")
+    again = store.stage(b"same bytes")
+
+    assert again.ref == first
+    assert again.fd is None and files_under(store) == [first.sha256]
+    store.publish([again])  # nothing to do, nothing breaks
+    assert files_under(store) == [first.sha256]
+
+
+def test_discarded_blobs_leave_nothing(store: BlobStore) -> None:
+    staged = [store.stage(b"one"), store.stage(b"two")]
+
+    store.discard(staged)
+
+    assert files_under(store) == []
+    assert all(blob.fd is None for blob in staged)
+
+
+def test_when_syncing_fails_no_blob_of_the_request_is_published(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = [store.stage(b"one"), store.stage(b"two")]
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        store.publish(staged)
+
+    assert files_under(store) == []
+
+
+def test_a_streamed_put_hashes_and_places_its_content(store: BlobStore) -> None:
+    import io
+
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    ref = store.put(io.BytesIO(data), max_bytes=len(data))
+
+    assert ref.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.read(ref.sha256) == data
+    assert files_under(store) == [ref.sha256]

@@ -45,16 +45,23 @@ async def admin_client(api: str) -> httpx.AsyncClient:
 
 
 async def set_paused(admin: httpx.AsyncClient, paused: bool, timeout: float = 60) -> None:
-    """Pause (or resume) every work queue and wait until the workers have applied it."""
+    """Pause (or resume) every work queue and wait until the workers have applied it.
+
+    The command goes to the workers listening when it is sent; one still starting (the
+    system has just come up) misses it, or the API answers 409 when none listens yet, so it
+    is sent again until every queue shows it."""
     action = "pause" if paused else "resume"
-    for queue in WORK_QUEUES:
-        (await admin.post(f"/admin/queues/{queue}/{action}")).raise_for_status()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         view = (await admin.get("/admin/queues")).json()["queues"]
-        if all(q["paused"] is paused for q in view if q["name"] in WORK_QUEUES):
+        behind = [q["name"] for q in view if q["name"] in WORK_QUEUES and q["paused"] is not paused]
+        if not behind:
             return
-        await asyncio.sleep(0.3)
+        for queue in behind:
+            sent = await admin.post(f"/admin/queues/{queue}/{action}")
+            if sent.status_code != 409:
+                sent.raise_for_status()
+        await asyncio.sleep(1.0)
     raise TimeoutError(f"the work queues did not {action} within {timeout}s")
 
 

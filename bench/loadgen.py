@@ -4,7 +4,8 @@ Requests are pre-encoded bytes sent over persistent HTTP/1.1 connections by a fe
 asyncio: no HTTP library on the hot path, so the generator's CPU is a small fraction of the
 server's. Open loop: request ``i`` is due at ``start + i / rate`` whether or not earlier ones
 have been answered, and its latency is measured from that due time (no coordinated omission:
-a stalled server shows up as latency, not as a slower offered rate).
+a stalled server shows up as latency, not as a slower offered rate). A request not answered
+``timeout`` seconds after its due time is an error: the client gave up.
 """
 
 from __future__ import annotations
@@ -104,21 +105,29 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 class _Connections:
+    """Persistent connections, at most ``limit`` in use at once."""
+
     def __init__(self, host: str, port: int, limit: int) -> None:
         self.host, self.port = host, port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(limit)
 
-    async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        await self.slots.acquire()
-        if self.idle:
-            return self.idle.pop()
-        return await asyncio.open_connection(self.host, self.port)
-
-    def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
-        if conn is not None:
-            self.idle.append(conn)
-        self.slots.release()
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send ``request`` on a free connection and read its answer. A connection whose
+        exchange failed or was cancelled (a deadline) is closed, never reused."""
+        async with self.slots:
+            if self.idle:
+                reader, writer = self.idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(request)
+                answer = await _read_response(reader)
+            except BaseException:
+                writer.close()
+                raise
+            self.idle.append((reader, writer))
+            return answer
 
 
 async def run_open_loop(
@@ -143,19 +152,14 @@ async def run_open_loop(
     async def one(index: int) -> None:
         due = start + index / rate
         await asyncio.sleep(max(0.0, due - loop.time()))
-        conn = None
         try:
-            conn = await connections.get()
-            reader, writer = conn
-            writer.write(requests[index])
-            status, body = await asyncio.wait_for(_read_response(reader), timeout)
+            # The client gives up ``timeout`` seconds after it meant to send, however much
+            # of that it spent waiting for a connection.
+            async with asyncio.timeout_at(due + timeout):
+                status, body = await connections.exchange(requests[index])
         except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             result.errors += 1
-            if conn is not None:
-                conn[1].close()
-            connections.put(None)
             return
-        connections.put(conn)
         now = loop.time()
         result.latencies_ms.append((now - due) * 1000)
         result.answered_at.append(now - start)

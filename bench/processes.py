@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,9 +27,14 @@ def _status_mb(pid: int, field: str) -> float:
     return 0.0
 
 
-def _cpu_seconds(pid: int) -> float:
+def _own_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def cpu_seconds(pid: int, family: bool = False) -> float:
+    """CPU time (user + system) of ``pid``; with ``family``, of its children too."""
+    return sum(_own_cpu_seconds(p) for p in ([pid, *_children(pid)] if family else [pid]))
 
 
 def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
@@ -41,7 +48,7 @@ def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
         try:
             stats[name] = {
                 "max_rss_mb": round(max(_status_mb(p, "VmHWM") for p in family), 1),
-                "cpu_s": round(sum(_cpu_seconds(p) for p in family), 2),
+                "cpu_s": round(cpu_seconds(pid, family=True), 2),
             }
         except OSError:
             continue
@@ -57,3 +64,23 @@ def current_rss_mb(pids: dict[str, int | None]) -> dict[str, float]:
         with contextlib.suppress(OSError):
             now[name] = round(max(_status_mb(p, "VmRSS") for p in [pid, *_children(pid)]), 1)
     return now
+
+
+@contextlib.contextmanager
+def frozen(process_groups: Iterable[int]) -> Iterator[None]:
+    """Every process of these process groups stopped (SIGSTOP) meanwhile, continued after.
+
+    A frozen process uses no CPU and goes on where it was; its open transactions stay open,
+    so freeze only processes whose locks the work meanwhile does not need."""
+    groups = list(process_groups)
+    stopped = []
+    try:
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGSTOP)
+                stopped.append(group)
+        yield
+    finally:
+        for group in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)

@@ -13,7 +13,7 @@ import httpx
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, NameObject
 
-from bench.loadgen import multipart_request
+from bench.loadgen import Result, multipart_request, run_open_loop
 
 STATEMENT = ("I want to study here because " * 40)[:1024]
 # Written into each document and replaced per request: every request uploads documents of
@@ -67,6 +67,13 @@ def submission_factory(api: str, token: str) -> Callable[[], bytes]:
         files,
         unique_marker=DOCUMENT_MARKER,
     )
+
+
+async def offer(api: str, rate: float, count: int) -> Result:
+    """``count`` standard submissions of a new applicant, offered open-loop at ``rate``."""
+    build = submission_factory(api, await register_applicant(api))
+    parts = urlsplit(api)
+    return await run_open_loop(parts.hostname or "127.0.0.1", parts.port or 80, build, rate, count)
 
 
 def machine() -> dict[str, object]:

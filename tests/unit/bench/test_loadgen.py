@@ -74,3 +74,20 @@ def test_a_unique_marker_gives_every_request_documents_of_its_own() -> None:
     assert len(first) == len(second)  # Content-Length still true
     body = first.split(b"\r\n\r\n", 1)[1]
     assert body.split(b"%PDF ")[1][: len(marker)] != second.split(b"%PDF ")[1][: len(marker)]
+
+
+async def test_a_request_not_answered_by_its_deadline_is_an_error() -> None:
+    # One connection, 50 ms per answer, one request due every 10 ms, clients that give up
+    # 0.3 s after their due time: the first few are answered, the rest wait past their
+    # deadline (most of it for the connection) and count as errors, none is lost.
+    server, port, _ = await serve(0.05)
+    build = multipart_request("127.0.0.1", port, "/x", "tok", {}, [])
+
+    result = await run_open_loop(
+        "127.0.0.1", port, build, rate=100, count=30, max_connections=1, timeout=0.3
+    )
+
+    assert 0 < result.accepted < 30
+    assert result.accepted + result.errors == 30
+    assert max(result.latencies_ms) <= 300
+    server.close()

@@ -1,0 +1,85 @@
+"""CPU per accepted submission, the API's and Postgres', with the rest of the system frozen.
+
+The accept path's cost on its own, steadier than its rate on a shared machine: the system
+starts as for ``make bench``, every other service is stopped (SIGSTOP: the relay and the
+consumers take no CPU while the outbox and the queues fill), standard submissions are
+offered open-loop below saturation, and the CPU time the API's processes and Postgres'
+processes used is divided by the submissions accepted.
+
+    set -a; . .run/infra.env; set +a
+    .venv/bin/python -m bench.accept_cpu --rate 100 --seconds 20 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+
+from bench.observe import percentiles
+from bench.processes import cpu_seconds, frozen
+from bench.workload import offer
+from devtools.infra import infrastructure
+from devtools.system import RunningSystem
+
+
+def postgres_pids() -> list[int]:
+    """Every process of the local Postgres server (its backends included)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+    return found
+
+
+def postgres_cpu_seconds() -> float:
+    # Backends that end meanwhile take their CPU time with them; the API's pool keeps its
+    # connections, so those that matter here live through the measurement.
+    total = 0.0
+    for pid in postgres_pids():
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
+async def measure(rate: float, seconds: float, workers: int) -> None:
+    env = {"LOG_LEVEL": "WARNING", "API_WORKERS": str(workers)}
+    with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
+        system = RunningSystem(infra, Path(folder), env, prefix="bench")
+        await system.start()
+        try:
+            await offer(system.api, rate, int(rate))  # warm-up: connections, caches
+            others = [system.supervisor.pid(n) for n in system.supervisor.names() if n != "api"]
+            api = system.supervisor.pid("api")
+            assert api is not None
+            with frozen(pid for pid in others if pid is not None):
+                api_before, pg_before = cpu_seconds(api, family=True), postgres_cpu_seconds()
+                load = await offer(system.api, rate, int(rate * seconds))
+                api_cpu = cpu_seconds(api, family=True) - api_before
+                pg_cpu = postgres_cpu_seconds() - pg_before
+        finally:
+            await system.stop()
+    latency = percentiles(load.latencies_ms, 50, 99)
+    accepted = max(load.accepted, 1)
+    print(
+        f"accept: {load.accepted} of {load.offered} accepted at {rate:g}/s, {workers} API"
+        f" worker(s); p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms;"
+        f" CPU per accepted submission: API {api_cpu * 1000 / accepted:.2f} ms,"
+        f" Postgres {pg_cpu * 1000 / accepted:.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=100.0, help="submissions offered per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=1, help="API processes (uvicorn workers)")
+    args = parser.parse_args()
+    asyncio.run(measure(args.rate, args.seconds, args.workers))
+
+
+if __name__ == "__main__":
+    main()

@@ -44,25 +44,29 @@ async def admin_client(api: str) -> httpx.AsyncClient:
     return client
 
 
-async def set_paused(admin: httpx.AsyncClient, paused: bool, timeout: float = 60) -> None:
+async def set_paused(admin: httpx.AsyncClient, paused: bool, timeout: float = 180) -> None:
     """Pause (or resume) every work queue and wait until the workers have applied it.
 
-    The command goes to the workers listening when it is sent; one still starting (the
-    system has just come up) misses it, or the API answers 409 when none listens yet, so it
-    is sent again until every queue shows it."""
+    A command reaches the workers listening when it is sent: while none listens yet (the
+    system has just come up) it is sent again. A worker applies its commands one at a time,
+    and stopping a queue waits for the messages in hand (mail waiting for its lane's rate
+    limit: up to 30 s a queue), hence the generous timeout."""
     action = "pause" if paused else "resume"
+    unheard, behind = set(WORK_QUEUES), list(WORK_QUEUES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        for queue in sorted(unheard):
+            sent = await admin.post(f"/admin/queues/{queue}/{action}")
+            if sent.status_code != 409:  # 409: no worker listens
+                sent.raise_for_status()
+                if sent.json()["listeners"] != 0:
+                    unheard.discard(queue)
         view = (await admin.get("/admin/queues")).json()["queues"]
         behind = [q["name"] for q in view if q["name"] in WORK_QUEUES and q["paused"] is not paused]
         if not behind:
             return
-        for queue in behind:
-            sent = await admin.post(f"/admin/queues/{queue}/{action}")
-            if sent.status_code != 409:
-                sent.raise_for_status()
-        await asyncio.sleep(1.0)
-    raise TimeoutError(f"the work queues did not {action} within {timeout}s")
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{', '.join(behind)} did not {action} within {timeout}s")
 
 
 async def backlog_applicant(system: RunningSystem) -> Principal:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -347,6 +348,8 @@ async def main(args: argparse.Namespace) -> None:
             )
         finally:
             await system.stop()
+            # The services' logs outlive the run's folder: a failed run says why.
+            shutil.copytree(Path(folder) / "logs", REPORTS / "logs", dirs_exist_ok=True)
     summary: dict[str, Any] = {}
     for scenario in report["scenarios"].values():
         summary.update({k: v for k, v in scenario.items() if k not in DETAIL and k[0] != "_"})

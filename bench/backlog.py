@@ -34,6 +34,7 @@ from shared.system_topology import SYSTEM_TOPOLOGY
 
 ADMIN = {"username": "admin@example.org", "password": "admin-dev-password"}
 WORK_QUEUES = [spec.name for spec in SYSTEM_TOPOLOGY.queues]
+RESEND_SECONDS = 10.0
 
 
 async def admin_client(api: str) -> httpx.AsyncClient:
@@ -47,25 +48,26 @@ async def admin_client(api: str) -> httpx.AsyncClient:
 async def set_paused(admin: httpx.AsyncClient, paused: bool, timeout: float = 180) -> None:
     """Pause (or resume) every work queue and wait until the workers have applied it.
 
-    A command reaches the workers listening when it is sent: while none listens yet (the
-    system has just come up) it is sent again. A worker applies its commands one at a time,
-    and stopping a queue waits for the messages in hand (mail waiting for its lane's rate
-    limit: up to 30 s a queue), hence the generous timeout."""
+    A command reaches the workers listening when it is sent, and one that fails is logged and
+    dropped (the operator sees the state unchanged): a queue not yet showing the state is sent
+    the command again every few seconds (a repeated command changes nothing). A worker applies
+    its commands one at a time, and stopping a queue waits for the messages in hand (mail
+    waiting for its lane's rate limit: up to 30 s a queue), hence the generous timeout."""
     action = "pause" if paused else "resume"
-    unheard, behind = set(WORK_QUEUES), list(WORK_QUEUES)
+    behind, sent_at = list(WORK_QUEUES), -RESEND_SECONDS
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for queue in sorted(unheard):
-            sent = await admin.post(f"/admin/queues/{queue}/{action}")
-            if sent.status_code != 409:  # 409: no worker listens
-                sent.raise_for_status()
-                if sent.json()["listeners"] != 0:
-                    unheard.discard(queue)
+        if time.monotonic() - sent_at >= RESEND_SECONDS:
+            sent_at = time.monotonic()
+            for queue in behind:
+                sent = await admin.post(f"/admin/queues/{queue}/{action}")
+                if sent.status_code != 409:  # 409: no worker listens yet
+                    sent.raise_for_status()
+        await asyncio.sleep(0.5)
         view = (await admin.get("/admin/queues")).json()["queues"]
         behind = [q["name"] for q in view if q["name"] in WORK_QUEUES and q["paused"] is not paused]
         if not behind:
             return
-        await asyncio.sleep(0.5)
     raise TimeoutError(f"{', '.join(behind)} did not {action} within {timeout}s")
 
 

@@ -387,7 +387,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=200_000, help="applications queued")
     parser.add_argument("--backlog-rate", type=float, default=100.0, help="accept rate beside it")
     parser.add_argument("--backlog-seconds", type=float, default=20.0)
-    parser.add_argument("--drain-seconds", type=float, default=30.0, help="memory watched for")
+    parser.add_argument("--drain-seconds", type=float, default=20.0, help="memory watched for")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the services")
     return parser.parse_args()
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     if "rabbitmq" in draining:
         lines.append(f"| rabbitmq (node memory) | - | {draining['rabbitmq']} | - |")
+    took = ", ".join(f"{name} {seconds} s" for name, seconds in report["scenario_seconds"].items())
+    lines += ["", f"Scenario durations: {took}."]
     return "\n".join(lines) + "\n"
 
 
@@ -319,30 +322,38 @@ async def main(args: argparse.Namespace) -> None:
     env.update(dict(item.split("=", 1) for item in args.env))
     every = ["spike", "lag", "before-after", "limit", "backlog"]
     scenarios = every if args.scenario == "all" else [args.scenario]
-    report: dict[str, Any] = {"machine": machine(), "revision": git_revision(), "scenarios": {}}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "revision": git_revision(),
+        "scenarios": {},
+        "scenario_seconds": {},
+    }
     REPORTS.mkdir(exist_ok=True)
     with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
         system = RunningSystem(infra, Path(folder), env)
         await system.start()
         try:
-            if "spike" in scenarios:
-                report["scenarios"]["spike"] = await spike(system, args.rate, args.count)
-            if "lag" in scenarios:
-                report["scenarios"]["lag"] = await lag(system, args.lag_rate, args.lag_seconds)
-            if "before-after" in scenarios:
-                report["scenarios"]["before-after"] = await before_after(
+            runs: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+                "spike": lambda: spike(system, args.rate, args.count),
+                "lag": lambda: lag(system, args.lag_rate, args.lag_seconds),
+                "before-after": lambda: before_after(
                     system, args.compare_rate, args.compare_count, args.rate, args.count
-                )
-            if "limit" in scenarios:
-                report["scenarios"]["limit"] = await limit(system)
-            if "backlog" in scenarios:  # last: it leaves a backlog behind
-                report["scenarios"]["backlog"] = await backlog(
+                ),
+                "limit": lambda: limit(system),
+                # Last: it leaves a backlog behind.
+                "backlog": lambda: backlog(
                     system,
                     args.backlog,
                     args.backlog_rate,
                     args.backlog_seconds,
                     args.drain_seconds,
-                )
+                ),
+            }
+            for name, run in runs.items():
+                if name in scenarios:
+                    started = time.monotonic()
+                    report["scenarios"][name] = await run()
+                    report["scenario_seconds"][name] = round(time.monotonic() - started, 1)
             report["processes"] = process_stats(
                 {name: system.supervisor.pid(name) for name in system.supervisor.names()}
             )
@@ -374,10 +385,10 @@ def parse() -> argparse.Namespace:
         choices=["all", "spike", "lag", "before-after", "limit", "backlog"],
     )
     # Defaults sized so that ``make bench`` ends within 10 minutes on 2 cores, where the whole
-    # pipeline completes about 35 applications/s: every spike application must complete
+    # pipeline completes about 30 applications/s: every spike application must complete
     # before the figures are final. The full sizes: --count 20000 --lag-seconds 30.
     parser.add_argument("--rate", type=float, default=1000.0, help="spike: offered submissions/s")
-    parser.add_argument("--count", type=int, default=5_000, help="spike: submissions offered")
+    parser.add_argument("--count", type=int, default=4_000, help="spike: submissions offered")
     parser.add_argument("--lag-rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     # Below the accept path's capacity with the pipeline busy (~200/s): at 200/s its p95 moves

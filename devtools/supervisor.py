@@ -106,13 +106,12 @@ class Supervisor:
                     process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in processes:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                await asyncio.wait_for(process.wait(), remaining)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_exited(process), max(0.1, deadline - time.monotonic()))
+            # The whole group: what is still running after the grace period, and whatever
+            # the service left behind (the verifier's check workers).
+            _kill_group(process)
+            await process.wait()
         for running in self._running.values():
             if running.watcher:
                 running.watcher.cancel()
@@ -148,11 +147,10 @@ class Supervisor:
         name = running.spec.name
         with log_file:  # type: ignore[attr-defined]
             copying = asyncio.create_task(self._copy_output(process, log_file, name))
-            code = await process.wait()
+            code = await _exited(process)
             # Children left behind by a crash (a process pool's workers) keep the output pipe
             # open, so its end never comes: end them as a container runtime ends a container.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            _kill_group(process)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(copying, 5)
         if self._stopping:
@@ -179,6 +177,20 @@ class Supervisor:
     def _say(self, text: str) -> None:
         if self.echo is not None:
             print(text, file=self.echo, flush=True)
+
+
+async def _exited(process: asyncio.subprocess.Process) -> int:
+    """The exit code once the process itself has exited. Not ``process.wait()``: it also
+    waits for the output pipe to close, which never happens while a child the process left
+    behind holds it (the supervisor then hung, waiting, with the verifier's workers alive)."""
+    while process.returncode is None:  # noqa: ASYNC110 (no event says the process alone ended)
+        await asyncio.sleep(0.2)
+    return process.returncode
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def python_module(

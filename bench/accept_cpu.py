@@ -66,7 +66,8 @@ async def measure(rate: float, seconds: float, workers: int) -> None:
     accepted = max(load.accepted, 1)
     print(
         f"accept: {load.accepted} of {load.offered} accepted at {rate:g}/s, {workers} API"
-        f" worker(s) (answers {load.statuses}, no answer {load.errors}); p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms;"
+        f" worker(s) (answers {load.statuses}, no answer {load.errors});"
+        f" p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms;"
         f" CPU per accepted submission: API {api_cpu * 1000 / accepted:.2f} ms,"
         f" Postgres {pg_cpu * 1000 / accepted:.2f} ms"
     )

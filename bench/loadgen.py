@@ -113,21 +113,31 @@ class _Connections:
         self.slots = asyncio.Semaphore(limit)
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        """Send ``request`` on a free connection and read its answer. A connection whose
-        exchange failed or was cancelled (a deadline) is closed, never reused."""
+        """Send ``request`` on a free connection and read its answer. An idle connection the
+        server has closed meanwhile (its keep-alive timeout) is replaced by a new one, as HTTP
+        clients do: the request never reached the server (and carries its Idempotency-Key)."""
         async with self.slots:
             if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            try:
-                writer.write(request)
-                answer = await _read_response(reader)
-            except BaseException:
-                writer.close()
-                raise
-            self.idle.append((reader, writer))
-            return answer
+                try:
+                    return await self._exchange_on(*self.idle.pop(), request)
+                except ConnectionError:
+                    pass
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            return await self._exchange_on(reader, writer, request)
+
+    async def _exchange_on(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, bytes]:
+        """A connection whose exchange failed or was cancelled (a deadline) is closed, never
+        reused."""
+        try:
+            writer.write(request)
+            answer = await _read_response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        self.idle.append((reader, writer))
+        return answer
 
 
 async def run_open_loop(

@@ -91,3 +91,28 @@ async def test_a_request_not_answered_by_its_deadline_is_an_error() -> None:
     assert result.accepted + result.errors == 30
     assert max(result.latencies_ms) <= 300
     server.close()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+    # The server answers, then closes the connection after a short keep-alive (as uvicorn
+    # does after 5 s); the next request must go out on a new connection, not fail.
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    build = multipart_request("127.0.0.1", port, "/x", "tok", {}, [])
+
+    result = await run_open_loop("127.0.0.1", port, build, rate=20, count=5, max_connections=1)
+
+    assert result.accepted == 5 and result.errors == 0
+    server.close()

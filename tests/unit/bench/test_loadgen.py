@@ -2,6 +2,20 @@ import asyncio
 
 from bench.loadgen import multipart_request, run_open_loop
 
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request read off the connection; returns its head."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    await reader.readexactly(length)
+    return head
+
 
 async def serve(delay: float) -> tuple[asyncio.Server, int, list[bytes]]:
     """A tiny HTTP/1.1 server answering 202 after ``delay``, recording each request head."""
@@ -9,16 +23,9 @@ async def serve(delay: float) -> tuple[asyncio.Server, int, list[bytes]]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length")
-            )
-            await reader.readexactly(length)
-            heads.append(head)
+            heads.append(await read_request(reader))
             await asyncio.sleep(delay)
-            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+            writer.write(ACCEPTED)
             await writer.drain()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -97,14 +104,8 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
     # The server answers, then closes the connection after a short keep-alive (as uvicorn
     # does after 5 s); the next request must go out on a new connection, not fail.
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )
-        await reader.readexactly(length)
-        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+        await read_request(reader)
+        writer.write(ACCEPTED)
         await writer.drain()
         writer.close()
 

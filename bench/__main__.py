@@ -89,6 +89,9 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         "accepted": load.accepted,
         "accept_rps": round(load.accepted / load.seconds, 1),
         "errors": count - load.accepted,
+        # Of the errors, the clients that waited 30 s for an answer (from the request's due
+        # time) and gave up; the other errors are answers other than 202 and lost connections.
+        "gave_up": load.gave_up,
         "statuses": load.statuses,
         "accept_p50_ms": round(latency["p50"], 2),
         "accept_p95_ms": round(latency["p95"], 2),

@@ -22,7 +22,8 @@ class Result:
     offered: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
-    errors: int = 0  # connection failures and timeouts
+    errors: int = 0  # no answer: connection failures, and the clients that gave up
+    gave_up: int = 0  # of those, the clients whose deadline passed first
     answered_at: list[float] = field(default_factory=list)
     seconds: float = 0.0
     started_at: float = 0.0  # time.monotonic() when the first request was due
@@ -167,7 +168,11 @@ async def run_open_loop(
             # of that it spent waiting for a connection.
             async with asyncio.timeout_at(due + timeout):
                 status, body = await connections.exchange(requests[index])
-        except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except TimeoutError:
+            result.errors += 1
+            result.gave_up += 1
+            return
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             result.errors += 1
             return
         now = loop.time()

@@ -96,6 +96,7 @@ async def test_a_request_not_answered_by_its_deadline_is_an_error() -> None:
 
     assert 0 < result.accepted < 30
     assert result.accepted + result.errors == 30
+    assert result.gave_up == result.errors
     assert max(result.latencies_ms) <= 300
     server.close()
 

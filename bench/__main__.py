@@ -48,6 +48,8 @@ from devtools.run_system import ROOT
 from devtools.system import RunningSystem
 
 REPORTS = ROOT / "reports"
+# In the order they run (the backlog last: it leaves a backlog behind).
+SCENARIOS = ("spike", "lag", "before-after", "limit", "backlog")
 # Series kept in bench.json (and drawn), not figures for the summary table.
 DETAIL = ("backlog", "latency_series", "rss_mb_while_draining")
 
@@ -150,11 +152,10 @@ async def limit(system: RunningSystem) -> dict[str, Any]:
     params.update(user="api", password=system.env.get("API_DB_PASSWORD", "api-dev-password"))
     # What Postgres alone commits: every service is frozen meanwhile. Otherwise the relay
     # publishes pgbench's rows and the consumers, still working through the earlier scenarios'
-    # queues, take a share of the two cores (1,237 tps measured that way against ~2,660).
+    # queues, take a share of the two cores (1,237 tps measured that way against 2,870).
     # pgbench only inserts new rows, so no lock a frozen transaction holds is in its way.
     # Its rows are removed before the relay goes on.
-    services = [system.supervisor.pid(name) for name in system.supervisor.names()]
-    with frozen(pid for pid in services if pid is not None):
+    with frozen(system.supervisor.pids().values()):
         tps = await asyncio.to_thread(run_pgbench, make_conninfo(**params), row[0])  # type: ignore[arg-type]
         async with await psycopg.AsyncConnection.connect(
             system.database_url, autocommit=True
@@ -323,8 +324,7 @@ async def main(args: argparse.Namespace) -> None:
         "API_WORKERS": "2",
     }
     env.update(dict(item.split("=", 1) for item in args.env))
-    every = ["spike", "lag", "before-after", "limit", "backlog"]
-    scenarios = every if args.scenario == "all" else [args.scenario]
+    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     report: dict[str, Any] = {
         "machine": machine(),
         "revision": git_revision(),
@@ -343,7 +343,6 @@ async def main(args: argparse.Namespace) -> None:
                     system, args.compare_rate, args.compare_count, args.rate, args.count
                 ),
                 "limit": lambda: limit(system),
-                # Last: it leaves a backlog behind.
                 "backlog": lambda: backlog(
                     system,
                     args.backlog,
@@ -352,14 +351,11 @@ async def main(args: argparse.Namespace) -> None:
                     args.drain_seconds,
                 ),
             }
-            for name, run in runs.items():
-                if name in scenarios:
-                    started = time.monotonic()
-                    report["scenarios"][name] = await run()
-                    report["scenario_seconds"][name] = round(time.monotonic() - started, 1)
-            report["processes"] = process_stats(
-                {name: system.supervisor.pid(name) for name in system.supervisor.names()}
-            )
+            for name in scenarios:
+                started = time.monotonic()
+                report["scenarios"][name] = await runs[name]()
+                report["scenario_seconds"][name] = round(time.monotonic() - started, 1)
+            report["processes"] = process_stats(system.supervisor.pids())
         finally:
             await system.stop()
             # The services' logs outlive the run's folder: a failed run says why.
@@ -385,7 +381,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         default="all",
-        choices=["all", "spike", "lag", "before-after", "limit", "backlog"],
+        choices=["all", *SCENARIOS],
     )
     # Defaults sized so that ``make bench`` ends within 10 minutes on 2 cores, where the whole
     # pipeline completes about 30 applications/s: every spike application must complete

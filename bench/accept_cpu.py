@@ -14,35 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 from pathlib import Path
 
 from bench.observe import percentiles
-from bench.processes import cpu_seconds, frozen
+from bench.processes import command_cpu_seconds, cpu_seconds, frozen
 from bench.workload import offer
 from devtools.infra import infrastructure
 from devtools.system import RunningSystem
-
-
-def postgres_pids() -> list[int]:
-    """Every process of the local Postgres server (its backends included)."""
-    found = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        with contextlib.suppress(OSError):
-            if comm.read_text().strip() == "postgres":
-                found.append(int(comm.parent.name))
-    return found
-
-
-def postgres_cpu_seconds() -> float:
-    # Backends that end meanwhile take their CPU time with them; the API's pool keeps its
-    # connections, so those that matter here live through the measurement.
-    total = 0.0
-    for pid in postgres_pids():
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(pid)
-    return total
 
 
 async def measure(rate: float, seconds: float, workers: int) -> None:
@@ -52,14 +31,16 @@ async def measure(rate: float, seconds: float, workers: int) -> None:
         await system.start()
         try:
             await offer(system.api, rate, int(rate))  # warm-up: connections, caches
-            others = [system.supervisor.pid(n) for n in system.supervisor.names() if n != "api"]
-            api = system.supervisor.pid("api")
-            assert api is not None
-            with frozen(pid for pid in others if pid is not None):
-                api_before, pg_before = cpu_seconds(api, family=True), postgres_cpu_seconds()
+            others = system.supervisor.pids()
+            api = others.pop("api")
+            # The API's pool keeps its Postgres connections: the backends that serve it live
+            # through the measurement, and their CPU time with them.
+            with frozen(others.values()):
+                api_before = cpu_seconds(api, family=True)
+                pg_before = command_cpu_seconds("postgres")
                 load = await offer(system.api, rate, int(rate * seconds))
                 api_cpu = cpu_seconds(api, family=True) - api_before
-                pg_cpu = postgres_cpu_seconds() - pg_before
+                pg_cpu = command_cpu_seconds("postgres") - pg_before
         finally:
             await system.stop()
     latency = percentiles(load.latencies_ms, 50, 99)

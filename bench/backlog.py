@@ -172,8 +172,7 @@ async def peak_memory_while(
     peaks: dict[str, float] = {}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        pids = {name: system.supervisor.pid(name) for name in system.supervisor.names()}
-        for name, rss in current_rss_mb(pids).items():
+        for name, rss in current_rss_mb(system.supervisor.pids()).items():
             peaks[name] = max(peaks.get(name, 0.0), rss)
         peaks["rabbitmq"] = max(peaks.get("rabbitmq", 0.0), await broker_memory_mb(system))
         await asyncio.sleep(interval)

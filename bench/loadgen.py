@@ -172,7 +172,7 @@ async def run_open_loop(
             result.errors += 1
             result.gave_up += 1
             return
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, ValueError):  # ConnectionError included
             result.errors += 1
             return
         now = loop.time()

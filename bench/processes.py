@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -37,7 +37,18 @@ def cpu_seconds(pid: int, family: bool = False) -> float:
     return sum(_own_cpu_seconds(p) for p in ([pid, *_children(pid)] if family else [pid]))
 
 
-def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
+def command_cpu_seconds(command: str) -> float:
+    """CPU time of every process running ``command`` (``postgres``: the server and its
+    backends). A process that ends meanwhile takes its CPU time with it."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == command:
+                total += _own_cpu_seconds(int(comm.parent.name))
+    return total
+
+
+def process_stats(pids: Mapping[str, int | None]) -> dict[str, dict[str, float]]:
     """Per named process (children such as the verifier's check workers counted in):
     ``max_rss_mb`` is the largest peak of any one of its processes, ``cpu_s`` the sum."""
     stats: dict[str, dict[str, float]] = {}
@@ -55,7 +66,7 @@ def process_stats(pids: dict[str, int | None]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def current_rss_mb(pids: dict[str, int | None]) -> dict[str, float]:
+def current_rss_mb(pids: Mapping[str, int | None]) -> dict[str, float]:
     """Resident memory now, per named process: the largest of its family."""
     now: dict[str, float] = {}
     for name, pid in pids.items():

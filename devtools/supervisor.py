@@ -85,6 +85,10 @@ class Supervisor:
         process = self._running[name].process
         return process.pid if process and process.returncode is None else None
 
+    def pids(self) -> dict[str, int]:
+        """The running processes by name; each pid is also its process group's id."""
+        return {name: pid for name in self._running if (pid := self.pid(name)) is not None}
+
     def restarts(self, name: str) -> int:
         return self._running[name].restarts
 

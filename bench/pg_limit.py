@@ -1,8 +1,9 @@
 """What Postgres alone can commit with the accept transaction's exact SQL shape.
 
-The statement is the API's own (``services.api.applications.repository.INSERT_WITH_KEY``),
-its parameters replaced by literals and ``gen_random_uuid()``, run by pgbench on the same
-server and database as the system, as the api role.
+The statement is the API's own (``services.api.applications.repository.INSERT_SUBMISSIONS``)
+for one submission per transaction (the API's group commit puts several in one when they
+arrive together), its parameters replaced by literals and ``gen_random_uuid()``, run by
+pgbench on the same server and database as the system, as the api role.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from services.api.applications.repository import INSERT_WITH_KEY
+from services.api.applications.repository import INSERT_SUBMISSIONS
 
 STATEMENT_TEXT = "x" * 1024
 EVENT_BODY = json.dumps({"payload": "y" * 1400})
@@ -29,30 +30,33 @@ def _quote(text: str) -> str:
 
 
 def accept_script(applicant_id: str) -> str:
+    answer = _quote(json.dumps({"applicationId": "x", "status": "submitted"})) + "::jsonb"
     values = {
-        "application_id": "gen_random_uuid()",
-        "applicant_id": _quote(applicant_id),
-        "program": _quote("Computer Science"),
-        "statement": _quote(STATEMENT_TEXT),
-        "status": _quote("submitted"),
-        "progress": "25",
-        "correlation_id": "gen_random_uuid()::text",
+        "application_ids": "ARRAY[gen_random_uuid()]",
+        "applicant_ids": f"ARRAY[{_quote(applicant_id)}]",
+        "programs": f"ARRAY[{_quote('Computer Science')}]",
+        "statements": f"ARRAY[{_quote(STATEMENT_TEXT)}]",
+        "correlation_ids": "ARRAY[gen_random_uuid()::text]",
+        "keys": "ARRAY[gen_random_uuid()::text]",
+        "fingerprints": f"ARRAY[{SHA256_LIKE}]",
+        "answers": f"ARRAY[{answer}]",
+        "message_ids": "ARRAY[gen_random_uuid()]",
+        "event_correlation_ids": "ARRAY[gen_random_uuid()::text]",
+        "event_bodies": f"ARRAY[{_quote(EVENT_BODY)}]",
+        "document_rows": "ARRAY[1, 1]",
+        "document_positions": "ARRAY[1, 2]",
         "document_ids": "ARRAY[gen_random_uuid(), gen_random_uuid()]",
         "filenames": "ARRAY['transcript.pdf', 'passport.pdf']",
         "content_types": "ARRAY['application/pdf', 'application/pdf']",
         "sizes": "ARRAY[21002, 21002]",
         "hashes": f"ARRAY[{SHA256_LIKE}, {SHA256_LIKE}]",
+        "status": _quote("submitted"),
+        "progress": "25",
         "event_type": _quote("application.submitted"),
-        "message_id": "gen_random_uuid()",
-        "event_correlation_id": "gen_random_uuid()::text",
-        "event_body": _quote(EVENT_BODY),
         "channel": _quote("outbox"),
         "outbox_schema": _quote("api"),
-        "key": "gen_random_uuid()::text",
-        "fingerprint": SHA256_LIKE,
-        "answer": _quote(json.dumps({"applicationId": "x", "status": "submitted"})) + "::jsonb",
     }
-    sql_text = re.sub(r"%\((\w+)\)s", lambda m: values[m.group(1)], INSERT_WITH_KEY)
+    sql_text = re.sub(r"%\((\w+)\)s", lambda m: values[m.group(1)], INSERT_SUBMISSIONS)
     return " ".join(sql_text.split()) + ";\n"  # pgbench reads one command per line
 
 

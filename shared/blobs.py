@@ -1,27 +1,29 @@
 """The content-addressed blob store for uploaded documents (claim-check pattern).
 
-Messages carry a document's SHA-256, never its bytes. A blob is written (and fsynced) before
-the transaction that references it commits, so a committed row never points at nothing; the
-same content always lands on the same path, so a retried upload is harmless, and content the
-store already holds is not written again. Blobs no row references are removed after a grace
-period.
+Messages carry a document's SHA-256, never its bytes. A blob is durable before the
+transaction that references it commits (the file and then its folder are fsynced), so a
+committed row never points at nothing; the same content always lands on the same path, so a
+retried upload is harmless, and content the store already holds is not written again. Blobs
+no row references are removed after a grace period.
 
-Two ways in:
+A file comes in as a ``BlobDraft``: hashed and written (unsynced, under a dot-named
+temporary name) as its bytes arrive, which is quick enough for an event loop because the page
+cache takes the writes. ``seal`` it once its last byte is in; ``publish`` then fsyncs and puts
+in place every sealed blob of a request (or of several requests) in one blocking call, the
+only part that waits on the disk: call it from a thread (``BlobPublisher`` runs one).
 
-- ``put`` streams a file of any size (blocking: call it from a worker thread);
-- ``stage`` + ``publish`` for content already in memory (most documents are small): ``stage``
-  hashes it and writes a temporary file without syncing, quick enough for the event loop;
-  ``publish`` fsyncs and renames every staged blob of a request in one blocking call, one
-  worker-thread hop per request instead of one per file. Each hop costs the event loop
-  futex wake-ups and the GIL hand-overs of a thread doing Python work, so the thread's part is
-  kept to the ``os`` calls that wait on the disk.
+Layout: ``<root>/<first two hex digits>/<sha256>``, so at most 256 folders, each created
+once; temporary files live in the root.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+TEMP_PREFIX = ".upload-"
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -55,66 +58,94 @@ class StagedBlob:
     fd: int | None = None
 
 
+class BlobDraft:
+    """A file on its way in, written and hashed as its bytes arrive. ``seal`` when the last
+    byte is in, ``discard`` if it will never be complete."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.temp = store.temp_name()
+        self._fd: int | None = os.open(self.temp, _NEW_FILE, 0o644)
+
+    def write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise ValueError("the draft is sealed or discarded")
+        self._hash.update(data)
+        _write_all(self._fd, data)
+        self.size += len(data)
+
+    def seal(self) -> StagedBlob:
+        if self._fd is None:
+            raise ValueError("the draft is sealed or discarded")
+        fd, self._fd = self._fd, None
+        ref = BlobRef(self._hash.hexdigest(), self.size)
+        final = self._store.final_name(ref.sha256)
+        if os.path.exists(final):
+            _discard(fd, self.temp)
+            return StagedBlob(ref, final)
+        return StagedBlob(ref, final, self.temp, fd)
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _discard(fd, self.temp)
+
+
 class BlobStore:
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync
-        # Fan-out folders known to exist: a put does not ask the file system again.
+        # Folders known to exist: a new blob does not ask the file system again.
         self._folders: set[str] = set()
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError("not a SHA-256 hex digest")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
+
+    def draft(self) -> BlobDraft:
+        return BlobDraft(self)
+
+    def stage(self, data: bytes) -> StagedBlob:
+        """Content already in memory, written unsynced: follow with ``publish`` or
+        ``discard``."""
+        draft = self.draft()
+        try:
+            draft.write(data)
+        except BaseException:
+            draft.discard()
+            raise
+        return draft.seal()
 
     def put(self, source: BinaryIO, max_bytes: int) -> BlobRef:
-        """Copy ``source`` into the store, hashing as it goes; ``BlobTooLarge`` past the limit.
-
-        Blocking file I/O: call it from a worker thread in async code.
-        """
-        temp = self._temp_name(self.root)
-        fd = os.open(temp, _NEW_FILE, 0o644)
+        """Copy ``source`` into the store, hashing as it goes; ``BlobTooLarge`` past the
+        limit. Blocking file I/O: call it from a worker thread in async code."""
+        draft = self.draft()
         try:
-            digest = hashlib.sha256()
-            size = 0
             while chunk := source.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
+                if draft.size + len(chunk) > max_bytes:
                     raise BlobTooLarge(max_bytes)
-                digest.update(chunk)
-                _write_all(fd, chunk)
+                draft.write(chunk)
         except BaseException:
-            _discard(fd, temp)
+            draft.discard()
             raise
-        ref = BlobRef(digest.hexdigest(), size)
-        self.publish([StagedBlob(ref, self._final_name(ref.sha256), temp, fd)])
-        return ref
+        staged = draft.seal()
+        self.publish([staged])
+        return staged.ref
 
     def put_bytes(self, data: bytes) -> BlobRef:
         staged = self.stage(data)
         self.publish([staged])
         return staged.ref
 
-    def stage(self, data: bytes) -> StagedBlob:
-        """Hash ``data`` and write it to a temporary file beside its final place, unsynced.
-        Follow with ``publish`` (or ``discard`` if the request fails)."""
-        ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
-        final = self._final_name(ref.sha256)
-        if os.path.exists(final):
-            return StagedBlob(ref, final)
-        temp = self._temp_name(os.path.dirname(final))
-        fd = os.open(temp, _NEW_FILE, 0o644)
-        try:
-            _write_all(fd, data)
-        except BaseException:
-            _discard(fd, temp)
-            raise
-        return StagedBlob(ref, final, temp, fd)
-
     def publish(self, staged: Iterable[StagedBlob]) -> None:
-        """Make staged blobs durable and put them in their place. Blocking (a worker thread).
+        """Make sealed blobs durable and put them in their place: each file is synced, renamed,
+        then each folder that gained one is synced (a rename is durable only then). Blocking.
         If one fails, the ones not yet in place are dropped."""
         pending = [(blob, blob.fd) for blob in staged if blob.fd is not None]
+        folders: set[str] = set()
         try:
             for blob, fd in pending:
                 if self.fsync:
@@ -122,9 +153,13 @@ class BlobStore:
                 blob.fd = None
                 os.close(fd)
                 os.replace(blob.temp, blob.final)
+                folders.add(os.path.dirname(blob.final))
         except BaseException:
             self.discard(blob for blob, _ in pending)
             raise
+        if self.fsync:
+            for folder in folders:
+                _sync_folder(folder)
 
     def discard(self, staged: Iterable[StagedBlob]) -> None:
         """Drop staged blobs that will not be published (the request failed)."""
@@ -139,26 +174,83 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def _final_name(self, sha256: str) -> str:
+    def final_name(self, sha256: str) -> str:
+        """Where the blob lives, its folder created if need be."""
         final = str(self.path(sha256))
-        folder = os.path.dirname(final)
+        self._ensure_folder(os.path.dirname(final))
+        return final
+
+    def temp_name(self) -> str:
+        # Dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
+        root = str(self.root)
+        self._ensure_folder(root)
+        return os.path.join(root, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+
+    def _ensure_folder(self, folder: str) -> None:
         if folder not in self._folders:
             os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
-        return final
-
-    def _temp_name(self, folder: Path | str) -> str:
-        if str(folder) not in self._folders:
-            os.makedirs(folder, exist_ok=True)
-            self._folders.add(str(folder))
-        # Dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
-        return os.path.join(folder, f".upload-{uuid.uuid4().hex}")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+class BlobPublisher:
+    """One thread that publishes the blobs the event loop hands it, for every request of the
+    process, in turn. A hand-off is a queue put and, at the end, one wake-up of the loop:
+    cheaper than a thread pool's bookkeeping, and no thread is ever held by a client (only
+    complete files are handed off). Once handed off, the blobs are the thread's: a request
+    cancelled meanwhile leaves them to it."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._work: queue.SimpleQueue[
+            tuple[list[StagedBlob], asyncio.Future[None], asyncio.AbstractEventLoop] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="blob-publisher", daemon=True)
+        self._thread.start()
+
+    async def publish(self, staged: list[StagedBlob]) -> None:
+        if not any(blob.fd is not None for blob in staged):
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._work.put((staged, done, loop))
+        await done
+
+    def close(self) -> None:
+        self._work.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            staged, done, loop = item
+            try:
+                self._store.publish(staged)
+            except BaseException as error:  # the request reports it
+                loop.call_soon_threadsafe(_settle, done, error)
+            else:
+                loop.call_soon_threadsafe(_settle, done, None)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # the request was cancelled
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _sync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _discard(fd: int, temp: str) -> None:

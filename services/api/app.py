@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -22,17 +21,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
 from services.api.admin.routes import router as admin_router
+from services.api.applications.accept import AdmissionLimit, Intake, SubmissionFastPath
+from services.api.applications.group_commit import GroupCommit
 from services.api.applications.routes import router as applications_router
+from services.api.applications.routes import submit_route
 from services.api.auth.passwords import Passwords
 from services.api.auth.routes import router as auth_router
 from services.api.auth.seeding import seed_admin
 from services.api.auth.tokens import TokenVerifier
-from services.api.errors import error_response
+from services.api.errors import database_unavailable
 from services.api.metrics import install_metrics, prepare_multiprocess_metrics
 from services.api.payments.routes import router as payments_router
+from services.api.pooling import pooled_connection
 from services.api.resources import Resources
 from services.api.settings import ApiSettings
-from shared.blobs import BlobStore
+from shared.blobs import BlobPublisher, BlobStore
 from shared.logs import configure_logging
 from shared.worker import open_pool
 
@@ -81,11 +84,32 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    """Postgres is down or restarting: a quick 503 the client can retry (with the same
-    Idempotency-Key), not a 500 and not a request left hanging."""
-    log.warning("database unavailable", path=request.url.path, error=str(error))
-    return error_response(
-        503, "the database is unavailable; try again shortly", headers={"Retry-After": "2"}
+    return database_unavailable(request.url.path, error)
+
+
+def build_resources(
+    settings: ApiSettings,
+    pool: psycopg_pool.AsyncConnectionPool,
+    passwords: Passwords | None = None,
+) -> Resources:
+    """What the handlers share, around ``pool`` (opened or not); ``close()`` it at the end."""
+    blobs = BlobStore(settings.blob_dir, fsync=settings.blob_fsync)
+    return Resources(
+        settings=settings,
+        pool=pool,
+        blobs=blobs,
+        blob_publisher=BlobPublisher(blobs),
+        passwords=passwords or Passwords(),
+        tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        intake=Intake(
+            admission=AdmissionLimit(settings.api_max_submissions_in_flight),
+            group_commit=GroupCommit(
+                lambda: pooled_connection(pool, settings.api_db_overload_wait_seconds),
+                outbox_schema=settings.db_role,
+                max_rows=settings.api_group_commit_max_rows,
+            ),
+            retry_after_seconds=settings.api_busy_retry_after_seconds,
+        ),
     )
 
 
@@ -95,17 +119,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         pool = await open_pool(
             settings, settings.db_role, timeout=settings.api_db_pool_timeout_seconds
         )
-        blob_writers = ThreadPoolExecutor(
-            max_workers=settings.blob_writer_threads, thread_name_prefix="blob-writer"
-        )
-        resources = Resources(
-            settings=settings,
-            pool=pool,
-            blobs=BlobStore(settings.blob_dir, fsync=settings.blob_fsync),
-            blob_writers=blob_writers,
-            passwords=Passwords(),
-            tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
-        )
+        resources = build_resources(settings, pool)
         app.state.resources = resources
         try:
             if await seed_admin(resources):
@@ -113,7 +127,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             log.info("started", public_url=settings.public_url, role=settings.db_role)
             yield
         finally:
-            blob_writers.shutdown(wait=False, cancel_futures=True)
+            resources.close()
             await pool.close()
             log.info("stopped")
 
@@ -122,8 +136,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         summary="Submit applications, follow their progress, pay the fee.",
         version="1.0.0",
         lifespan=lifespan,
+        # Metrics are Prometheus' (services/api/metrics.py); FastAPI's OpenTelemetry hooks
+        # would only ask, on every request, whether a provider was configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    # Innermost of our middlewares, so request ids and metrics apply to the fast path too.
+    app.add_middleware(SubmissionFastPath, route=submit_route())
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from psycopg import AsyncConnection
@@ -16,7 +15,10 @@ from services.api.auth.passwords import Passwords
 from services.api.auth.tokens import TokenVerifier
 from services.api.pooling import pooled_connection
 from services.api.settings import ApiSettings
-from shared.blobs import BlobStore
+from shared.blobs import BlobPublisher, BlobStore
+
+if TYPE_CHECKING:  # the accept path imports this module
+    from services.api.applications.accept import Intake
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,13 @@ class Resources:
     settings: ApiSettings
     pool: AsyncConnectionPool
     blobs: BlobStore
-    blob_writers: ThreadPoolExecutor
+    blob_publisher: BlobPublisher
     passwords: Passwords
     tokens: TokenVerifier
+    intake: Intake
+
+    def close(self) -> None:
+        self.blob_publisher.close()
 
     def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled connection: 503 soon when the database is away, a wait when it is busy."""

@@ -50,9 +50,14 @@ class ApiSettings(CoreSettings):
 
     blob_dir: Path = Path(".run/blobs")
     blob_fsync: bool = True
-    # Uploads are written by a dedicated thread pool, so slow disks never starve the default
-    # executor (password hashing runs there).
-    blob_writer_threads: int = 16
+    # A submission whose body stops arriving for this long is refused (408), its files dropped.
+    api_upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Overload (services/api/applications/accept.py): submissions one API process reads and
+    # writes at once; one more is answered 503 with Retry-After instead of queueing.
+    api_max_submissions_in_flight: int = Field(default=32, ge=1)
+    api_busy_retry_after_seconds: int = Field(default=1, ge=1)
+    # Group commit: submissions written by one statement, at most.
+    api_group_commit_max_rows: int = Field(default=64, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from services.api.applications.validation import SubmissionForm
 from services.api.statuses import PROGRESS, Status
+from shared.events.catalog import ApplicationSubmitted
 from shared.events.envelope import Envelope
 from shared.outbox.writer import OUTBOX_CHANNEL
 
@@ -43,117 +44,163 @@ class Outcome:
     replayed: bool
 
 
-# ONE statement writes the application, its documents, its first history row and its outbox
-# row, and wakes the relay (NOTIFY, delivered at commit). On the pool's autocommit connections
-# a single statement is a transaction of its own: atomic, and one round trip to the server,
-# where BEGIN + statements + COMMIT (or a pipeline) cost two to three times the CPU per
-# submission on this, the hottest path. The outbox row has the columns and the NOTIFY the
-# payload that ``shared.outbox.writer.write_outbox`` gives them; the other paths use it.
+# ONE statement writes one or several submissions (their applications, documents, first
+# history rows and outbox rows) and wakes the relay (NOTIFY, delivered at commit). On the
+# pool's autocommit connections a single statement is a transaction of its own: atomic, and
+# one round trip to the server, where BEGIN + statements + COMMIT (or a pipeline) cost two to
+# three times the CPU per submission on this, the hottest path. Several submissions in one
+# statement (group commit, ``group_commit.py``) share the round trip, the parsing and the
+# commit. The outbox rows have the columns and the NOTIFY the payload that
+# ``shared.outbox.writer.write_outbox`` gives them; the other paths use it.
 #
-# With an idempotency key everything is conditional on claiming the key: a concurrent request
-# with the same key waits on the key's unique index until this one commits, then finds the
-# claim taken (and reads the stored answer). Never check-then-insert.
-_CLAIM_WITH_KEY = """
+# A submission with an idempotency key is written only if it claims the key: a concurrent
+# request with the same key waits on the key's unique index until the other commits, then
+# finds the claim taken (and the caller reads the stored answer). Never check-then-insert.
+# Documents name their submission by its row number in the input arrays.
+INSERT_SUBMISSIONS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        %(application_ids)s::uuid[], %(applicant_ids)s::uuid[], %(programs)s::text[],
+        %(statements)s::text[], %(correlation_ids)s::text[], %(keys)s::text[],
+        %(fingerprints)s::text[], %(answers)s::jsonb[], %(message_ids)s::uuid[],
+        %(event_correlation_ids)s::text[], %(event_bodies)s::text[]
+    ) WITH ORDINALITY AS i(application_id, applicant_id, program, statement, correlation_id,
+                           key, fingerprint, answer, message_id, event_correlation_id,
+                           event_body, row_number)
+),
+claimed AS (
     INSERT INTO idempotency_keys (applicant_id, key, fingerprint, application_id, response)
-    VALUES (%(applicant_id)s, %(key)s, %(fingerprint)s, %(application_id)s, %(answer)s)
+    SELECT applicant_id, key, fingerprint, application_id, answer FROM input
+    WHERE key IS NOT NULL
     ON CONFLICT (applicant_id, key) DO NOTHING
     RETURNING application_id
-"""
-_CLAIM_WITHOUT_KEY = "SELECT %(application_id)s::uuid AS application_id"
-_INSERT_APPLICATION = """
-WITH claimed AS ({claim}),
+),
+accepted AS (
+    SELECT * FROM input
+    WHERE key IS NULL OR application_id IN (SELECT application_id FROM claimed)
+),
 application AS (
     INSERT INTO applications
         (id, applicant_id, program, personal_statement, status, progress, correlation_id)
-    SELECT application_id, %(applicant_id)s, %(program)s, %(statement)s, %(status)s,
-           %(progress)s, %(correlation_id)s
-    FROM claimed
-    RETURNING id
+    SELECT application_id, applicant_id, program, statement, %(status)s, %(progress)s,
+           correlation_id
+    FROM accepted
 ),
 documents AS (
     INSERT INTO application_documents
         (application_id, document_id, position, filename, content_type, size, sha256)
-    SELECT application.id, d.document_id, d.position, d.filename, d.content_type, d.size, d.sha256
-    FROM application,
-         unnest(%(document_ids)s::uuid[], %(filenames)s::text[], %(content_types)s::text[],
+    SELECT a.application_id, d.document_id, d.position, d.filename, d.content_type, d.size,
+           d.sha256
+    FROM unnest(%(document_rows)s::bigint[], %(document_positions)s::smallint[],
+                %(document_ids)s::uuid[], %(filenames)s::text[], %(content_types)s::text[],
                 %(sizes)s::bigint[], %(hashes)s::text[])
-             WITH ORDINALITY AS d(document_id, filename, content_type, size, sha256, position)
+             AS d(row_number, position, document_id, filename, content_type, size, sha256)
+    JOIN accepted a USING (row_number)
 ),
 history AS (
     INSERT INTO application_history (application_id, status, progress, event_type, message_id)
-    SELECT id, %(status)s, %(progress)s, %(event_type)s, %(message_id)s FROM application
+    SELECT application_id, %(status)s, %(progress)s, %(event_type)s, message_id FROM accepted
 ),
 outboxed AS (
     INSERT INTO outbox (message_id, type, correlation_id, body)
-    SELECT %(message_id)s, %(event_type)s, %(event_correlation_id)s, %(event_body)s
-    FROM application
+    SELECT message_id, %(event_type)s, event_correlation_id, event_body FROM accepted
+    ORDER BY row_number
+),
+notified AS (
+    SELECT pg_notify(%(channel)s, %(outbox_schema)s)
+    FROM (SELECT FROM accepted LIMIT 1) AS any_accepted
 )
-SELECT count(*) FROM (
-    SELECT pg_notify(%(channel)s, %(outbox_schema)s) FROM application
-) AS accepted
+SELECT application_id::text FROM accepted, (SELECT count(*) FROM notified) AS wake_the_relay
 """
-INSERT_WITH_KEY = _INSERT_APPLICATION.format(claim=_CLAIM_WITH_KEY)
-INSERT_WITHOUT_KEY = _INSERT_APPLICATION.format(claim=_CLAIM_WITHOUT_KEY)
 
 
-def submission_parameters(submission: Submission, outbox_schema: str) -> dict[str, Any]:
-    documents = submission.form.documents
-    key = submission.idempotency
-    event = submission.event
+def submissions_parameters(submissions: list[Submission], outbox_schema: str) -> dict[str, Any]:
+    """The statement's arrays: one element per submission, and per document."""
+    documents = [
+        (row, position, document)
+        for row, submission in enumerate(submissions, start=1)
+        for position, document in enumerate(submission.form.documents, start=1)
+    ]
+    keys = [s.idempotency for s in submissions]
     return {
-        "application_id": submission.application_id,
-        "applicant_id": submission.applicant_id,
-        "program": submission.form.program,
-        "statement": submission.form.personal_statement,
+        "application_ids": [s.application_id for s in submissions],
+        "applicant_ids": [s.applicant_id for s in submissions],
+        "programs": [s.form.program for s in submissions],
+        "statements": [s.form.personal_statement for s in submissions],
+        "correlation_ids": [s.correlation_id for s in submissions],
+        "keys": [k.key if k else None for k in keys],
+        "fingerprints": [k.fingerprint if k else None for k in keys],
+        "answers": [Jsonb(s.answer) for s in submissions],
+        "message_ids": [s.event.message_id for s in submissions],
+        "event_correlation_ids": [s.event.correlation_id for s in submissions],
+        "event_bodies": [s.event.model_dump_json() for s in submissions],
+        "document_rows": [row for row, _, _ in documents],
+        "document_positions": [position for _, position, _ in documents],
+        "document_ids": [d.document_id for _, _, d in documents],
+        "filenames": [d.filename for _, _, d in documents],
+        "content_types": [d.content_type for _, _, d in documents],
+        "sizes": [d.size for _, _, d in documents],
+        "hashes": [d.sha256 for _, _, d in documents],
         "status": Status.SUBMITTED.value,
         "progress": PROGRESS[Status.SUBMITTED],
-        "correlation_id": submission.correlation_id,
-        "document_ids": [d.document_id for d in documents],
-        "filenames": [d.filename for d in documents],
-        "content_types": [d.content_type for d in documents],
-        "sizes": [d.size for d in documents],
-        "hashes": [d.sha256 for d in documents],
-        "event_type": event.type,
-        "message_id": event.message_id,
-        "event_correlation_id": event.correlation_id,
-        "event_body": event.model_dump_json(),
+        "event_type": ApplicationSubmitted.event_type,
         "channel": OUTBOX_CHANNEL,
         "outbox_schema": outbox_schema,
-        "key": key.key if key else None,
-        "fingerprint": key.fingerprint if key else None,
-        "answer": Jsonb(submission.answer),
     }
 
 
-async def insert_submission(
-    conn: AsyncConnection[Any], outbox_schema: str, submission: Submission
-) -> Outcome:
-    """Write the submission (one statement, one transaction) or find the earlier answer.
+async def insert_submissions(
+    conn: AsyncConnection[Any], outbox_schema: str, submissions: list[Submission]
+) -> list[Outcome | IdempotencyConflict]:
+    """Write the submissions in one statement (one transaction); each one's outcome, in order:
+    its own answer, the stored answer of the earlier request with its key, or a conflict.
+    If the statement fails (one row breaks a rule), none is written: the caller may retry
+    them one by one to learn which.
 
     ``conn`` must be in autocommit mode (the pool's are), or the caller commits."""
-    statement = INSERT_WITH_KEY if submission.idempotency else INSERT_WITHOUT_KEY
-    cursor = await conn.execute(statement, submission_parameters(submission, outbox_schema))
-    row = await cursor.fetchone()
-    if row is not None and row[0] == 1:
-        return Outcome(submission.answer, replayed=False)
-    assert submission.idempotency is not None  # without a key the insert is unconditional
-    return await _earlier_answer(conn, submission.applicant_id, submission.idempotency)
-
-
-async def _earlier_answer(
-    conn: AsyncConnection[Any], applicant_id: str, claim: IdempotencyClaim
-) -> Outcome:
     cursor = await conn.execute(
-        "SELECT fingerprint, response FROM idempotency_keys WHERE applicant_id = %s AND key = %s",
-        (applicant_id, claim.key),
+        INSERT_SUBMISSIONS, submissions_parameters(submissions, outbox_schema)
     )
-    row = await cursor.fetchone()
-    if row is None:  # cannot happen: keys are never deleted while the claim could conflict
-        raise RuntimeError("idempotency key conflicted but is gone")
-    fingerprint, answer = row
-    if fingerprint != claim.fingerprint:
-        raise IdempotencyConflict(claim.key)
-    return Outcome(answer, replayed=True)
+    written = {row[0] for row in await cursor.fetchall()}
+    unclaimed = [s for s in submissions if s.application_id not in written]
+    earlier = await _earlier_answers(conn, unclaimed) if unclaimed else {}
+    return [
+        Outcome(s.answer, replayed=False)
+        if s.application_id in written
+        else earlier[s.application_id]
+        for s in submissions
+    ]
+
+
+async def _earlier_answers(
+    conn: AsyncConnection[Any], unclaimed: list[Submission]
+) -> dict[str, Outcome | IdempotencyConflict]:
+    """For submissions whose key another request claimed first: that request's answer (a
+    replay) if the bodies match, else a conflict. Keyed by the asking submission's id."""
+    claims = [s.idempotency for s in unclaimed]
+    if any(claim is None for claim in claims):  # without a key the insert is unconditional
+        raise RuntimeError("a submission without an idempotency key was not written")
+    cursor = await conn.execute(
+        "SELECT i.applicant_id::text, i.key, k.fingerprint, k.response"
+        " FROM unnest(%s::uuid[], %s::text[]) AS i(applicant_id, key)"
+        " JOIN idempotency_keys k USING (applicant_id, key)",
+        ([s.applicant_id for s in unclaimed], [c.key for c in claims if c is not None]),
+    )
+    stored = {(row[0], row[1]): (row[2], row[3]) for row in await cursor.fetchall()}
+    outcomes: dict[str, Outcome | IdempotencyConflict] = {}
+    for submission in unclaimed:
+        claim = submission.idempotency
+        assert claim is not None
+        found = stored.get((submission.applicant_id, claim.key))
+        if found is None:  # cannot happen: keys are never deleted while a claim could conflict
+            raise RuntimeError("idempotency key conflicted but is gone")
+        fingerprint, answer = found
+        outcomes[submission.application_id] = (
+            Outcome(answer, replayed=True)
+            if fingerprint == claim.fingerprint
+            else IdempotencyConflict(claim.key)
+        )
+    return outcomes
 
 
 # The read side. ``viewer`` is the applicant asking, or None for an administrator: another

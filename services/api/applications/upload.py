@@ -1,24 +1,21 @@
 """Reading a submission's multipart body as it streams in, never all of it in memory.
 
-A file part up to ``SPOOL_BYTES`` (most documents) is kept in memory and staged in the blob
-store when its part ends (hashed, written unsynced); at the end of the body one worker-thread
-hop fsyncs and publishes every staged file of the request. A larger part goes straight to
-``BlobStore.put`` running in a worker thread, fed chunk by chunk through a small bounded pipe
-(so a slow disk slows the client down instead of filling memory). Limits are enforced while
+Each file part is written to a ``BlobDraft`` by the event loop as its bytes arrive (hashed on
+the way; page-cache writes are quick), so no thread is ever held while a client is slow to
+send. At the end of the body every file of the request is handed to the ``BlobPublisher``'s
+thread in one go, the only step that waits on the disk (fsync). Limits are enforced while
 counting: an announced oversized body is refused before a byte is read, an unannounced one as
-soon as it passes the limit, and the rest is never read.
+soon as it passes the limit, and the rest is never read. A body that stops arriving for
+``idle_timeout`` seconds is refused (408) and its files dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import cast
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -35,108 +32,16 @@ from services.api.applications.validation import (
     clean_text_fields,
     sanitise_filename,
 )
-from shared.blobs import BlobRef, BlobStore, BlobTooLarge, StagedBlob
-
-# Chunks queued between the event loop and one writer thread (each at most one network read).
-PIPE_CREDITS = 8
-# A file up to this size is kept in memory and staged by the event loop (most documents are
-# small; per-chunk hand-offs to a thread cost more than the write). Larger ones stream.
-SPOOL_BYTES = 64 * 1024
-
-
-class _Aborted(Exception):
-    """Tells the writer thread to drop the file (the request failed before its end)."""
-
-
-class _Pipe:
-    """A ``read()`` for the writer thread, fed from the event loop; credits bound the queue."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, credits: int) -> None:
-        self.loop = loop
-        self.items: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
-        self.credits = asyncio.Semaphore(credits)
-        self.reader_gone = False
-        self._pending = b""
-        self._eof = False
-
-    def read(self, size: int = -1) -> bytes:
-        """Runs in the writer thread; blocks until the event loop sends more."""
-        if not self._pending:
-            if self._eof:
-                return b""
-            item = self.items.get()
-            self.loop.call_soon_threadsafe(self.credits.release)
-            if item is None:
-                self._eof = True
-                return b""
-            if isinstance(item, BaseException):
-                raise item
-            self._pending = item
-        if size < 0 or size >= len(self._pending):
-            chunk, self._pending = self._pending, b""
-        else:
-            chunk, self._pending = self._pending[:size], self._pending[size:]
-        return chunk
-
-    def mark_reader_gone(self) -> None:
-        """Event loop side: the thread stopped reading, so never wait for a credit again."""
-        self.reader_gone = True
-        self.credits.release()
-
-
-class StreamingBlobWrite:
-    """One file on its way into the blob store."""
-
-    def __init__(self, blobs: BlobStore, max_bytes: int, executor: Executor | None) -> None:
-        loop = asyncio.get_running_loop()
-        self._pipe = _Pipe(loop, PIPE_CREDITS)
-        self._result = loop.run_in_executor(executor, self._put, blobs, max_bytes)
-
-    def _put(self, blobs: BlobStore, max_bytes: int) -> BlobRef:
-        try:
-            return blobs.put(cast(BinaryIO, self._pipe), max_bytes)
-        finally:
-            self._pipe.loop.call_soon_threadsafe(self._pipe.mark_reader_gone)
-
-    async def write(self, data: bytes) -> None:
-        # If the thread has stopped, its error comes out of ``finish``.
-        if self._pipe.reader_gone:
-            return
-        await self._pipe.credits.acquire()
-        if not self._pipe.reader_gone:
-            self._pipe.items.put(data)
-
-    async def finish(self) -> BlobRef:
-        self._pipe.items.put(None)
-        return await self._result
-
-    def abort(self) -> None:
-        """Synchronous on purpose: safe even while the task is being cancelled."""
-        self._pipe.items.put(_Aborted())
-        self._result.add_done_callback(_ignore_outcome)
-
-    async def aborted(self) -> None:
-        """Wait until the thread has dropped its temporary file."""
-        self.abort()
-        with contextlib.suppress(Exception):
-            await self._result
-
-
-def _ignore_outcome(future: asyncio.Future[BlobRef]) -> None:
-    if not future.cancelled():
-        future.exception()
+from shared.blobs import BlobDraft, BlobPublisher, BlobStore, StagedBlob
 
 
 @dataclass
 class _FilePart:
-    """A file on its way in: held in memory while it is small (one thread hop at its end),
-    streamed to a writer thread once it outgrows ``SPOOL_BYTES``."""
+    """A file on its way into the blob store."""
 
     filename: str
     content_type: str
-    size: int = 0
-    spool: bytearray = field(default_factory=bytearray)
-    writer: StreamingBlobWrite | None = None
+    draft: BlobDraft
 
 
 @dataclass
@@ -205,26 +110,25 @@ def multipart_boundary(content_type: str | None) -> bytes:
 
 
 class SubmissionReader:
-    """Works through the parts of one body; call ``close`` whatever happens."""
+    """Works through the parts of one body; ``abort`` if it does not end well."""
 
-    def __init__(self, blobs: BlobStore, limits: UploadLimits, executor: Executor | None) -> None:
+    def __init__(self, blobs: BlobStore, limits: UploadLimits) -> None:
         self.blobs = blobs
         self.limits = limits
-        self.executor = executor
         self.fields: dict[str, str] = {}
         self.documents: list[UploadedDocument] = []
-        # Small files written but not yet synced nor in place: ``publish`` or ``abort``.
+        # Complete files, written but not yet synced nor in place: ``publish`` or ``abort``.
         self.staged: list[StagedBlob] = []
         self._files_started = 0
         self._part: _FilePart | _FieldPart | None = None
 
-    async def handle(self, kind: str, value: object) -> None:
+    def handle(self, kind: str, value: object) -> None:
         if kind == "part":
             self._begin(cast(dict[bytes, bytes], value))
         elif kind == "data":
-            await self._data(cast(bytes, value))
+            self._data(cast(bytes, value))
         else:
-            await self._end()
+            self._end()
 
     def _begin(self, headers: dict[bytes, bytes]) -> None:
         disposition, params = parse_options_header(headers.get(b"content-disposition"))
@@ -242,27 +146,17 @@ class SubmissionReader:
             raise SubmissionInvalid(422, f"at most {self.limits.max_files} files are accepted")
         filename = sanitise_filename((raw_filename or b"").decode("utf-8", "replace"))
         declared = headers.get(b"content-type", b"").decode("latin-1")
-        self._part = _FilePart(filename, check_content_type(declared, filename))
+        content_type = check_content_type(declared, filename)
+        self._part = _FilePart(filename, content_type, self.blobs.draft())
 
-    async def _data(self, data: bytes) -> None:
+    def _data(self, data: bytes) -> None:
         part = self._part
         if isinstance(part, _FilePart):
-            part.size += len(data)
-            if part.size > self.limits.max_file_bytes:
+            if part.draft.size + len(data) > self.limits.max_file_bytes:
                 raise SubmissionInvalid(
                     413, f"{part.filename} is larger than {self.limits.max_file_bytes} bytes"
                 )
-            if part.writer is not None:
-                await part.writer.write(data)
-            elif part.size <= SPOOL_BYTES:
-                part.spool += data
-            else:
-                part.writer = StreamingBlobWrite(
-                    self.blobs, self.limits.max_file_bytes, self.executor
-                )
-                await part.writer.write(bytes(part.spool))
-                part.spool.clear()
-                await part.writer.write(data)
+            part.draft.write(data)
         elif isinstance(part, _FieldPart) and part.name in TEXT_FIELDS:
             # Fields we do not know are skipped, not kept: only the body limit bounds them.
             part.data += data
@@ -272,22 +166,21 @@ class SubmissionReader:
                     f"the field {part.name!r} is longer than {self.limits.max_field_bytes} bytes",
                 )
 
-    async def _end(self) -> None:
+    def _end(self) -> None:
         part, self._part = self._part, None
         if isinstance(part, _FilePart):
-            if part.size == 0:
+            if part.draft.size == 0:
+                part.draft.discard()
                 raise SubmissionInvalid(422, f"{part.filename} is empty")
-            try:
-                blob = await self._store(part)
-            except BlobTooLarge as error:  # the count above should have caught it first
-                raise SubmissionInvalid(413, f"{part.filename}: {error}") from error
+            blob = part.draft.seal()
+            self.staged.append(blob)
             self.documents.append(
                 UploadedDocument(
                     document_id=str(uuid.uuid4()),
                     filename=part.filename,
                     content_type=part.content_type,
-                    size=blob.size,
-                    sha256=blob.sha256,
+                    size=blob.ref.size,
+                    sha256=blob.ref.sha256,
                 )
             )
         elif isinstance(part, _FieldPart) and part.name in TEXT_FIELDS:
@@ -298,29 +191,13 @@ class SubmissionReader:
             except UnicodeDecodeError:
                 raise SubmissionInvalid(422, f"the field {part.name!r} is not UTF-8") from None
 
-    async def _store(self, part: _FilePart) -> BlobRef:
-        if part.writer is not None:
-            return await part.writer.finish()
-        staged = self.blobs.stage(bytes(part.spool))
-        self.staged.append(staged)
-        return staged.ref
-
-    async def publish(self) -> None:
-        """Make the staged files durable, in one worker-thread hop for all of them. Once the
-        hop has started the thread owns the files: a cancelled request leaves them to it."""
-        if self.staged:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.executor, self.blobs.publish, self.staged)
-
-    def abort(self) -> StreamingBlobWrite | None:
-        """Drop the staged files and a file still being written (an error or a disconnect cut
-        the body short)."""
+    def abort(self) -> None:
+        """Drop the complete files and a file still being written (an error or a disconnect
+        cut the body short). Synchronous: safe even while the task is being cancelled."""
         self.blobs.discard(self.staged)
         part, self._part = self._part, None
-        if isinstance(part, _FilePart) and part.writer is not None:
-            part.writer.abort()
-            return part.writer
-        return None
+        if isinstance(part, _FilePart):
+            part.draft.discard()
 
     def form(self) -> SubmissionForm:
         program, statement = clean_text_fields(self.fields)
@@ -334,16 +211,18 @@ async def read_submission(
     content_length: str | None,
     blobs: BlobStore,
     limits: UploadLimits,
-    executor: Executor | None = None,
+    publisher: BlobPublisher | None = None,
+    idle_timeout: float | None = None,
 ) -> SubmissionForm:
-    """The form, its files already in the blob store; ``SubmissionInvalid`` says why not."""
+    """The form, its files durable in the blob store; ``SubmissionInvalid`` says why not.
+    Without a ``publisher`` the files are published by the calling thread (tests, tools)."""
     check_declared_length(content_length, limits.max_body_bytes)
     events = _PartEvents()
     parser = MultipartParser(multipart_boundary(content_type), events.callbacks())  # type: ignore[arg-type]
-    reader = SubmissionReader(blobs, limits, executor)
+    reader = SubmissionReader(blobs, limits)
     received = 0
     try:
-        async for chunk in chunks:
+        while (chunk := await _next_chunk(chunks, idle_timeout)) is not None:
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise SubmissionInvalid(
@@ -355,16 +234,28 @@ async def read_submission(
                 raise SubmissionInvalid(422, f"malformed multipart body: {error}") from None
             pending, events.events = events.events, []
             for kind, value in pending:
-                await reader.handle(kind, value)
+                reader.handle(kind, value)
         if not events.ended:
             raise SubmissionInvalid(422, "the multipart body ended before its closing boundary")
         form = reader.form()
-    except Exception:
-        if unfinished := reader.abort():
-            await unfinished.aborted()
-        raise
-    except BaseException:  # cancelled (client gone): no waiting, but never a stuck thread
+    except BaseException:  # refused, or cancelled (client gone): nothing is left behind
         reader.abort()
         raise
-    await reader.publish()
+    if publisher is None:
+        blobs.publish(reader.staged)
+    else:
+        await publisher.publish(reader.staged)
     return form
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes], idle_timeout: float | None) -> bytes | None:
+    """The next piece of the body, None at its end; 408 if none comes in time."""
+    try:
+        async with asyncio.timeout(idle_timeout):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise SubmissionInvalid(
+            408, f"the request body stopped arriving for {idle_timeout:g} s; send it again"
+        ) from None

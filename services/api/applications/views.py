@@ -24,6 +24,17 @@ class SubmissionAccepted(View):
     pay_url: str
 
 
+def submission_answer(public_url: str, application_id: str, status: Status) -> dict[str, str]:
+    """The body of a 202 (``SubmissionAccepted`` by alias), built without a model on the
+    hot path."""
+    return {
+        "applicationId": application_id,
+        "status": status.value,
+        "statusUrl": status_url(public_url, application_id),
+        "payUrl": pay_url(public_url, application_id),
+    }
+
+
 class CheckoutReady(View):
     checkout_url: str
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
 
-from services.api.auth.tokens import InvalidToken, Principal
+from services.api.auth.tokens import InvalidToken, Principal, TokenVerifier
 from services.api.resources import Resources, resources
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -17,6 +17,17 @@ async def current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
     deps: Annotated[Resources, Depends(resources)],
 ) -> Principal:
+    return verified(deps.tokens, token)
+
+
+def authenticate(tokens: TokenVerifier, authorization: str | None) -> Principal:
+    """``current_user`` for code outside FastAPI's dependencies (the submission fast path):
+    the same bearer token rules, the same answers."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return verified(tokens, token if scheme.lower() == "bearer" and token else None)
+
+
+def verified(tokens: TokenVerifier, token: str | None) -> Principal:
     if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -24,7 +35,7 @@ async def current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return deps.tokens.verify(token)
+        return tokens.verify(token)
     except InvalidToken:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,13 +11,11 @@ import pytest
 from fastapi import FastAPI
 
 from services.api.admin.resources import AdminResources
-from services.api.app import create_app
+from services.api.app import build_resources, create_app
 from services.api.auth.passwords import Passwords
-from services.api.auth.tokens import Principal, Role, TokenVerifier, issue_token
-from services.api.resources import Resources
+from services.api.auth.tokens import Principal, Role, issue_token
 from services.api.settings import ApiSettings
-from shared.blobs import BlobStore
-from shared.db.pool import create_pool
+from tests.unit.api.unopened import unopened_pool
 
 SECRET = "unit-test-jwt-secret-at-least-32-bytes"
 NOWHERE = "http://127.0.0.1:1/"
@@ -54,18 +51,11 @@ def app(tmp_path: Path, passwords: Passwords) -> Iterator[FastAPI]:
         rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
     )
     application = create_app(settings)
-    executor = ThreadPoolExecutor(1)
-    application.state.resources = Resources(
-        settings=settings,
-        pool=create_pool("postgresql://nobody@127.0.0.1:1/none", name="unused"),
-        blobs=BlobStore(settings.blob_dir, fsync=False),
-        blob_writers=executor,
-        passwords=passwords,
-        tokens=TokenVerifier(SECRET),
-    )
+    resources = build_resources(settings, unopened_pool(), passwords)
+    application.state.resources = resources
     application.state.admin = AdminResources(settings)
     yield application
-    executor.shutdown()
+    resources.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.api.app import create_app
+from services.api.app import build_resources, create_app
 from services.api.auth.passwords import Passwords
-from services.api.auth.tokens import Principal, TokenVerifier, issue_token
-from services.api.resources import Resources
+from services.api.auth.tokens import Principal, issue_token
 from services.api.settings import ApiSettings
-from shared.blobs import BlobStore
-from shared.db.pool import create_pool
 from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, valid_fields
+from tests.unit.api.unopened import unopened_pool
 
 SECRET = "unit-test-jwt-secret-at-least-32-bytes"
 
@@ -34,17 +31,10 @@ def app(tmp_path: Path, passwords: Passwords) -> Iterator[FastAPI]:
     """The app with resources that refuse any database use (the pool is never opened)."""
     settings = ApiSettings(jwt_secret=SECRET, blob_dir=tmp_path / "blobs", blob_fsync=False)
     application = create_app(settings)
-    executor = ThreadPoolExecutor(2)
-    application.state.resources = Resources(
-        settings=settings,
-        pool=create_pool("postgresql://nobody@127.0.0.1:1/none", name="unused"),
-        blobs=BlobStore(settings.blob_dir, fsync=False),
-        blob_writers=executor,
-        passwords=passwords,
-        tokens=TokenVerifier(SECRET),
-    )
+    resources = build_resources(settings, unopened_pool(), passwords)
+    application.state.resources = resources
     yield application
-    executor.shutdown()
+    resources.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.api.applications.routes import submitted_event
+from services.api.applications.accept import submitted_event
 from services.api.applications.validation import (
     SubmissionForm,
     SubmissionInvalid,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,14 +12,11 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.api.app import create_app
+from services.api.app import build_resources, create_app
 from services.api.auth.passwords import Passwords
-from services.api.auth.tokens import TokenVerifier
 from services.api.metrics import UNMATCHED_ROUTE, install_metrics
-from services.api.resources import Resources
 from services.api.settings import ApiSettings
-from shared.blobs import BlobStore
-from shared.db.pool import create_pool
+from tests.unit.api.unopened import unopened_pool
 
 LATENCY = "admissions_http_request_seconds"
 SECRET = "unit-test-jwt-secret-at-least-32-bytes"
@@ -104,18 +100,12 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The real API app with resources that never reach a database (the pool stays closed)."""
     settings = ApiSettings(jwt_secret=SECRET, blob_dir=tmp_path / "blobs", blob_fsync=False)
     app = create_app(settings)
-    with ThreadPoolExecutor(1) as executor:
-        app.state.resources = Resources(
-            settings=settings,
-            pool=create_pool("postgresql://nobody@127.0.0.1:1/none", name="unused"),
-            blobs=BlobStore(settings.blob_dir, fsync=False),
-            blob_writers=executor,
-            passwords=Passwords(),
-            tokens=TokenVerifier(SECRET),
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            yield http
+    resources = build_resources(settings, unopened_pool(), Passwords())
+    app.state.resources = resources
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        yield http
+    resources.close()
 
 
 def scraped(text: str, route: str, status: str) -> float:

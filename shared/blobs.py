@@ -6,11 +6,16 @@ committed row never points at nothing; the same content always lands on the same
 retried upload is harmless, and content the store already holds is not written again. Blobs
 no row references are removed after a grace period.
 
-A file comes in as a ``BlobDraft``: hashed and written (unsynced, under a dot-named
-temporary name) as its bytes arrive, which is quick enough for an event loop because the page
-cache takes the writes. ``seal`` it once its last byte is in; ``publish`` then fsyncs and puts
-in place every sealed blob of a request (or of several requests) in one blocking call, the
-only part that waits on the disk: call it from a thread (``BlobPublisher`` runs one).
+Two ways in, both ending in ``publish``, which writes what is still in memory, fsyncs, and
+puts in place every blob of a request (or of several requests) in one blocking call: call it
+from a thread (``BlobPublisher`` runs one). It renames every file before it syncs any folder,
+so one journal commit makes all of a batch's renames durable.
+
+- ``stage(data)`` for content in memory (most documents are small): hashed at once, nothing
+  written yet. No file system call but a ``stat`` on the caller's thread, which matters on an
+  event loop: creating a file waits for the journal whenever another thread is syncing.
+- ``BlobDraft`` for a large file, hashed and written (unsynced, under a dot-named temporary
+  name) as its bytes arrive, then ``seal``-ed.
 
 Layout: ``<root>/<first two hex digits>/<sha256>``, so at most 256 folders, each created
 once; temporary files live in the root.
@@ -28,7 +33,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".upload-"
@@ -49,13 +54,19 @@ class BlobRef:
 
 @dataclass
 class StagedBlob:
-    """Content hashed and written to a temporary file, not yet synced nor in its place.
-    ``fd`` is None when the store already held this content: nothing is left to do."""
+    """Content hashed, not yet durable nor in its place: still in memory (``data``), or written
+    to a temporary file (``fd``). Neither when the store already held this content: nothing is
+    left to do."""
 
     ref: BlobRef
     final: str
     temp: str = ""
     fd: int | None = None
+    data: bytes | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.fd is not None or self.data is not None
 
 
 class BlobDraft:
@@ -109,15 +120,12 @@ class BlobStore:
         return BlobDraft(self)
 
     def stage(self, data: bytes) -> StagedBlob:
-        """Content already in memory, written unsynced: follow with ``publish`` or
-        ``discard``."""
-        draft = self.draft()
-        try:
-            draft.write(data)
-        except BaseException:
-            draft.discard()
-            raise
-        return draft.seal()
+        """Content in memory, hashed; ``publish`` writes it (or ``discard`` forgets it)."""
+        ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+        final = self.final_name(ref.sha256)
+        if os.path.exists(final):
+            return StagedBlob(ref, final)
+        return StagedBlob(ref, final, data=data)
 
     def put(self, source: BinaryIO, max_bytes: int) -> BlobRef:
         """Copy ``source`` into the store, hashing as it goes; ``BlobTooLarge`` past the
@@ -141,29 +149,33 @@ class BlobStore:
         return staged.ref
 
     def publish(self, staged: Iterable[StagedBlob]) -> None:
-        """Make sealed blobs durable and put them in their place: each file is synced, renamed,
-        then each folder that gained one is synced (a rename is durable only then). Blocking.
-        If one fails, the ones not yet in place are dropped."""
-        pending = [(blob, blob.fd) for blob in staged if blob.fd is not None]
-        folders: set[str] = set()
+        """Make staged blobs durable and put them in their place: each file is written if it
+        is still in memory and synced; then all are renamed; then each folder that gained one
+        is synced (a rename is durable only then). Blocking. If one fails, the ones not yet in
+        place are dropped."""
+        pending = [blob for blob in staged if blob.pending]
         try:
-            for blob, fd in pending:
+            for blob in pending:
+                if blob.data is not None:
+                    blob.temp, blob.fd = self._write_temp(blob.data)
+                    blob.data = None
                 if self.fsync:
-                    os.fsync(fd)
-                blob.fd = None
+                    os.fsync(cast(int, blob.fd))
+            for blob in pending:
+                fd, blob.fd = cast(int, blob.fd), None
                 os.close(fd)
                 os.replace(blob.temp, blob.final)
-                folders.add(os.path.dirname(blob.final))
         except BaseException:
-            self.discard(blob for blob, _ in pending)
+            self.discard(pending)
             raise
         if self.fsync:
-            for folder in folders:
+            for folder in {os.path.dirname(blob.final) for blob in pending}:
                 _sync_folder(folder)
 
     def discard(self, staged: Iterable[StagedBlob]) -> None:
         """Drop staged blobs that will not be published (the request failed)."""
         for blob in staged:
+            blob.data = None
             if blob.fd is not None:
                 fd, blob.fd = blob.fd, None
                 _discard(fd, blob.temp)
@@ -180,6 +192,16 @@ class BlobStore:
         self._ensure_folder(os.path.dirname(final))
         return final
 
+    def _write_temp(self, data: bytes) -> tuple[str, int]:
+        temp = self.temp_name()
+        fd = os.open(temp, _NEW_FILE, 0o644)
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            _discard(fd, temp)
+            raise
+        return temp, fd
+
     def temp_name(self) -> str:
         # Dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
         root = str(self.root)
@@ -194,10 +216,12 @@ class BlobStore:
 
 class BlobPublisher:
     """One thread that publishes the blobs the event loop hands it, for every request of the
-    process, in turn. A hand-off is a queue put and, at the end, one wake-up of the loop:
-    cheaper than a thread pool's bookkeeping, and no thread is ever held by a client (only
-    complete files are handed off). Once handed off, the blobs are the thread's: a request
-    cancelled meanwhile leaves them to it."""
+    process: what waits when it comes round is published in one ``publish`` call (the renames
+    of many requests share a journal commit). A hand-off is a queue put and, at the end, one
+    wake-up of the loop: cheaper than a thread pool's bookkeeping, and no thread is ever held
+    by a client (only complete files are handed off). Once handed off, the blobs are the
+    thread's: a request cancelled meanwhile leaves them to it. If a batch fails (the disk is
+    full, say), every request in it gets the error."""
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
@@ -208,7 +232,7 @@ class BlobPublisher:
         self._thread.start()
 
     async def publish(self, staged: list[StagedBlob]) -> None:
-        if not any(blob.fd is not None for blob in staged):
+        if not any(blob.pending for blob in staged):
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -220,14 +244,20 @@ class BlobPublisher:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while (item := self._work.get()) is not None:
-            staged, done, loop = item
+        while (first := self._work.get()) is not None:
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while (item := self._work.get_nowait()) is not None:
+                    batch.append(item)
+                else:
+                    self._work.put(None)  # closing: finish this batch, then stop
+            error: BaseException | None = None
             try:
-                self._store.publish(staged)
-            except BaseException as error:  # the request reports it
+                self._store.publish(blob for staged, _, _ in batch for blob in staged)
+            except BaseException as failed:  # each request reports it
+                error = failed
+            for _, done, loop in batch:
                 loop.call_soon_threadsafe(_settle, done, error)
-            else:
-                loop.call_soon_threadsafe(_settle, done, None)
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.blobs import BlobStore
+from shared.blobs import BlobRef, BlobStore
 
 
 @pytest.fixture
@@ -20,11 +20,28 @@ def files_under(store: BlobStore) -> list[str]:
     return sorted(p.name for p in store.root.rglob("*") if p.is_file())
 
 
-def test_a_staged_blob_is_visible_only_once_published(store: BlobStore) -> None:
+def test_a_staged_blob_is_written_only_when_published(store: BlobStore) -> None:
     staged = store.stage(b"%PDF-1.7 transcript")
     sha = hashlib.sha256(b"%PDF-1.7 transcript").hexdigest()
 
     assert staged.ref.sha256 == sha and staged.ref.size == 19
+    assert files_under(store) == []  # hashed in memory: no file system write on the caller
+
+    store.publish([staged])
+
+    assert store.read(sha) == b"%PDF-1.7 transcript"
+    assert files_under(store) == [sha]
+    assert store.path(sha).parent.name == sha[:2]  # one level of fan-out
+
+
+def test_a_draft_is_visible_only_once_published(store: BlobStore) -> None:
+    draft = store.draft()
+    draft.write(b"%PDF-1.7 ")
+    draft.write(b"transcript")
+    staged = draft.seal()
+    sha = hashlib.sha256(b"%PDF-1.7 transcript").hexdigest()
+
+    assert staged.ref == BlobRef(sha, 19)
     assert not store.exists(sha)  # only a dot-named temporary file so far
     assert [name.startswith(".upload-") for name in files_under(store)] == [True]
 
@@ -34,12 +51,31 @@ def test_a_staged_blob_is_visible_only_once_published(store: BlobStore) -> None:
     assert files_under(store) == [sha]
 
 
+def test_a_published_blob_and_its_folder_are_synced_before_publish_returns(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    staged = store.stage(b"%PDF-1.7 transcript")
+    store.publish([staged])
+
+    # The file's data (under its temporary name), then the folder holding its final name.
+    assert [os.path.basename(p).startswith(".upload-") for p in synced] == [True, False]
+    assert synced[1] == str(store.path(staged.ref.sha256).parent)
+
+
 def test_content_the_store_holds_is_not_written_again(store: BlobStore) -> None:
     first = store.put_bytes(b"same bytes")
     again = store.stage(b"same bytes")
 
     assert again.ref == first
-    assert again.fd is None and files_under(store) == [first.sha256]
+    assert not again.pending and files_under(store) == [first.sha256]
     store.publish([again])  # nothing to do, nothing breaks
     assert files_under(store) == [first.sha256]
 
@@ -50,7 +86,7 @@ def test_discarded_blobs_leave_nothing(store: BlobStore) -> None:
     store.discard(staged)
 
     assert files_under(store) == []
-    assert all(blob.fd is None for blob in staged)
+    assert not any(blob.pending for blob in staged)
 
 
 def test_when_syncing_fails_no_blob_of_the_request_is_published(

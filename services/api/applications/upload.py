@@ -1,12 +1,14 @@
 """Reading a submission's multipart body as it streams in, never all of it in memory.
 
-Each file part is written to a ``BlobDraft`` by the event loop as its bytes arrive (hashed on
-the way; page-cache writes are quick), so no thread is ever held while a client is slow to
-send. At the end of the body every file of the request is handed to the ``BlobPublisher``'s
-thread in one go, the only step that waits on the disk (fsync). Limits are enforced while
-counting: an announced oversized body is refused before a byte is read, an unannounced one as
-soon as it passes the limit, and the rest is never read. A body that stops arriving for
-``idle_timeout`` seconds is refused (408) and its files dropped.
+A file part up to ``SPOOL_BYTES`` (most documents) is kept in memory and staged (hashed) when
+it ends; a larger one is written to a ``BlobDraft`` by the event loop as its bytes arrive.
+Either way no thread is ever held while a client is slow to send. At the end of the body every
+file of the request is handed to the ``BlobPublisher``'s thread in one go: it writes what is
+still in memory and does everything that waits on the disk (creating files, fsync).
+
+Limits are enforced while counting: an announced oversized body is refused before a byte is
+read, an unannounced one as soon as it passes the limit, and the rest is never read. A body
+that stops arriving for ``idle_timeout`` seconds is refused (408) and its files dropped.
 """
 
 from __future__ import annotations
@@ -34,14 +36,39 @@ from services.api.applications.validation import (
 )
 from shared.blobs import BlobDraft, BlobPublisher, BlobStore, StagedBlob
 
+# Files up to this size stay in memory until the publisher writes them (at most
+# ``api_max_submissions_in_flight`` x 5 x this much per process); larger ones are written as
+# they arrive.
+SPOOL_BYTES = 256 * 1024
+
 
 @dataclass
 class _FilePart:
-    """A file on its way into the blob store."""
+    """A file on its way into the blob store: in memory while it is small."""
 
     filename: str
     content_type: str
-    draft: BlobDraft
+    size: int = 0
+    spool: bytearray = field(default_factory=bytearray)
+    draft: BlobDraft | None = None
+
+    def write(self, data: bytes, blobs: BlobStore) -> None:
+        self.size += len(data)
+        if self.draft is None and self.size <= SPOOL_BYTES:
+            self.spool += data
+            return
+        if self.draft is None:
+            self.draft = blobs.draft()
+            self.draft.write(bytes(self.spool))
+            self.spool.clear()
+        self.draft.write(data)
+
+    def stage(self, blobs: BlobStore) -> StagedBlob:
+        return self.draft.seal() if self.draft else blobs.stage(bytes(self.spool))
+
+    def discard(self) -> None:
+        if self.draft is not None:
+            self.draft.discard()
 
 
 @dataclass
@@ -146,17 +173,16 @@ class SubmissionReader:
             raise SubmissionInvalid(422, f"at most {self.limits.max_files} files are accepted")
         filename = sanitise_filename((raw_filename or b"").decode("utf-8", "replace"))
         declared = headers.get(b"content-type", b"").decode("latin-1")
-        content_type = check_content_type(declared, filename)
-        self._part = _FilePart(filename, content_type, self.blobs.draft())
+        self._part = _FilePart(filename, check_content_type(declared, filename))
 
     def _data(self, data: bytes) -> None:
         part = self._part
         if isinstance(part, _FilePart):
-            if part.draft.size + len(data) > self.limits.max_file_bytes:
+            if part.size + len(data) > self.limits.max_file_bytes:
                 raise SubmissionInvalid(
                     413, f"{part.filename} is larger than {self.limits.max_file_bytes} bytes"
                 )
-            part.draft.write(data)
+            part.write(data, self.blobs)
         elif isinstance(part, _FieldPart) and part.name in TEXT_FIELDS:
             # Fields we do not know are skipped, not kept: only the body limit bounds them.
             part.data += data
@@ -169,10 +195,9 @@ class SubmissionReader:
     def _end(self) -> None:
         part, self._part = self._part, None
         if isinstance(part, _FilePart):
-            if part.draft.size == 0:
-                part.draft.discard()
+            if part.size == 0:
                 raise SubmissionInvalid(422, f"{part.filename} is empty")
-            blob = part.draft.seal()
+            blob = part.stage(self.blobs)
             self.staged.append(blob)
             self.documents.append(
                 UploadedDocument(
@@ -197,7 +222,7 @@ class SubmissionReader:
         self.blobs.discard(self.staged)
         part, self._part = self._part, None
         if isinstance(part, _FilePart):
-            part.draft.discard()
+            part.discard()
 
     def form(self) -> SubmissionForm:
         program, statement = clean_text_fields(self.fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
@@ -104,3 +106,18 @@ async def alice(client: httpx.AsyncClient) -> Applicant:
 @pytest.fixture
 async def bob(client: httpx.AsyncClient) -> Applicant:
     return await sign_up(client, "bob@example.org")
+
+
+@pytest.fixture
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app behind a real uvicorn server on a free loopback port (its lifespan is the
+    ``app`` fixture's): for tests that need real sockets, such as slow clients."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    yield f"http://{host}:{port}"
+    server.should_exit = True
+    await serving

@@ -6,11 +6,17 @@ server's. Open loop: request ``i`` is due at ``start + i / rate`` whether or not
 have been answered, and its latency is measured from that due time (no coordinated omission:
 a stalled server shows up as latency, not as a slower offered rate). A request not answered
 ``timeout`` seconds after its due time is an error: the client gave up.
+
+A client behaves as the API asks (``POST /applications``' description): on ``503`` with
+``Retry-After`` it waits that long plus up to half as much again of random jitter and sends
+the same request (same Idempotency-Key) again, until it gets another answer or
+``retry_deadline`` seconds have passed since it first meant to send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -20,11 +26,17 @@ from dataclasses import dataclass, field
 @dataclass
 class Result:
     offered: int = 0
+    # Every answer, retries' included, from the time its request was due.
     latencies_ms: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
+    accepted_latencies_ms: list[float] = field(default_factory=list)  # the 202 answers'
+    # Per client that got a 202: from its first due time to the 202, retries included.
+    journeys_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)  # every answer, retries' included
+    retries: int = 0  # requests sent again after a 503 with Retry-After
     errors: int = 0  # no answer: connection failures, and the clients that gave up
     gave_up: int = 0  # of those, the clients whose deadline passed first
-    answered_at: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # per answer, seconds from start
+    last_accepted_at: float = 0.0  # seconds from start to the last 202
     seconds: float = 0.0
     started_at: float = 0.0  # time.monotonic() when the first request was due
     cpu_seconds: float = 0.0
@@ -92,17 +104,28 @@ def multipart_request(
     return build
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    retry_after: float | None = None
+
+
+async def _read_response(reader: asyncio.StreamReader) -> _Answer:
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
     status = int(status_line.split()[1])
     length = 0
+    retry_after: float | None = None
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
-    return status, await reader.readexactly(length)
+        elif name == b"retry-after" and value.strip().isdigit():
+            retry_after = float(value)
+    return _Answer(status, await reader.readexactly(length), retry_after)
 
 
 class _Connections:
@@ -113,7 +136,7 @@ class _Connections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(limit)
 
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+    async def exchange(self, request: bytes) -> _Answer:
         """Send ``request`` on a free connection and read its answer. An idle connection the
         server has closed meanwhile (its keep-alive timeout) is replaced by a new one, as HTTP
         clients do: the request never reached the server (and carries its Idempotency-Key)."""
@@ -128,7 +151,7 @@ class _Connections:
 
     async def _exchange_on(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-    ) -> tuple[int, bytes]:
+    ) -> _Answer:
         """A connection whose exchange failed or was cancelled (a deadline) is closed, never
         reused."""
         try:
@@ -150,6 +173,7 @@ async def run_open_loop(
     *,
     max_connections: int = 256,
     timeout: float = 30.0,
+    retry_deadline: float = 600.0,
     keep_bodies: bool = False,
 ) -> Result:
     result = Result(offered=count)
@@ -161,26 +185,39 @@ async def run_open_loop(
     result.started_at = start  # the event loop's clock is time.monotonic()
 
     async def one(index: int) -> None:
-        due = start + index / rate
-        await asyncio.sleep(max(0.0, due - loop.time()))
-        try:
-            # The client gives up ``timeout`` seconds after it meant to send, however much
-            # of that it spent waiting for a connection.
-            async with asyncio.timeout_at(due + timeout):
-                status, body = await connections.exchange(requests[index])
-        except TimeoutError:
-            result.errors += 1
-            result.gave_up += 1
-            return
-        except (OSError, asyncio.IncompleteReadError, ValueError):  # ConnectionError included
-            result.errors += 1
-            return
-        now = loop.time()
-        result.latencies_ms.append((now - due) * 1000)
-        result.answered_at.append(now - start)
-        result.statuses[status] = result.statuses.get(status, 0) + 1
+        first_due = due = start + index / rate
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                # The client gives up ``timeout`` seconds after it meant to send, however
+                # much of that it spent waiting for a connection.
+                async with asyncio.timeout_at(due + timeout):
+                    answer = await connections.exchange(requests[index])
+            except TimeoutError:
+                result.errors += 1
+                result.gave_up += 1
+                return
+            except (OSError, asyncio.IncompleteReadError, ValueError):  # ConnectionError too
+                result.errors += 1
+                return
+            now = loop.time()
+            result.latencies_ms.append((now - due) * 1000)
+            result.answered_at.append(now - start)
+            result.statuses[answer.status] = result.statuses.get(answer.status, 0) + 1
+            if answer.status != 503 or answer.retry_after is None:
+                break
+            due = now + answer.retry_after * random.uniform(1.0, 1.5)
+            if due > first_due + retry_deadline:
+                result.errors += 1
+                result.gave_up += 1
+                return
+            result.retries += 1
+        if answer.status == 202:
+            result.last_accepted_at = max(result.last_accepted_at, now - start)
+            result.accepted_latencies_ms.append((now - due) * 1000)
+            result.journeys_ms.append((now - first_due) * 1000)
         if keep_bodies:
-            result.bodies.append(body)
+            result.bodies.append(answer.body)
 
     await asyncio.gather(*(one(i) for i in range(count)))
     result.seconds = loop.time() - start

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 from pypdf import PdfWriter
 
+from services.api.applications.accept import BUSY
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -34,6 +36,7 @@ def pdf_bytes(title: str) -> bytes:
 class LoadResult:
     accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> application id
     server_errors: list[tuple[float, int]] = field(default_factory=list)
+    shed: int = 0  # 503 "busy" answers (overload, not a fault): retried after Retry-After
     connection_errors: int = 0
     retries: int = 0
     refused: Counter[int] = field(default_factory=Counter)  # 4xx answers, by status
@@ -100,6 +103,7 @@ class Load:
             deadline = time.monotonic() + self.retry_budget
             delay = 0.25
             while True:
+                told: str | None = None  # the server's Retry-After, when it said how long
                 try:
                     response = await client.post(
                         "/applications", data=form, files=files, headers={"Idempotency-Key": key}
@@ -115,14 +119,30 @@ class Load:
                     if response.status_code < 500:
                         self.result.refused[response.status_code] += 1
                         return
-                    self.result.server_errors.append(
-                        (time.monotonic() - self.started, response.status_code)
-                    )
+                    if _busy(response):
+                        self.result.shed += 1
+                    else:
+                        self.result.server_errors.append(
+                            (time.monotonic() - self.started, response.status_code)
+                        )
+                    told = response.headers.get("Retry-After")
                 if time.monotonic() > deadline:
                     self.result.gave_up += 1
                     return
                 self.result.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 4.0)
+                if told is not None and told.isdigit():
+                    await asyncio.sleep(int(told) * self.rng.uniform(1.0, 1.5))
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 4.0)
         finally:
             self.slots.release()
+
+
+def _busy(response: httpx.Response) -> bool:
+    """The API's overload answer (load shedding), as opposed to a fault's 503."""
+    try:
+        detail = response.json().get("detail", "")
+    except ValueError:
+        return False
+    return response.status_code == 503 and str(detail).startswith(BUSY)

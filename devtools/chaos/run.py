@@ -243,6 +243,7 @@ def build_report(
         "terminal_states": findings.terminal_states,
         "client": {
             "retries": result.retries,
+            "shed_503": result.shed,
             "connection_errors": result.connection_errors,
             "idempotent_replays": result.replayed,
             "refused_4xx": {str(k): v for k, v in result.refused.items()},

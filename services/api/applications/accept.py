@@ -123,11 +123,15 @@ def new_submission(
     )
 
 
+# How a busy answer's detail starts: clients (the chaos load) tell it from an outage's 503.
+BUSY = "too many submissions at once"
+
+
 def busy(intake: Intake) -> JSONResponse:
     seconds = intake.retry_after_seconds
     return error_response(
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"too many submissions at once; nothing was stored: send the same request again"
+        f"{BUSY}; nothing was stored: send the same request again"
         f" (with the same Idempotency-Key) in {seconds} s",
         headers={"Retry-After": str(seconds)},
     )

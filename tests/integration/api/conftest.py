@@ -18,6 +18,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.support.database import open_role_pool, service_schema
 from tests.support.infra import Infra
+from tests.support.waiting import eventually
 
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-test-password"
@@ -115,8 +116,7 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, what="uvicorn listening")
     host, port = server.servers[0].sockets[0].getsockname()[:2]
     yield f"http://{host}:{port}"
     server.should_exit = True

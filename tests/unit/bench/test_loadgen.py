@@ -118,3 +118,37 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
 
     assert result.accepted == 5 and result.errors == 0
     server.close()
+
+
+async def test_a_client_told_503_waits_retry_after_and_sends_the_same_key_again() -> None:
+    # A server that is busy for each request's first attempt, and says so with Retry-After
+    sent: dict[bytes, list[float]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await read_request(reader)
+            key = next(line for line in head.split(b"\r\n") if line.startswith(b"Idempotency"))
+            sent.setdefault(key, []).append(loop.time())
+            if len(sent[key]) == 1:
+                writer.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                )
+            else:
+                writer.write(ACCEPTED)
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    build = multipart_request("127.0.0.1", port, "/applications", "tok", {"a": "b"}, [])
+
+    result = await run_open_loop("127.0.0.1", port, build, rate=100, count=20)
+
+    # Every client got its 202 on the second try, with the same key, at least 1 s later
+    assert result.accepted == 20 and result.errors == 0 and result.gave_up == 0
+    assert result.statuses == {503: 20, 202: 20} and result.retries == 20
+    assert len(sent) == 20 and all(len(times) == 2 for times in sent.values())
+    assert all(times[1] - times[0] >= 1.0 for times in sent.values())
+    assert min(result.journeys_ms) >= 1000
+    server.close()

@@ -32,6 +32,7 @@ from bench.chart import draw_spike
 from bench.loadgen import run_open_loop
 from bench.observe import (
     Sampler,
+    application_count,
     end_to_end_ms,
     lags_ms,
     percentiles,
@@ -68,6 +69,7 @@ def per_second(answered_at: list[float], latencies_ms: list[float]) -> list[dict
 async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
     # Earlier scenarios' applications are terminal too: wait for this load's on top of them.
     terminal_before = await terminal_count(system.database_url)
+    written_before = await application_count(system.database_url)
     stop = asyncio.Event()
     sampler = Sampler(system.database_url, system.rabbitmq_url)
     sampling = asyncio.create_task(sampler.run(stop))
@@ -84,21 +86,35 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         stop.set()
         await sampling
     drain_end = time.monotonic()
+    # Every answer (202 and 503 alike, retries' included), from the time its request was due.
     latency = percentiles(load.latencies_ms, 50, 95, 99, 100)
+    accepted_latency = percentiles(load.accepted_latencies_ms, 50, 99)
+    journey = percentiles(load.journeys_ms, 50, 99, 100)
     return {
         "offered": count,
         "offered_rps": rate,
         "accepted": load.accepted,
-        "accept_rps": round(load.accepted / load.seconds, 1),
+        # Rows written: each client must have made exactly one application.
+        "applications_written": await application_count(system.database_url) - written_before,
+        # Accepted per second, from the first request's due time to the last 202.
+        "accept_rps": round(load.accepted / max(load.last_accepted_at, 1e-9), 1),
+        "last_accepted_s": round(load.last_accepted_at, 2),
         "errors": count - load.accepted,
         # Of the errors, the clients that waited 30 s for an answer (from the request's due
-        # time) and gave up; the other errors are answers other than 202 and lost connections.
+        # time) or retried past their deadline, and gave up; the other errors are answers
+        # other than 202 (503s are retried) and lost connections.
         "gave_up": load.gave_up,
         "statuses": load.statuses,
+        "retries": load.retries,
         "accept_p50_ms": round(latency["p50"], 2),
         "accept_p95_ms": round(latency["p95"], 2),
         "accept_p99_ms": round(latency["p99"], 2),
         "accept_max_ms": round(latency["p100"], 2),
+        "accepted_p50_ms": round(accepted_latency["p50"], 2),
+        "accepted_p99_ms": round(accepted_latency["p99"], 2),
+        "journey_p50_ms": round(journey["p50"], 2),
+        "journey_p99_ms": round(journey["p99"], 2),
+        "journey_max_ms": round(journey["p100"], 2),
         "loadgen_cpu_s": round(load.cpu_seconds, 2),
         "all_terminal_after_s": round(drain_end - accept_done + load.seconds, 1),
         "backlog": [{**vars(s), "at": round(s.at - offset, 2)} for s in sampler.samples],

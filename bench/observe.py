@@ -101,6 +101,13 @@ async def terminal_count(database_url: str) -> int:
         return await _terminal(db)
 
 
+async def application_count(database_url: str) -> int:
+    """Applications written, whatever their state: a load's clients each make exactly one."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        row = await (await db.execute("SELECT count(*) FROM api.applications")).fetchone()
+        return int(row[0]) if row else 0
+
+
 async def _terminal(db: psycopg.AsyncConnection[Any]) -> int:
     """Applications in a final state."""
     row = await (

@@ -31,25 +31,28 @@ def _quote(text: str) -> str:
 
 def accept_script(applicant_id: str) -> str:
     answer = _quote(json.dumps({"applicationId": "x", "status": "submitted"})) + "::jsonb"
+    submission = (
+        "jsonb_build_array(jsonb_build_object("
+        "'row_number', 1, 'application_id', gen_random_uuid(),"
+        f" 'applicant_id', {_quote(applicant_id)}, 'program', 'Computer Science',"
+        f" 'statement', {_quote(STATEMENT_TEXT)}, 'correlation_id', gen_random_uuid(),"
+        f" 'key', gen_random_uuid(), 'fingerprint', {SHA256_LIKE}, 'answer', {answer},"
+        " 'message_id', gen_random_uuid(), 'event_correlation_id', gen_random_uuid(),"
+        f" 'event_body', {_quote(EVENT_BODY)}))"
+    )
+    documents = (
+        "jsonb_build_array("
+        + ", ".join(
+            f"jsonb_build_object('row_number', 1, 'position', {n}, 'document_id', gen_random_uuid(),"
+            f" 'filename', 'document-{n}.pdf', 'content_type', 'application/pdf', 'size', 21002,"
+            f" 'sha256', {SHA256_LIKE})"
+            for n in (1, 2)
+        )
+        + ")"
+    )
     values = {
-        "application_ids": "ARRAY[gen_random_uuid()]",
-        "applicant_ids": f"ARRAY[{_quote(applicant_id)}]",
-        "programs": f"ARRAY[{_quote('Computer Science')}]",
-        "statements": f"ARRAY[{_quote(STATEMENT_TEXT)}]",
-        "correlation_ids": "ARRAY[gen_random_uuid()::text]",
-        "keys": "ARRAY[gen_random_uuid()::text]",
-        "fingerprints": f"ARRAY[{SHA256_LIKE}]",
-        "answers": f"ARRAY[{answer}]",
-        "message_ids": "ARRAY[gen_random_uuid()]",
-        "event_correlation_ids": "ARRAY[gen_random_uuid()::text]",
-        "event_bodies": f"ARRAY[{_quote(EVENT_BODY)}]",
-        "document_rows": "ARRAY[1, 1]",
-        "document_positions": "ARRAY[1, 2]",
-        "document_ids": "ARRAY[gen_random_uuid(), gen_random_uuid()]",
-        "filenames": "ARRAY['transcript.pdf', 'passport.pdf']",
-        "content_types": "ARRAY['application/pdf', 'application/pdf']",
-        "sizes": "ARRAY[21002, 21002]",
-        "hashes": f"ARRAY[{SHA256_LIKE}, {SHA256_LIKE}]",
+        "submissions": submission,
+        "documents": documents,
         "status": _quote("submitted"),
         "progress": "25",
         "event_type": _quote("application.submitted"),

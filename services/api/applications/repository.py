@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from services.api.applications.validation import SubmissionForm
 from services.api.statuses import PROGRESS, Status
@@ -56,17 +56,16 @@ class Outcome:
 # A submission with an idempotency key is written only if it claims the key: a concurrent
 # request with the same key waits on the key's unique index until the other commits, then
 # finds the claim taken (and the caller reads the stored answer). Never check-then-insert.
-# Documents name their submission by its row number in the input arrays.
+#
+# The submissions and their documents travel as two JSON arrays (documents name their
+# submission by its row number): one ``json.dumps`` each, where one array parameter per column
+# cost a fifth of the submission's Python time in psycopg's array dumpers.
 INSERT_SUBMISSIONS = """
 WITH input AS (
-    SELECT * FROM unnest(
-        %(application_ids)s::uuid[], %(applicant_ids)s::uuid[], %(programs)s::text[],
-        %(statements)s::text[], %(correlation_ids)s::text[], %(keys)s::text[],
-        %(fingerprints)s::text[], %(answers)s::jsonb[], %(message_ids)s::uuid[],
-        %(event_correlation_ids)s::text[], %(event_bodies)s::text[]
-    ) WITH ORDINALITY AS i(application_id, applicant_id, program, statement, correlation_id,
-                           key, fingerprint, answer, message_id, event_correlation_id,
-                           event_body, row_number)
+    SELECT * FROM jsonb_to_recordset(%(submissions)s::jsonb) AS i(
+        row_number bigint, application_id uuid, applicant_id uuid, program text,
+        statement text, correlation_id text, key text, fingerprint text, answer jsonb,
+        message_id uuid, event_correlation_id text, event_body text)
 ),
 claimed AS (
     INSERT INTO idempotency_keys (applicant_id, key, fingerprint, application_id, response)
@@ -91,10 +90,9 @@ documents AS (
         (application_id, document_id, position, filename, content_type, size, sha256)
     SELECT a.application_id, d.document_id, d.position, d.filename, d.content_type, d.size,
            d.sha256
-    FROM unnest(%(document_rows)s::bigint[], %(document_positions)s::smallint[],
-                %(document_ids)s::uuid[], %(filenames)s::text[], %(content_types)s::text[],
-                %(sizes)s::bigint[], %(hashes)s::text[])
-             AS d(row_number, position, document_id, filename, content_type, size, sha256)
+    FROM jsonb_to_recordset(%(documents)s::jsonb) AS d(
+             row_number bigint, position smallint, document_id uuid, filename text,
+             content_type text, size bigint, sha256 text)
     JOIN accepted a USING (row_number)
 ),
 history AS (
@@ -115,32 +113,40 @@ SELECT application_id::text FROM accepted, (SELECT count(*) FROM notified) AS wa
 
 
 def submissions_parameters(submissions: list[Submission], outbox_schema: str) -> dict[str, Any]:
-    """The statement's arrays: one element per submission, and per document."""
-    documents = [
-        (row, position, document)
-        for row, submission in enumerate(submissions, start=1)
-        for position, document in enumerate(submission.form.documents, start=1)
+    """The statement's parameters: a row per submission, and per document, as JSON."""
+    rows = [
+        {
+            "row_number": row,
+            "application_id": s.application_id,
+            "applicant_id": s.applicant_id,
+            "program": s.form.program,
+            "statement": s.form.personal_statement,
+            "correlation_id": s.correlation_id,
+            "key": s.idempotency.key if s.idempotency else None,
+            "fingerprint": s.idempotency.fingerprint if s.idempotency else None,
+            "answer": s.answer,
+            "message_id": str(s.event.message_id),
+            "event_correlation_id": s.event.correlation_id,
+            "event_body": s.event.model_dump_json(),
+        }
+        for row, s in enumerate(submissions, start=1)
     ]
-    keys = [s.idempotency for s in submissions]
+    documents = [
+        {
+            "row_number": row,
+            "position": position,
+            "document_id": d.document_id,
+            "filename": d.filename,
+            "content_type": d.content_type,
+            "size": d.size,
+            "sha256": d.sha256,
+        }
+        for row, s in enumerate(submissions, start=1)
+        for position, d in enumerate(s.form.documents, start=1)
+    ]
     return {
-        "application_ids": [s.application_id for s in submissions],
-        "applicant_ids": [s.applicant_id for s in submissions],
-        "programs": [s.form.program for s in submissions],
-        "statements": [s.form.personal_statement for s in submissions],
-        "correlation_ids": [s.correlation_id for s in submissions],
-        "keys": [k.key if k else None for k in keys],
-        "fingerprints": [k.fingerprint if k else None for k in keys],
-        "answers": [Jsonb(s.answer) for s in submissions],
-        "message_ids": [s.event.message_id for s in submissions],
-        "event_correlation_ids": [s.event.correlation_id for s in submissions],
-        "event_bodies": [s.event.model_dump_json() for s in submissions],
-        "document_rows": [row for row, _, _ in documents],
-        "document_positions": [position for _, position, _ in documents],
-        "document_ids": [d.document_id for _, _, d in documents],
-        "filenames": [d.filename for _, _, d in documents],
-        "content_types": [d.content_type for _, _, d in documents],
-        "sizes": [d.size for _, _, d in documents],
-        "hashes": [d.sha256 for _, _, d in documents],
+        "submissions": json.dumps(rows),
+        "documents": json.dumps(documents),
         "status": Status.SUBMITTED.value,
         "progress": PROGRESS[Status.SUBMITTED],
         "event_type": ApplicationSubmitted.event_type,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
-from shared.blobs import BlobRef, BlobStore
+from shared.blobs import BlobPublisher, BlobRef, BlobStore
 
 
 @pytest.fixture
@@ -113,3 +114,37 @@ def test_a_streamed_put_hashes_and_places_its_content(store: BlobStore) -> None:
     assert ref.sha256 == hashlib.sha256(data).hexdigest()
     assert store.read(ref.sha256) == data
     assert files_under(store) == [ref.sha256]
+
+
+async def test_the_publisher_thread_publishes_what_several_requests_hand_it(
+    store: BlobStore,
+) -> None:
+    publisher = BlobPublisher(store)
+    requests = [[store.stage(f"request {n} file {f}".encode()) for f in range(2)] for n in range(5)]
+    try:
+        await asyncio.gather(*(publisher.publish(staged) for staged in requests))
+    finally:
+        publisher.close()
+
+    expected = sorted(blob.ref.sha256 for staged in requests for blob in staged)
+    assert files_under(store) == expected
+
+
+async def test_when_the_publisher_fails_every_request_waiting_gets_the_error(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    publisher = BlobPublisher(store)
+    requests = [[store.stage(f"request {n}".encode())] for n in range(3)]
+    try:
+        outcomes = await asyncio.gather(
+            *(publisher.publish(staged) for staged in requests), return_exceptions=True
+        )
+    finally:
+        publisher.close()
+
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    assert files_under(store) == []

@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
 from services.api.admin.routes import router as admin_router
-from services.api.applications.accept import AdmissionLimit, Intake, SubmissionFastPath
+from services.api.applications.accept import Intake, SubmissionFastPath
+from services.api.applications.admission import AdmissionLimit, RetryAdvice
 from services.api.applications.group_commit import GroupCommit
 from services.api.applications.routes import router as applications_router
 from services.api.applications.routes import submit_route
@@ -102,13 +103,18 @@ def build_resources(
         passwords=passwords or Passwords(),
         tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
         intake=Intake(
-            admission=AdmissionLimit(settings.api_max_submissions_in_flight),
+            admission=AdmissionLimit(
+                settings.api_max_submissions_in_flight,
+                RetryAdvice(
+                    minimum=settings.api_busy_retry_after_seconds,
+                    maximum=settings.api_busy_retry_after_max_seconds,
+                ),
+            ),
             group_commit=GroupCommit(
                 lambda: pooled_connection(pool, settings.api_db_overload_wait_seconds),
                 outbox_schema=settings.db_role,
                 max_rows=settings.api_group_commit_max_rows,
             ),
-            retry_after_seconds=settings.api_busy_retry_after_seconds,
         ),
     )
 

@@ -55,7 +55,9 @@ class ApiSettings(CoreSettings):
     # Overload (services/api/applications/accept.py): submissions one API process reads and
     # writes at once; one more is answered 503 with Retry-After instead of queueing.
     api_max_submissions_in_flight: int = Field(default=32, ge=1)
+    # Retry-After of that 503: this at first, longer while the overload lasts, up to the max.
     api_busy_retry_after_seconds: int = Field(default=1, ge=1)
+    api_busy_retry_after_max_seconds: int = Field(default=60, ge=1)
     # Group commit: submissions written by one statement, at most.
     api_group_commit_max_rows: int = Field(default=64, ge=1)
 

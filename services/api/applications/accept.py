@@ -10,9 +10,10 @@ takes ``POST /applications`` before FastAPI's routing, dependency injection and 
 middleware see it; on the hottest path those cost a fifth of a submission's CPU. The
 middlewares outside it (request id, metrics, the 500 handler) still apply.
 
-Overload: a process reads and writes at most ``api_max_submissions_in_flight`` submissions at
-once. One more is answered at once, before its body is read, with ``503 Service Unavailable``,
-``Retry-After`` and a JSON body, rather than queueing for seconds behind the others. A client
+Overload (``admission.py``): a process reads and writes at most
+``api_max_submissions_in_flight`` submissions at once. One more is answered at once, before its
+body is read, with ``503 Service Unavailable``, ``Retry-After`` (longer the longer the
+overload lasts) and a JSON body, rather than queueing for seconds behind the others. A client
 that retries with the same Idempotency-Key gets exactly one application.
 """
 
@@ -30,6 +31,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.applications import views
+from services.api.applications.admission import AdmissionLimit
 from services.api.applications.group_commit import GroupCommit
 from services.api.applications.repository import (
     IdempotencyClaim,
@@ -54,32 +56,12 @@ from shared.events.envelope import Envelope, new_envelope
 log = structlog.get_logger("api.applications")
 
 
-class AdmissionLimit:
-    """How many submissions this process is reading or writing; past ``limit``, none more."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_flight = 0
-        self.shed = 0  # answered 503 since start (tests and benchmarks read it)
-
-    def try_enter(self) -> bool:
-        if self.in_flight >= self.limit:
-            self.shed += 1
-            return False
-        self.in_flight += 1
-        return True
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-
-
 @dataclass(frozen=True)
 class Intake:
     """What the accept path keeps for the life of the process."""
 
     admission: AdmissionLimit
     group_commit: GroupCommit
-    retry_after_seconds: int
 
 
 def submitted_event(
@@ -128,7 +110,7 @@ BUSY = "too many submissions at once"
 
 
 def busy(intake: Intake) -> JSONResponse:
-    seconds = intake.retry_after_seconds
+    seconds = intake.admission.advice.seconds
     return error_response(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         f"{BUSY}; nothing was stored: send the same request again"
@@ -143,10 +125,12 @@ async def accept_submission(
     intake = deps.intake
     if not intake.admission.try_enter():
         return busy(intake)
+    response: Response | None = None
     try:
-        return await _accept(request, deps, user, correlation_id)
+        response = await _accept(request, deps, user, correlation_id)
+        return response
     finally:
-        intake.admission.leave()
+        intake.admission.leave(accepted=response is not None and response.status_code == 202)
 
 
 async def _accept(

@@ -99,7 +99,7 @@ def build_resources(
         settings=settings,
         pool=pool,
         blobs=blobs,
-        blob_publisher=BlobPublisher(blobs),
+        blob_publisher=BlobPublisher(blobs, threads=settings.blob_sync_threads),
         passwords=passwords or Passwords(),
         tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
         intake=Intake(

@@ -8,6 +8,7 @@ The tests share one stack (``stack``) and run in this order; the last one stops 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -149,6 +150,15 @@ async def test_three_verifiers_share_the_queue(stack: ComposeStack) -> None:
     assert sum(len(ids) for ids in checked.values()) == len(submitted), checked
 
 
+def erlang_address(words: list[int]) -> str:
+    """An address as rabbitmqctl's JSON gives it (an Erlang tuple: 4 bytes or 8 16-bit words,
+    IPv4 clients of a dual-stack listener appearing as ::ffff:a.b.c.d), as text."""
+    if len(words) == 4:
+        return str(ipaddress.IPv4Address(bytes(words)))
+    address = ipaddress.IPv6Address(b"".join(word.to_bytes(2, "big") for word in words))
+    return str(address.ipv4_mapped or address)
+
+
 def holder_of_unacked_message(stack: ComposeStack, verifiers: list[str]) -> str | None:
     """The verifier container whose channel holds an unacknowledged message now (rabbitmqctl
     answers at once; the management API's statistics lag by seconds)."""
@@ -181,7 +191,7 @@ def holder_of_unacked_message(stack: ComposeStack, verifiers: list[str]) -> str 
             "peer_host",
         )
     )
-    hosts = {c["pid"]: c["peer_host"] for c in connections}
+    hosts = {c["pid"]: erlang_address(c["peer_host"]) for c in connections}
     busy = {
         hosts.get(c["connection"])
         for c in channels

@@ -98,8 +98,9 @@ def _containers(environ: Mapping[str, str]) -> Iterator[Infra]:
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.community.rabbitmq import RabbitMqContainer
 
+    rabbitmq = RabbitMqContainer(environ.get("RABBITMQ_IMAGE", "rabbitmq:3-management"))
     with (
-        RabbitMqContainer(environ.get("RABBITMQ_IMAGE", "rabbitmq:3-management")) as rabbit,
+        rabbitmq.with_exposed_ports(15672) as rabbit,  # the management API, not only AMQP
         PostgresContainer(environ.get("POSTGRES_IMAGE", "postgres:15"), driver=None) as postgres,
     ):
         host = rabbit.get_container_host_ip()

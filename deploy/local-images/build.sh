@@ -17,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-# shellcheck source=local.env
+# shellcheck source-path=SCRIPTDIR source=local.env
 source "$HERE/local.env"
 BASE_IMAGE=admissions-local/debian:bookworm
 FORCE=${1:-}
@@ -34,6 +34,8 @@ build_base() {
     log "building $BASE_IMAGE (mmdebstrap --variant=minbase bookworm | docker import)"
     local start=$SECONDS
     # policy-rc.d: packages installed in later builds must not try to start services.
+    # The hooks are expanded by mmdebstrap ($1: the new root), not here.
+    # shellcheck disable=SC2016
     mmdebstrap --variant=minbase --include=ca-certificates \
         --customize-hook='copy-in /etc/ssl/certs/ca-certificates.crt /usr/local/share/ca-certificates/' \
         --customize-hook='mv "$1/usr/local/share/ca-certificates/ca-certificates.crt" "$1/usr/local/share/ca-certificates/host.crt"' \

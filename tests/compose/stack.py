@@ -29,9 +29,9 @@ PORT_VARIABLES = (
     "INFRA_MGMT_PORT",
     "INFRA_PG_PORT",
 )
-# Settings of the test project: a verifier slow enough to be killed while it holds a message,
-# a provider that waits for the applicant to pay, and nothing left behind by compose-down.
-SETTINGS = {"VERIFY_SIMULATED_MS": "5000", "PSP_AUTOPAY": "0", "COMPOSE_DOWN_ARGS": "--volumes"}
+# Settings of the test project: a verifier that takes seconds (several applications in flight
+# at once), a provider that waits for the applicant to pay, nothing left behind by compose-down.
+SETTINGS = {"VERIFY_SIMULATED_MS": "2000", "PSP_AUTOPAY": "0", "COMPOSE_DOWN_ARGS": "--volumes"}
 
 
 def free_ports(count: int) -> list[int]:

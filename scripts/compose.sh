@@ -56,6 +56,28 @@ write_env() {
 
 compose() { docker compose -f "$COMPOSE_FILE" "$@" </dev/null; }
 
+# Before a project's first start: a host port someone else serves gets a clear message
+# (the local servers of `make infra` use 5672, 15672 and 5432 too).
+# check_ports [SERVICE...]: with services named, only RabbitMQ's and Postgres's ports.
+check_ports() {
+    local variable default port busy=
+    local -a ports=(INFRA_AMQP_PORT:5672 INFRA_MGMT_PORT:15672 INFRA_PG_PORT:5432)
+    (($#)) || ports+=(API_HOST_PORT:8000 PSP_HOST_PORT:8100 MAIL_WEB_PORT:8025)
+    [[ -z "$(compose ps --quiet 2>/dev/null)" ]] || return 0
+    for variable in "${ports[@]}"; do
+        default=${variable#*:}
+        variable=${variable%%:*}
+        port=${!variable:-$default}
+        # shellcheck disable=SC2016  # $1 of the inner bash
+        if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
+            printf '[compose] ERROR: port %s (%s) is in use on 127.0.0.1; choose another: %s=<port>\n' \
+                "$port" "$variable" "$variable" >&2
+            busy=1
+        fi
+    done
+    [[ -z $busy ]]
+}
+
 print_urls() {
     local mail="Mailpit"
     [[ ${COMPOSE_IMAGES:-} == local ]] && mail="MailDev"
@@ -81,6 +103,7 @@ cmd_up() {
     bash "$ROOT/scripts/docker-engine.sh" up
     write_env
     load_env
+    check_ports "$@" || exit 1
     if [[ $COMPOSE_IMAGES == local ]]; then
         bash "$ROOT/deploy/local-images/build.sh"
     fi

@@ -47,7 +47,9 @@ def engine_or_skip() -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+# Module scope: even when a test fails, the stack is gone before the next folder's tests run
+# (a dozen containers would slow them down).
+@pytest.fixture(scope="module")
 def stack() -> Iterator[ComposeStack]:
     engine_or_skip()
     LOG_DIR.mkdir(parents=True, exist_ok=True)

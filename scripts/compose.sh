@@ -104,6 +104,10 @@ cmd_up() {
     write_env
     load_env
     check_ports "$@" || exit 1
+    if [[ ${APP_ENV:-} == production && -z ${RABBITMQ_DEV_ADMIN:-} ]]; then
+        log "APP_ENV=production: no development administrator (guest) in RabbitMQ"
+        export RABBITMQ_DEV_ADMIN=./rabbitmq/no-dev-admin.json
+    fi
     if [[ $COMPOSE_IMAGES == local ]]; then
         bash "$ROOT/deploy/local-images/build.sh"
     fi

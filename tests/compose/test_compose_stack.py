@@ -92,6 +92,31 @@ async def test_an_applicant_is_admitted_through_nginx_with_every_mail(
     await mails_arrive(stack, applicant.email, EVERY_MAIL)
 
 
+def test_every_service_logs_in_as_its_own_user_and_role(stack: ComposeStack) -> None:
+    # Given the running stack (the flow above made every service connect)
+    # When the broker and the database list who is connected
+    broker_users = {
+        c["user"]
+        for c in json.loads(
+            stack.compose(
+                *("exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "--formatter", "json"),
+                *("list_connections", "user"),
+            )
+        )
+    }
+    database_roles = set(
+        stack.compose(
+            *("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "admissions", "-Atc"),
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
+        ).split()
+    )
+
+    # Then each service is there as itself: no administrator, no guest
+    assert broker_users == {"api", "relay", "verifier", "payments", "mailer"}, broker_users
+    assert database_roles <= {"api", "relay", "verifier", "payments", "mailer", "ops"}
+    assert {"api", "relay", "verifier", "payments", "mailer"} <= database_roles, database_roles
+
+
 def scale_verifiers(stack: ComposeStack, count: int) -> list[str]:
     stack.compose(
         "up", "--detach", "--wait", "--no-deps", "--scale", f"verifier={count}", "verifier"

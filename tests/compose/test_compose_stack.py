@@ -17,6 +17,7 @@ import httpx
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 
+from tests.browser.checkout_page import CheckoutPage
 from tests.browser.chromium import save_screenshot
 from tests.browser.management_ui import ManagementUI, queues_an_operator_expects
 from tests.compose.mail_api import templates_to
@@ -56,7 +57,7 @@ async def submit_two_pdfs(applicant: Applicant) -> str:
 
 
 async def pay(applicant: Applicant, application_id: str) -> None:
-    """Follow the pay link to the sandbox's checkout and press Pay, as the page's form does."""
+    """Follow the pay link to the sandbox's checkout and post its Pay form."""
     checkout = await checkout_url_of(applicant, application_id)
     paid = await applicant.client.post(f"{checkout}/pay")
     assert paid.status_code == 200, paid.text
@@ -73,16 +74,21 @@ async def mails_arrive(stack: ComposeStack, recipient: str, expected: Counter[st
 
 
 async def test_an_applicant_is_admitted_through_nginx_with_every_mail(
-    stack: ComposeStack, applicant: Applicant
+    stack: ComposeStack, applicant: Applicant, browser: WebDriver, screenshots: Path
 ) -> None:
     # Given the stack of make compose-up, reached through nginx on its published port
     health = await applicant.client.get("/nginx-health")
     assert health.status_code == 200
 
-    # When an applicant submits two PDFs and pays on the sandbox's checkout page
+    # When an applicant submits two PDFs, follows the pay link and clicks Pay on the
+    # sandbox's checkout page (headless Chromium)
     application_id = await submit_two_pdfs(applicant)
     await status_once(applicant, application_id, "awaiting_payment")
-    await pay(applicant, application_id)
+    page = CheckoutPage(browser)
+    await asyncio.to_thread(page.open, await checkout_url_of(applicant, application_id))
+    result = await asyncio.to_thread(page.pay)
+    await asyncio.to_thread(save_screenshot, browser, screenshots / "compose-checkout-paid.png")
+    assert result.heading == "Payment received", result.text
 
     # Then the application completes, and the four mails are in the catcher
     status = await status_once(applicant, application_id, "completed")
@@ -107,7 +113,8 @@ def test_every_service_logs_in_as_its_own_user_and_role(stack: ComposeStack) -> 
     database_roles = set(
         stack.compose(
             *("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "admissions", "-Atc"),
-            "SELECT DISTINCT usename FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
+            "SELECT DISTINCT usename FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
         ).split()
     )
 

@@ -90,12 +90,16 @@ print_urls() {
     log "logs: source .run/compose.env && docker compose -f deploy/compose.yaml logs -f; stop: make compose-down"
 }
 
+# The engine's variables (DOCKER_CONFIG when Compose is ours), then what `up` chose.
 load_env() {
-    [[ -r $ENV_FILE ]] || return 0
-    set -a
-    # shellcheck source=/dev/null
-    source "$ENV_FILE"
-    set +a
+    local file
+    for file in "$ROOT/.run/docker.env" "$ENV_FILE"; do
+        [[ -r $file ]] || continue
+        set -a
+        # shellcheck source=/dev/null
+        source "$file"
+        set +a
+    done
 }
 
 cmd_up() {
@@ -119,6 +123,10 @@ cmd_up() {
 
 cmd_down() {
     load_env
+    if ! timeout 15 docker info >/dev/null 2>&1; then
+        log "no Docker engine answers: no container to stop"
+        return 0
+    fi
     # shellcheck disable=SC2086  # COMPOSE_DOWN_ARGS: words on purpose
     compose down --remove-orphans ${COMPOSE_DOWN_ARGS:-}
 }

@@ -2,11 +2,13 @@
 
 The tests' compose project has its own name and publishes every port on a free one, so it
 never meets the local servers of ``make infra`` (5672, 5432, ...) nor a developer's own
-``make compose-up`` (project ``admissions``).
+``make compose-up`` (project ``admissions``). Name and app image carry a hash of the checkout's
+path: two checkouts sharing one engine test their own code, side by side.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -19,7 +21,8 @@ COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 # What scripts/compose.sh up chose (engine, images): every later compose command needs it, or
 # compose would see another configuration and re-create the containers.
 COMPOSE_ENV = ROOT / ".run" / "compose.env"
-PROJECT = "admissions-test"
+CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+PROJECT = f"admissions-test-{CHECKOUT}"
 # Host port variables of deploy/compose.yaml.
 PORT_VARIABLES = (
     "API_HOST_PORT",
@@ -31,7 +34,12 @@ PORT_VARIABLES = (
 )
 # Settings of the test project: a verifier that takes seconds (several applications in flight
 # at once), a provider that waits for the applicant to pay, nothing left behind by compose-down.
-SETTINGS = {"VERIFY_SIMULATED_MS": "2000", "PSP_AUTOPAY": "0", "COMPOSE_DOWN_ARGS": "--volumes"}
+SETTINGS = {
+    "APP_IMAGE": f"admissions-app:test-{CHECKOUT}",
+    "VERIFY_SIMULATED_MS": "2000",
+    "PSP_AUTOPAY": "0",
+    "COMPOSE_DOWN_ARGS": "--volumes",
+}
 
 
 def free_ports(count: int) -> list[int]:

@@ -11,7 +11,8 @@ WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run
 MIGRATIONS := api:services.api.migrations verifier:services.verifier.migrations \
 	payments:services.payments.migrations mailer:services.mailer.migrations relay
 
-.PHONY: venv infra infra-down migrate run browser test test-unit test-integration lint lock clean chaos bench
+.PHONY: venv infra infra-down migrate run browser docker-engine compose-up compose-down test test-unit \
+	test-integration lint lock clean chaos bench
 
 venv: $(STAMP)
 
@@ -37,8 +38,29 @@ run: venv infra migrate
 browser:
 	bash scripts/ensure-browser.sh
 
-test: venv infra browser
+# A Docker engine for tests/compose (the system under docker compose) and the behaviour tests
+# on testcontainers: started, or installed and started, when none answers. Where that cannot
+# be done (no root), those tests are skipped, unless REQUIRE_DOCKER=1 (CI) makes them fail.
+docker-engine:
+	@bash scripts/docker-engine.sh up || echo "[make] no Docker engine: tests/compose will be skipped"
+
+# The third way to run the system: docker compose, detached (deploy/compose.yaml).
+compose-up:
+	bash scripts/compose.sh up
+
+compose-down:
+	bash scripts/compose.sh down
+
+# The bulk of the tests runs on the local servers of `make infra`, whatever engine answers;
+# tests/compose brings up its own compose project on other host ports; the behaviour tests
+# run a second time on RabbitMQ and Postgres containers from testcontainers.
+test: venv infra browser docker-engine
 	$(WITH_INFRA) $(PY) -m pytest
+	@if [ -f .run/compose.env ] && timeout 15 docker info >/dev/null 2>&1; then \
+		set -a; . .run/compose.env; set +a; \
+		echo "[make] behaviour tests again, on testcontainers ($$COMPOSE_IMAGES images)"; \
+		INFRA_MODE=containers TESTCONTAINERS_RYUK_DISABLED=true $(PY) -m pytest tests/behaviour -q; \
+	fi
 
 test-unit: venv
 	$(PY) -m pytest -m "not integration and not e2e"

@@ -13,6 +13,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.topology import dead_letter_queue_name, retry_queue_name
+
 # Every queue row links to "#/queues/<vhost>/<name>", both URI-encoded: the href, unlike the
 # visible name, says which virtual host the row belongs to. The state cell is the one with the
 # coloured key ("running", "idle"; empty until the broker's statistics arrive).
@@ -74,3 +77,13 @@ class ManagementUI:
         """Every row the Queues page shows now."""
         rows = self.driver.execute_script(_LISTED_QUEUES)
         return [ListedQueue(vhost, name, state) for vhost, name, state in rows]
+
+
+def queues_an_operator_expects() -> set[str]:
+    """Each work queue with its retry tiers and its dead-letter queue beside it."""
+    expected = set()
+    for spec in SYSTEM_TOPOLOGY.queues:
+        expected.add(spec.name)
+        expected.update(retry_queue_name(spec.name, delay) for delay in spec.retry_tiers)
+        expected.add(dead_letter_queue_name(spec.name))
+    return expected

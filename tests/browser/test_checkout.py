@@ -12,45 +12,20 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 
 from tests.browser.checkout_page import CheckoutPage
 from tests.browser.chromium import save_screenshot
-from tests.e2e.conftest import Applicant, pdf_bytes, register
+from tests.e2e.conftest import (
+    checkout_url_of,
+    pdf_bytes,
+    provider_payments,
+    register,
+    status_once,
+)
 from tests.support.system import RunningSystem
-from tests.support.waiting import eventually
-
-
-async def checkout_url_of(applicant: Applicant, application_id: str) -> str:
-    """The pay link's answer, once the payment service has a checkout (202 until then)."""
-    url = ""
-
-    async def ready() -> bool:
-        nonlocal url
-        response = await applicant.client.get(f"/payments/checkout/{application_id}")
-        assert response.status_code in (200, 202), response.text
-        url = response.json().get("checkoutUrl", "")
-        return bool(url)
-
-    await eventually(ready, timeout=60, interval=0.3, what="the checkout URL")
-    return url
 
 
 async def provider_payment(system: RunningSystem, application_id: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=system.psp, timeout=10) as provider:
-        response = await provider.get("/v1/payments", params={"application_id": application_id})
-    response.raise_for_status()
-    payments: list[dict[str, Any]] = response.json()
+    payments = await provider_payments(system.psp, application_id)
     assert len(payments) == 1, payments
     return payments[0]
-
-
-async def status_once(applicant: Applicant, application_id: str, wanted: str) -> dict[str, Any]:
-    latest: dict[str, Any] = {}
-
-    async def reached() -> bool:
-        nonlocal latest
-        latest = await applicant.status(application_id)
-        return latest["status"] == wanted
-
-    await eventually(reached, timeout=60, interval=0.3, what=f"{application_id} to be {wanted}")
-    return latest
 
 
 async def test_paying_on_the_checkout_page_completes_the_application(
@@ -60,7 +35,7 @@ async def test_paying_on_the_checkout_page_completes_the_application(
     await system.restart("sandbox", PSP_AUTOPAY="0")
     try:
         async with httpx.AsyncClient(base_url=system.api, timeout=30) as client:
-            applicant = await register(system, client)
+            applicant = await register(client)
             # and an application with two valid PDFs, waiting for its payment
             accepted = await applicant.submit(
                 [

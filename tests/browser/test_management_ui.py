@@ -7,10 +7,8 @@ from pathlib import Path
 
 from selenium.webdriver.chrome.webdriver import WebDriver
 
-from shared.system_topology import SYSTEM_TOPOLOGY
-from shared.topology import dead_letter_queue_name, retry_queue_name
 from tests.browser.chromium import save_screenshot
-from tests.browser.management_ui import ListedQueue, ManagementUI
+from tests.browser.management_ui import ListedQueue, ManagementUI, queues_an_operator_expects
 from tests.support.infra import Infra
 from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
@@ -25,16 +23,6 @@ WORK_QUEUES = {
     "mailer.batch",
     "api.projector",
 }
-
-
-def queues_an_operator_expects() -> set[str]:
-    """Each work queue with its retry tiers and its dead-letter queue beside it."""
-    expected = set()
-    for spec in SYSTEM_TOPOLOGY.queues:
-        expected.add(spec.name)
-        expected.update(retry_queue_name(spec.name, delay) for delay in spec.retry_tiers)
-        expected.add(dead_letter_queue_name(spec.name))
-    return expected
 
 
 def vhost_of(system: RunningSystem) -> str:

@@ -4,12 +4,14 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pypdf import PdfWriter
 
 from tests.support.system import RunningSystem
+from tests.support.waiting import eventually
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,7 +58,7 @@ class Applicant:
         return body
 
 
-async def register(system: RunningSystem, client: httpx.AsyncClient) -> Applicant:
+async def register(client: httpx.AsyncClient) -> Applicant:
     email = f"applicant-{uuid.uuid4().hex[:10]}@example.org"
     password = "correct horse battery"
     registered = await client.post("/auth/register", json={"email": email, "password": password})
@@ -70,10 +72,46 @@ async def register(system: RunningSystem, client: httpx.AsyncClient) -> Applican
 @pytest.fixture
 async def applicant(system: RunningSystem) -> AsyncIterator[Applicant]:
     async with httpx.AsyncClient(base_url=system.api, timeout=30) as client:
-        yield await register(system, client)
+        yield await register(client)
 
 
 def mails_to(mail_dir: Path, recipient: str) -> list[object]:
     from devtools.smtp_catcher import read_mailbox
 
     return [m for m in read_mailbox(mail_dir) if recipient in str(m["To"])]
+
+
+async def checkout_url_of(applicant: Applicant, application_id: str) -> str:
+    """The pay link's answer, once the payment service has a checkout (202 until then)."""
+    url = ""
+
+    async def ready() -> bool:
+        nonlocal url
+        response = await applicant.client.get(f"/payments/checkout/{application_id}")
+        assert response.status_code in (200, 202), response.text
+        url = response.json().get("checkoutUrl", "")
+        return bool(url)
+
+    await eventually(ready, timeout=60, interval=0.3, what="the checkout URL")
+    return url
+
+
+async def status_once(applicant: Applicant, application_id: str, wanted: str) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal latest
+        latest = await applicant.status(application_id)
+        return latest["status"] == wanted
+
+    await eventually(reached, timeout=60, interval=0.3, what=f"{application_id} to be {wanted}")
+    return latest
+
+
+async def provider_payments(psp_url: str, application_id: str) -> list[dict[str, Any]]:
+    """What the payment provider (the sandbox at ``psp_url``) holds for the application."""
+    async with httpx.AsyncClient(base_url=psp_url, timeout=10) as provider:
+        response = await provider.get("/v1/payments", params={"application_id": application_id})
+    response.raise_for_status()
+    payments: list[dict[str, Any]] = response.json()
+    return payments

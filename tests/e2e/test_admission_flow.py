@@ -105,7 +105,7 @@ async def test_the_same_idempotency_key_twice_makes_one_application(
     assert len(mine) == 1
 
     async with httpx.AsyncClient(base_url=system.api, timeout=30) as other_client:
-        other = await register(system, other_client)
+        other = await register(other_client)
         response = await other.client.get(f"/applications/{first.json()['applicationId']}/status")
         assert response.status_code == 404
 

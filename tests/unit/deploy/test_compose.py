@@ -76,11 +76,11 @@ def test_the_file_is_valid_against_the_compose_specification() -> None:
 
 
 def test_the_system_is_all_there() -> None:
-    expected = {"rabbitmq", "postgres", "mailpit", "nginx", "migrate", *APPLICATIONS}
+    expected = {"rabbitmq", "postgres", "mail", "nginx", "migrate", *APPLICATIONS}
     assert expected <= set(SERVICES)
     assert SERVICES["api"]["deploy"]["replicas"] == 2
     assert SERVICES["relay"]["deploy"]["replicas"] == 2
-    assert SERVICES["mailpit"]["image"].startswith("axllent/mailpit")
+    assert SERVICES["mail"]["image"].startswith("axllent/mailpit")
     assert "management" in SERVICES["rabbitmq"]["image"]
 
 
@@ -185,7 +185,7 @@ def test_services_log_in_as_themselves(name: str) -> None:
 
 def test_service_addresses_point_at_compose_services() -> None:
     env = {name: SERVICES[name].get("environment", {}) for name in APPLICATIONS}
-    assert env["mailer"]["SMTP_HOST"] == "mailpit" and env["mailer"]["SMTP_PORT"] == "1025"
+    assert env["mailer"]["SMTP_HOST"] == "mail" and env["mailer"]["SMTP_PORT"] == "1025"
     assert urlsplit(env["payments"]["PSP_URL"]).hostname == "sandbox"
     assert urlsplit(env["payments"]["PSP_URL"]).port == int(env["sandbox"]["PSP_PORT"])
     webhook = urlsplit(env["sandbox"]["WEBHOOK_URL"])
@@ -284,15 +284,85 @@ def test_one_image_non_root_with_pinned_dependencies_and_no_default_command() ->
         if line.strip() and not line.lstrip().startswith("#") and line[:1] != " "
     ]
     keywords = [parts[0].upper() for parts in instructions]
-    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    # the official Python image unless the build names another (deploy/local-images)
+    assert instructions[:2] == [
+        ["ARG", "PYTHON_IMAGE=python:3.11-slim"],
+        ["FROM", "${PYTHON_IMAGE}"],
+    ]
     assert "CMD" not in keywords and "ENTRYPOINT" not in keywords
     user = [parts[1] for parts in instructions if parts[0].upper() == "USER"]
     assert user and not user[-1].startswith(("root", "0"))
     locked = dockerfile.index("pip install -r requirements.lock")
     project = dockerfile.index("pip install --no-deps .")
     assert locked < project
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    # the context-root .dockerignore: BuildKit and the classic builder both read it
+    ignore = (ROOT / ".dockerignore").read_text().split()
     for needed in ("requirements.lock", "pyproject.toml", "shared/", "services/"):
         assert f"!{needed}" in ignore
     images = {s.get("image") for s in SERVICES.values() if "build" in s}
     assert len(images) == 1, "every application service runs the one image"
+
+
+def test_every_container_runs_as_a_non_root_user_on_a_read_only_root() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    for name, service in SERVICES.items():
+        # the app image's own USER (checked above), or the service's user
+        built_here = service["image"] == SERVICES["migrate"]["image"]
+        user = service.get("user", "app" if built_here and "USER app" in dockerfile else "")
+        assert user and user.split(":")[0] not in ("root", "0"), name
+        assert service.get("read_only") is True, name
+        assert "/tmp" in service.get("tmpfs", []), name
+
+
+def test_one_service_builds_the_app_image_and_none_asks_a_registry_for_it() -> None:
+    builders = [name for name, service in SERVICES.items() if "build" in service]
+    assert builders == ["migrate"]
+    assert SERVICES["migrate"]["pull_policy"] == "build"
+    app_image = SERVICES["migrate"]["image"]
+    for name, service in SERVICES.items():
+        if name != "migrate" and service["image"] == app_image:
+            assert service["pull_policy"] == "never", name
+    assert SERVICES["migrate"]["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim"
+
+
+def test_the_local_images_replace_every_hub_image_and_are_never_pulled() -> None:
+    local = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "local-images" / "local.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    services = interpolate(COMPOSE["services"], local)
+    hub_images = {
+        s["image"] for n, s in SERVICES.items() if s["image"] != SERVICES["migrate"]["image"]
+    }
+    local_images = {
+        s["image"] for n, s in services.items() if s["image"] != services["migrate"]["image"]
+    }
+    assert all(image.startswith("admissions-local/") for image in local_images), local_images
+    assert len(local_images) == len(hub_images)
+    for name, service in services.items():
+        assert service["pull_policy"] in ("never", "build"), name
+    assert services["migrate"]["build"]["args"]["PYTHON_IMAGE"].startswith("admissions-local/")
+    # and every name there is a variable compose reads
+    assert set(local) <= set(variables(COMPOSE))
+
+
+def test_rabbitmq_is_healthy_only_once_its_listeners_accept_connections() -> None:
+    # `rabbitmq-diagnostics ping` answers before the AMQP listener is up
+    probe = SERVICES["rabbitmq"]["healthcheck"]["test"]
+    assert "check_port_connectivity" in probe
+    # the stand-in's server ignores SIGTERM as PID 1
+    assert SERVICES["rabbitmq"]["init"] is True
+
+
+def test_the_dev_administrator_can_be_left_out() -> None:
+    # production: RABBITMQ_DEV_ADMIN=./rabbitmq/no-dev-admin.json
+    empty = json.loads((DEPLOY / "rabbitmq" / "no-dev-admin.json").read_text())
+    assert not empty.get("users") and not empty.get("permissions")
+    production = interpolate(
+        COMPOSE["services"], {"RABBITMQ_DEV_ADMIN": "./rabbitmq/no-dev-admin.json"}
+    )
+    mounted = [v for v in production["rabbitmq"]["volumes"] if v.endswith("20-dev-admin.json:ro")]
+    assert mounted == [
+        "./rabbitmq/no-dev-admin.json:/etc/rabbitmq/definitions/20-dev-admin.json:ro"
+    ]

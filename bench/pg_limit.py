@@ -43,7 +43,8 @@ def accept_script(applicant_id: str) -> str:
     documents = (
         "jsonb_build_array("
         + ", ".join(
-            f"jsonb_build_object('row_number', 1, 'position', {n}, 'document_id', gen_random_uuid(),"
+            f"jsonb_build_object('row_number', 1, 'position', {n},"
+            " 'document_id', gen_random_uuid(),"
             f" 'filename', 'document-{n}.pdf', 'content_type', 'application/pdf', 'size', 21002,"
             f" 'sha256', {SHA256_LIKE})"
             for n in (1, 2)

@@ -21,14 +21,14 @@ from shared.consumer.runtime import Consumer, MessageContext
 from shared.db.migrations import migrate_service
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransactions
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.logs import configure_logging
 from shared.topology import Exchanges, QueueSpec, Topology
 
 
 async def handler(ctx: MessageContext[Any]) -> None:
-    ctx.emit(ApplicationCompleted(application_id="x", applicant_email="a@b.org"))
+    ctx.emit(PaymentFailed(reason="declined", application_id="x", applicant_email="a@b.org"))
 
 
 async def measure(messages: int, prefetch: int) -> tuple[float, float]:
@@ -44,7 +44,7 @@ async def measure(messages: int, prefetch: int) -> tuple[float, float]:
     topology = Topology(Exchanges.namespaced(name), (spec,))
     await broker.declare(topology)
     try:
-        payload = ApplicationCompleted(application_id="x", applicant_email="a@b.org")
+        payload = PaymentFailed(reason="declined", application_id="x", applicant_email="a@b.org")
         await asyncio.gather(
             *(
                 broker.publish(

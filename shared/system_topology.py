@@ -33,7 +33,7 @@ MAILER_LANES: dict[str, QueueSpec] = {
     "medium": QueueSpec(
         "mailer.medium",
         "mailer",
-        ("application.submitted", "documents.rejected", "application.completed"),
+        ("application.submitted", "documents.rejected"),
         max_attempts=2,
         retry_delays=(5.0,),
         prefetch=8,
@@ -80,14 +80,14 @@ SYSTEM_TOPOLOGY = Topology(
         QueueSpec(
             "api.projector",
             "api",
+            # Not application.submitted: the accept statement itself writes "verifying"; not
+            # the mails: the status history reads the mailer's record (``application_mail``).
             (
-                "application.submitted",
                 "documents.verified",
                 "documents.rejected",
                 "payment.initiated",
                 "payment.completed",
                 "payment.failed",
-                "email.sent",
             ),
             max_attempts=5,
             prefetch=64,

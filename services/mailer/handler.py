@@ -1,8 +1,12 @@
-"""The mailer's message handler: event -> rendered mail -> token -> SMTP -> record + email.sent.
+"""The mailer's message handler: event -> rendered mails -> token -> SMTP -> record.
 
 Runs inside the message's transaction (the runtime claims the message id first, so a
-redelivered event never gets here twice). If the mail went out but the transaction did not
+redelivered event never gets here twice). If a mail went out but the transaction did not
 commit (a crash), the redelivery sends it again with the same Message-ID.
+
+The record of sent mail is the whole announcement: the API shows an application's mails in its
+status history through a read-only view of that record (``application_mail``), so no event
+per mail crosses the broker.
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ from datetime import UTC, datetime
 import jinja2
 import structlog
 
-from services.mailer.catalog import email_for
+from services.mailer.catalog import EmailSpec, emails_for
 from services.mailer.rate_limit import RateLimiter
 from services.mailer.rendering import render_email
 from services.mailer.sent_emails import SentEmail, already_sent, record_sent
 from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransaction
-from shared.events.catalog import EmailSent
 from shared.metrics import Metrics, metrics_for
 
 log = structlog.get_logger("mailer")
@@ -46,10 +49,13 @@ class Mailer:
     metrics: Metrics = field(default_factory=metrics_for)
 
     async def handle(self, ctx: MessageContext[PostgresTransaction]) -> None:
-        spec = email_for(ctx.payload, api_public_url=self.api_public_url)
-        if spec is None:
+        specs = emails_for(ctx.payload, api_public_url=self.api_public_url)
+        if not specs:
             log.info("no email for this event", event_type=ctx.envelope.type)
-            return
+        for spec in specs:
+            await self.send(ctx, spec)
+
+    async def send(self, ctx: MessageContext[PostgresTransaction], spec: EmailSpec) -> None:
         lane = ctx.queue.lane or ctx.queue.name
         message = render_email(
             self.templates,
@@ -74,15 +80,6 @@ class Mailer:
         await record_sent(
             connection,
             SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id),
-        )
-        ctx.emit(
-            EmailSent(
-                template=spec.template,
-                recipient=spec.recipient,
-                message_id_header=message_id_header,
-                lane=lane,
-                application_id=spec.application_id,
-            )
         )
         log.info(
             "email sent",

@@ -30,7 +30,7 @@ import structlog
 
 from shared.broker.base import Broker, Delivery, OutgoingMessage, Subscription
 from shared.consumer import policy
-from shared.consumer.transaction import TransactionFactory, TxT
+from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
 from shared.errors import PublishFailed, UndecodableMessage
 from shared.events.catalog import EventPayload, parse_payload
 from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope, new_envelope
@@ -47,15 +47,17 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-@dataclass
-class MessageContext(Generic[TxT]):
-    """What a handler gets: the validated event, and the open transaction to work in."""
+@dataclass(frozen=True)
+class MessageContext(Generic[TxT_co]):
+    """What a handler gets: the validated event, and the open transaction (the unit of work,
+    with the service's repositories) to work in. Read-only, so a handler written for a
+    narrower unit of work (a protocol) accepts the runtime's concrete one."""
 
     envelope: Envelope
     payload: EventPayload
     attempt: int
     queue: QueueSpec
-    tx: TxT
+    tx: TxT_co
     outgoing: list[Envelope] = field(default_factory=list)
 
     def emit(self, payload: EventPayload) -> Envelope:

@@ -122,6 +122,24 @@ async def grant_outbox_access(
         )
 
 
+async def grant_view_access(
+    admin: psycopg.AsyncConnection, reader: str, schema: str, views: list[str]
+) -> None:
+    """``reader`` may SELECT ``views`` of ``schema`` (read-only views a service publishes for
+    another, e.g. the mailer's record of mail sent about an application), nothing else there."""
+    await admin.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(reader)
+        )
+    )
+    for view in views:
+        await admin.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.Identifier(schema, view), sql.Identifier(reader)
+            )
+        )
+
+
 OPS_ROLE = "ops"
 # What operators may read of every service: the messaging tables, never the domain's.
 OPS_TABLES = ("outbox", "message_log", "queue_controls")

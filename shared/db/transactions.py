@@ -1,10 +1,14 @@
-"""The consumer's unit of work on Postgres: one transaction on one pooled connection."""
+"""The consumer's unit of work on Postgres: one transaction on one pooled connection.
+
+A service whose handlers work through repositories subclasses ``PostgresTransaction`` to
+expose them (built on ``connection``) and passes its class to ``PostgresTransactions``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
@@ -34,17 +38,26 @@ class PostgresTransaction:
         await write_outbox(self.connection, self.schema, envelopes)
 
 
-class PostgresTransactions:
-    def __init__(self, pool: AsyncConnectionPool, schema: str) -> None:
+PgTxT = TypeVar("PgTxT", bound=PostgresTransaction)
+
+
+class PostgresTransactions(Generic[PgTxT]):
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        transaction_type: type[PgTxT] = PostgresTransaction,  # type: ignore[assignment]
+    ) -> None:
         self.pool = pool
         self.schema = schema
+        self.transaction_type = transaction_type
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[PostgresTransaction]:
+    async def begin(self) -> AsyncIterator[PgTxT]:
         async with self.pool.connection() as connection:
             try:
                 async with connection.transaction():
-                    yield PostgresTransaction(connection, self.schema)
+                    yield self.transaction_type(connection, self.schema)
             except BaseException as error:
                 if not isinstance(error, Exception):
                     # Cancelled mid-statement (aio-pika cancels the deliveries in hand when

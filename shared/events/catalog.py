@@ -112,13 +112,6 @@ class PaymentFailed(EventPayload):
     reason: str
 
 
-class ApplicationCompleted(EventPayload):
-    event_type = "application.completed"
-
-    application_id: str
-    applicant_email: EmailStr
-
-
 class PasswordResetRequested(EventPayload):
     event_type = "auth.password_reset_requested"
 
@@ -152,16 +145,6 @@ class ReportRequested(EventPayload):
     report: str
 
 
-class EmailSent(EventPayload):
-    event_type = "email.sent"
-
-    template: str
-    recipient: EmailStr
-    message_id_header: str
-    lane: str
-    application_id: str | None = None
-
-
 CATALOG: dict[str, type[EventPayload]] = {
     model.event_type: model
     for model in (
@@ -172,12 +155,10 @@ CATALOG: dict[str, type[EventPayload]] = {
         PaymentWebhookReceived,
         PaymentCompleted,
         PaymentFailed,
-        ApplicationCompleted,
         PasswordResetRequested,
         OtpRequested,
         AnnouncementPublished,
         ReportRequested,
-        EmailSent,
     )
 }
 

@@ -20,7 +20,7 @@ from shared.consumer.policy import (
 )
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.errors import DomainRuleViolation
-from shared.events.catalog import ApplicationCompleted, EmailSent
+from shared.events.catalog import OtpRequested, PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
@@ -40,15 +40,19 @@ class Recorder:
         if len(self.calls) <= self.failures:
             raise self.error(f"boom {len(self.calls)}")
         ctx.emit(
-            ApplicationCompleted(
-                application_id=str(ctx.envelope.message_id), applicant_email="a@example.org"
+            PaymentFailed(
+                reason="declined",
+                application_id=str(ctx.envelope.message_id),
+                applicant_email="a@example.org",
             )
         )
 
 
 def event_message() -> OutgoingMessage:
     envelope = new_envelope(
-        ApplicationCompleted(application_id=str(uuid.uuid4()), applicant_email="a@example.org")
+        PaymentFailed(
+            reason="declined", application_id=str(uuid.uuid4()), applicant_email="a@example.org"
+        )
     )
     return OutgoingMessage.from_envelope(envelope)
 
@@ -142,9 +146,9 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     await harness.declare(spec)
     handler = Recorder()
     consumer = await start_consumer(harness, spec, handler)
-    unknown = new_envelope(
-        EmailSent(template="x", recipient="a@example.org", message_id_header="<x@y>", lane="low")
-    ).model_copy(update={"type": "no.such.event"})
+    unknown = new_envelope(OtpRequested(email="a@example.org", code="123456")).model_copy(
+        update={"type": "no.such.event"}
+    )
     invalid = event_message().body.replace(b'"application_id"', b'"application_ix"')
 
     await harness.send(spec.name, OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4())))

@@ -40,8 +40,8 @@ EXPECTED_HISTORY = [
 ]
 EXPECTED_MAIL_NOTES = {f"e-mail sent: {template}" for template in EXPECTED_MAILS}
 # Targets of the lean pipeline (issue 12): from 10 publishes and 15 deliveries.
-MAX_PUBLISHES_PER_APPLICATION = 10
-MAX_DELIVERIES_PER_APPLICATION = 15
+MAX_PUBLISHES_PER_APPLICATION = 6
+MAX_DELIVERIES_PER_APPLICATION = 9
 
 
 @dataclass(frozen=True)

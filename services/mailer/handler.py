@@ -75,7 +75,7 @@ class Mailer:
         rate_wait = await self.rate_limiter.acquire(lane)
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
-        await self.sender.send(message)
+        await self.sender.send(message, lane)
 
         await record_sent(
             connection,

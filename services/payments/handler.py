@@ -15,10 +15,11 @@ from services.payments.provider import (
     ProviderError,
     ProviderRejected,
 )
+from shared.consumer.routing import Route, routed
 from shared.consumer.runtime import Handler, MessageContext
 from shared.db.transactions import PostgresTransaction
-from shared.errors import DomainRuleViolation, TransientError
-from shared.events.catalog import DocumentsVerified, PaymentWebhookReceived
+from shared.errors import TransientError
+from shared.events.catalog import DocumentsVerified, EventPayload, PaymentWebhookReceived
 
 log = structlog.get_logger("payments.handler")
 
@@ -34,15 +35,14 @@ class PaymentHandler:
         self.provider = provider
         self.fee = fee
         self.simulated_ms = simulated_ms
+        self.routes: dict[type[EventPayload], Route[PostgresTransaction]] = {
+            DocumentsVerified: self.start_payment,
+            PaymentWebhookReceived: self.settle_payment,
+        }
+        self._route = routed(self.routes)
 
     async def __call__(self, ctx: MessageContext[PostgresTransaction]) -> None:
-        payload = ctx.payload
-        if isinstance(payload, DocumentsVerified):
-            await self.start_payment(ctx, payload)
-        elif isinstance(payload, PaymentWebhookReceived):
-            await self.settle_payment(ctx, payload)
-        else:
-            raise DomainRuleViolation(f"payments does not handle {ctx.envelope.type}")
+        await self._route(ctx)
 
     async def start_payment(
         self, ctx: MessageContext[PostgresTransaction], verified: DocumentsVerified

@@ -10,19 +10,18 @@ import structlog
 from services.verifier import repository
 from services.verifier.checker import DocumentChecker
 from services.verifier.domain import outcome
+from shared.consumer.routing import routed
 from shared.consumer.runtime import Handler, MessageContext
 from shared.db.transactions import PostgresTransaction
-from shared.errors import DomainRuleViolation
 from shared.events.catalog import ApplicationSubmitted
 
 log = structlog.get_logger("verifier.handler")
 
 
 def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[PostgresTransaction]:
-    async def handle(ctx: MessageContext[PostgresTransaction]) -> None:
-        submitted = ctx.payload
-        if not isinstance(submitted, ApplicationSubmitted):
-            raise DomainRuleViolation(f"the verifier does not handle {ctx.envelope.type}")
+    async def verify(
+        ctx: MessageContext[PostgresTransaction], submitted: ApplicationSubmitted
+    ) -> None:
         conn = ctx.tx.connection
         if await repository.already_decided(conn, submitted.application_id):
             # Another message about the same application (a resubmitted event): decided once.
@@ -46,4 +45,4 @@ def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[Pos
             duration_ms=duration_ms,
         )
 
-    return handle
+    return routed({ApplicationSubmitted: verify})

@@ -274,3 +274,34 @@ async def test_an_event_for_an_unknown_application_is_dead_lettered(
     assert dead.headers[policy.ERROR_TYPE] == "DomainRuleViolation"
     assert dead.headers[policy.ERROR_KIND] == "permanent"
     assert await scalar(db, "SELECT count(*) FROM application_history") == 0
+
+
+async def test_one_batch_holding_every_event_of_an_application_applies_them_in_turn(
+    application_id: str, projector: Projector, db: AsyncConnectionPool
+) -> None:
+    # Given the verdict, the checkout and the payment of one application, and a copy of one
+    events = events_for(application_id)
+    verified = new_envelope(events["verified"])
+    batch = [verified, new_envelope(events["initiated"]), new_envelope(events["paid"]), verified]
+    deliveries = [HandDelivery(OutgoingMessage.from_envelope(e)) for e in batch]
+    # When they reach the projector as one batch (one transaction)
+    await projector.consumer.process_batch(deliveries)
+    # Then each handler saw what the one before it wrote: every step once, in order
+    assert projector.consumer.batches == {"together": 1}
+    assert projector.consumer.outcomes == {"processed": 3, "duplicate": 1}
+    assert all(delivery.acked for delivery in deliveries)
+    async with db.connection() as conn:
+        steps = await (
+            await conn.execute(
+                "SELECT status FROM application_history WHERE application_id = %s ORDER BY id",
+                (application_id,),
+            )
+        ).fetchall()
+    assert [status for (status,) in steps] == [
+        "submitted",
+        "verifying",
+        "verified",
+        "processing_payment",
+        "awaiting_payment",
+        "completed",
+    ]

@@ -41,7 +41,12 @@ from bench.observe import (
 )
 from bench.pg_limit import EVENT_BODY as PGBENCH_EVENT_BODY
 from bench.pg_limit import run_pgbench
-from bench.processes import frozen, process_stats
+from bench.processes import (
+    cpu_ms_per_application,
+    frozen,
+    process_stats,
+    services_cpu_seconds,
+)
 from bench.workload import machine, offer, register_applicant, submission_factory
 from devtools.infra import infrastructure
 from devtools.run_system import ROOT
@@ -68,6 +73,7 @@ def per_second(answered_at: list[float], latencies_ms: list[float]) -> list[dict
 async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[str, Any]:
     # Earlier scenarios' applications are terminal too: wait for this load's on top of them.
     terminal_before = await terminal_count(system.database_url)
+    cpu_before = services_cpu_seconds(system.supervisor.pids())
     stop = asyncio.Event()
     sampler = Sampler(system.database_url, system.rabbitmq_url)
     sampling = asyncio.create_task(sampler.run(stop))
@@ -84,6 +90,7 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         stop.set()
         await sampling
     drain_end = time.monotonic()
+    cpu_after = services_cpu_seconds(system.supervisor.pids())
     latency = percentiles(load.latencies_ms, 50, 95, 99, 100)
     return {
         "offered": count,
@@ -100,6 +107,9 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         "accept_p99_ms": round(latency["p99"], 2),
         "accept_max_ms": round(latency["p100"], 2),
         "loadgen_cpu_s": round(load.cpu_seconds, 2),
+        # Every service's CPU (API, relay, consumers) from the first request until the last of
+        # this load's applications was terminal, per accepted application.
+        "cpu_ms_per_application": cpu_ms_per_application(cpu_before, cpu_after, load.accepted),
         "all_terminal_after_s": round(drain_end - accept_done + load.seconds, 1),
         "backlog": [{**vars(s), "at": round(s.at - offset, 2)} for s in sampler.samples],
         "latency_series": per_second(load.answered_at, load.latencies_ms),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from services.api.projector.app import ProjectionTransaction
@@ -305,3 +306,16 @@ async def test_one_batch_holding_every_event_of_an_application_applies_them_in_t
         "awaiting_payment",
         "completed",
     ]
+
+
+async def test_the_api_role_reads_the_mailers_view_and_nothing_else_of_its_schema(
+    db: AsyncConnectionPool, mailer_schema: str
+) -> None:
+    async with db.connection() as conn:
+        view = sql.Identifier(mailer_schema, "application_mail")
+        await conn.execute(sql.SQL("SELECT application_id, template FROM {}").format(view))
+        for table in ("sent_emails", "outbox", "processed_messages"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute(
+                    sql.SQL("SELECT 1 FROM {}").format(sql.Identifier(mailer_schema, table))
+                )

@@ -34,10 +34,12 @@ class MailerSettings(CoreSettings):
     # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
     mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)
 
-    # Messages per second each lane may send, across every mailer replica.
+    # Messages per second each lane may send, across every mailer replica. The defaults leave
+    # room for the drain target (100 applications/s: 3 mails each on the high lane, 1 on the
+    # medium one); a provider's own limits are set here per deployment.
     mailer_rate_critical: PositiveFloat = 50.0
-    mailer_rate_high: PositiveFloat = 50.0
-    mailer_rate_medium: PositiveFloat = 50.0
+    mailer_rate_high: PositiveFloat = 400.0
+    mailer_rate_medium: PositiveFloat = 200.0
     mailer_rate_low: PositiveFloat = 10.0
     mailer_rate_batch: PositiveFloat = 20.0
     # How many seconds of the rate an idle lane may save up and send at once.

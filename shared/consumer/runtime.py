@@ -3,8 +3,9 @@ dead-lettered.
 
     decode -> validate -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
 
-Batches: a queue whose ``batch_size`` is above 1 takes the deliveries in hand (up to
-``batch_size``, or what arrived within ``batch_window`` of the first) through ONE transaction:
+Batches: a queue whose ``batch_size`` is above 1 takes the deliveries in hand through ONE
+transaction (up to ``batch_size``: after a quiet spell what arrives within ``batch_window``,
+under load what arrived while the previous batch ran):
 
     decode + validate each (once) -> {one multi-row claim; each handler in turn; one multi-row
     outbox insert + NOTIFY} -> one commit -> the acks
@@ -13,7 +14,8 @@ A handler that fails in a batch must not fail its neighbours: the transaction ro
 the batch's messages are handled again one by one, each in its own transaction, so the failing
 one alone is retried or dead-lettered with its reason, exactly as below. Messages that do not
 decode never enter a batch's transaction: they are dead-lettered at once. Two deliveries of one
-message id in a batch: the first is processed, the second is a duplicate.
+message id in a batch: the first is processed, the second is a duplicate. The database
+unreachable: the whole batch goes back to the queue.
 
 Each message, alone or in a batch, ends in one of these:
 
@@ -45,15 +47,15 @@ import structlog
 
 from shared.broker.base import Broker, Delivery, OutgoingMessage, Subscription
 from shared.consumer import policy
+from shared.consumer.decoding import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
 from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
-from shared.errors import PublishFailed, UndecodableMessage
-from shared.events.catalog import EventPayload, parse_payload
-from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope, new_envelope
+from shared.errors import PublishFailed
+from shared.events.catalog import EventPayload
+from shared.events.envelope import Envelope, new_envelope
 from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_queue_name
 
 log = structlog.get_logger("consumer")
 
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 # How long the first delivery of a batch waits for companions: deliveries of a burst arrive
 # within microseconds of each other; a quiet queue pays at most this in latency.
 DEFAULT_BATCH_WINDOW = 0.002
@@ -110,42 +112,6 @@ class Observation:
 
 
 Observer = Callable[[Observation], Awaitable[None]]
-
-
-@dataclass
-class Received:
-    """One delivery on its way through the runtime: decoded once, settled once."""
-
-    delivery: Delivery
-    attempt: int
-    started: float
-    envelope: Envelope | None = None
-    payload: EventPayload | None = None
-    error: Exception | None = None  # why it did not decode
-
-    @property
-    def message(self) -> OutgoingMessage:
-        return self.delivery.message
-
-
-def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPayload]:
-    """Bytes on the wire to a validated event, or a ``PermanentError`` saying why not."""
-    if len(message.body) > max_bytes:
-        raise UndecodableMessage(f"body of {len(message.body)} bytes exceeds {max_bytes}")
-    if message.content_type != CONTENT_TYPE:
-        raise UndecodableMessage(
-            f"content type {message.content_type!r}, expected {CONTENT_TYPE!r}"
-        )
-    if not message.message_id:
-        raise UndecodableMessage("the message has no message_id property")
-    envelope = decode_envelope(message.body)
-    if str(envelope.message_id) != message.message_id:
-        raise UndecodableMessage(
-            f"message_id property {message.message_id!r} differs from the envelope's"
-        )
-    return envelope, parse_payload(
-        envelope.type, envelope.version, envelope.payload, published=True
-    )
 
 
 class Consumer(Generic[TxT]):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from services.mailer.handler import Mailer
+from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.settings import MailerSettings
@@ -70,6 +70,7 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             settings=worker_settings(settings),
             handlers={MAILER_LANES[lane].name: mailer.handle for lane in settings.mailer_lanes},
             stop=stop,
+            transaction_type=MailerTransaction,
         )
     finally:
         await sender.close()

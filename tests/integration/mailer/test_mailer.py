@@ -9,7 +9,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from devtools.smtp_catcher import read_mailbox
-from services.mailer.handler import Mailer
+from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender, SmtpUnavailable
@@ -57,7 +57,7 @@ async def handle_directly(
 ) -> Envelope:
     """The handler in its message transaction, without a broker (as the runtime calls it)."""
     envelope = envelope or new_envelope(payload)
-    async with PostgresTransactions(pool, schema).begin() as tx:
+    async with PostgresTransactions(pool, schema, MailerTransaction).begin() as tx:
         context = MessageContext(envelope, payload, 1, spec, tx)
         await mailer.handle(context)
         await tx.add_outbox(context.outgoing)
@@ -86,7 +86,7 @@ async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
         spec=spec,
         exchanges=exchanges,
         broker=rabbit,
-        transactions=PostgresTransactions(mailer_pool, mailer_schema),
+        transactions=PostgresTransactions(mailer_pool, mailer_schema, MailerTransaction),
         handler=make_mailer(smtp_server.host, smtp_server.port).handle,
     )
     await consumer.start()

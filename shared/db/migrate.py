@@ -17,7 +17,7 @@ import psycopg
 from shared.db.migrations import (
     OPS_ROLE,
     grant_outbox_access,
-    grant_view_access,
+    grant_select,
     migrate_service,
     provision_ops_role,
 )
@@ -45,7 +45,7 @@ async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]
     for owner, view, reader in READ_ONLY_VIEWS:
         if owner in schemas and reader in schemas:
             async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-                await grant_view_access(conn, reader, owner, [view])
+                await grant_select(conn, reader, owner, [view])
             log.info("view granted", view=f"{owner}.{view}", reader=reader)
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await provision_ops_role(conn, OPS_ROLE, settings.db_password(OPS_ROLE), schemas)

@@ -14,6 +14,7 @@ from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
+from tests.behaviour.test_consumer import start_consumer
 from tests.support.waiting import eventually
 
 POISON = "poison"
@@ -51,16 +52,8 @@ async def consume_all(
     """Queue every message first, then start one consumer: they reach it together."""
     for item in messages:
         await harness.send(spec.name, item)
-    consumer: Consumer[Any] = Consumer(
-        service="tests",
-        spec=spec,
-        exchanges=harness.exchanges,
-        broker=harness.broker,
-        transactions=harness.transactions,
-        handler=handler,
-        batch_window=0.2,  # generous: the test wants them in one batch, whatever the machine
-    )
-    await consumer.start()
+    # A generous window: the test wants them in one batch, however busy the machine
+    consumer = await start_consumer(harness, spec, handler, batch_window=0.2)
     await eventually(
         lambda: sum(consumer.outcomes.values()) == len(messages),
         timeout=30,

@@ -18,7 +18,7 @@ from shared.consumer.policy import (
     ERROR_TYPE,
     FIRST_SEEN,
 )
-from shared.consumer.runtime import Consumer, MessageContext
+from shared.consumer.runtime import Consumer, Handler, MessageContext
 from shared.errors import DomainRuleViolation
 from shared.events.catalog import OtpRequested, PaymentFailed
 from shared.events.envelope import new_envelope
@@ -57,7 +57,9 @@ def event_message() -> OutgoingMessage:
     return OutgoingMessage.from_envelope(envelope)
 
 
-async def start_consumer(harness: Harness, spec: QueueSpec, handler: Recorder) -> Consumer[Any]:
+async def start_consumer(
+    harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
+) -> Consumer[Any]:
     consumer: Consumer[Any] = Consumer(
         service="tests",
         spec=spec,
@@ -65,6 +67,7 @@ async def start_consumer(harness: Harness, spec: QueueSpec, handler: Recorder) -
         broker=harness.broker,
         transactions=harness.transactions,
         handler=handler,
+        **options,
     )
     await consumer.start()
     return consumer

@@ -22,7 +22,7 @@ from shared.broker.base import OutgoingMessage
 from shared.broker.memory import InMemoryBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer
-from shared.db.migrations import grant_view_access
+from shared.db.migrations import grant_select
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import (
     DocumentsRejected,
@@ -84,7 +84,7 @@ async def mailer_schema(infra: Infra, namespace: str, api_schema: str) -> AsyncI
         async with await psycopg.AsyncConnection.connect(
             infra.database_url, autocommit=True
         ) as admin:
-            await grant_view_access(admin, api_schema, name, ["application_mail"])
+            await grant_select(admin, api_schema, name, ["application_mail"])
         yield name
 
 

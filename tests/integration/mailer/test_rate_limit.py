@@ -8,7 +8,7 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
-from tests.support.database import role_pool
+from tests.support.database import open_role_pool, role_pool
 from tests.support.infra import Infra
 
 RATE = 20.0
@@ -107,17 +107,13 @@ async def test_tokens_taken_in_blocks_cost_one_statement_per_block_within_the_ra
 ) -> None:
     # Given a replica taking tokens in blocks of 10 from a lane of 20/s with a burst of 20
     rates = {"batch": LaneRate(refill_per_second=RATE, capacity=20.0)}
-    pool = role_pool(infra, mailer_schema, max_size=2)
-    await pool.open(wait=True)
-    try:
+    async with open_role_pool(infra, mailer_schema, max_size=2) as pool:
         limiter = CountingLimiter(pool, rates, block=10)
         await limiter.configure()
         started = time.monotonic()
         # When 40 mails take a token each
         await asyncio.gather(*(limiter.acquire("batch") for _ in range(40)))
         elapsed = time.monotonic() - started
-    finally:
-        await pool.close()
     # Then the bucket row was touched about once per block, and the lane's rate still held:
     # the burst (20), then 20 more at 20/s
     assert limiter.tries <= 40 // 10 + 6

@@ -59,6 +59,14 @@ MAILER_LANES: dict[str, QueueSpec] = {
     ),
 }
 
+# Hops the lean pipeline removed: the accept statement writes "verifying" itself, the status
+# history reads the mailer's record of sent mail, a completed payment is the completion.
+RETIRED_BINDINGS: tuple[tuple[str, str], ...] = (
+    ("api.projector", "application.submitted"),
+    ("api.projector", "email.sent"),
+    ("mailer.medium", "application.completed"),
+)
+
 SYSTEM_TOPOLOGY = Topology(
     Exchanges(),
     (
@@ -96,4 +104,5 @@ SYSTEM_TOPOLOGY = Topology(
             batch_size=32,
         ),
     ),
+    retired_bindings=RETIRED_BINDINGS,
 )

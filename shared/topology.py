@@ -98,6 +98,10 @@ class QueueSpec:
 class Topology:
     exchanges: Exchanges = field(default_factory=Exchanges)
     queues: tuple[QueueSpec, ...] = ()
+    # (queue, routing key) bindings on the events exchange that an earlier version declared
+    # and this one does not: declaring only adds, so they are removed at start-up, or a broker
+    # that ran the earlier version would go on routing those events to the queue.
+    retired_bindings: tuple[tuple[str, str], ...] = ()
 
     def queue(self, name: str) -> QueueSpec:
         for spec in self.queues:
@@ -180,6 +184,12 @@ def retry_queue_arguments(spec: QueueSpec, delay: float, exchanges: Exchanges) -
     arguments["x-dead-letter-exchange"] = exchanges.retry
     arguments["x-dead-letter-routing-key"] = spec.name
     return arguments
+
+
+def retired_bindings(topology: Topology) -> Iterator[BindingDeclaration]:
+    """The bindings to remove, if a broker still has them (see ``Topology.retired_bindings``)."""
+    for queue, routing_key in topology.retired_bindings:
+        yield BindingDeclaration(topology.exchanges.events, queue, routing_key)
 
 
 def declarations(topology: Topology) -> Iterator[Declaration]:

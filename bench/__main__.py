@@ -42,7 +42,12 @@ from bench.observe import (
 )
 from bench.pg_limit import EVENT_BODY as PGBENCH_EVENT_BODY
 from bench.pg_limit import run_pgbench
-from bench.processes import frozen, process_stats
+from bench.processes import (
+    cpu_ms_per_application,
+    frozen,
+    process_stats,
+    services_cpu_seconds,
+)
 from bench.workload import machine, offer, register_applicant, submission_factory
 from devtools.infra import infrastructure
 from devtools.run_system import ROOT
@@ -70,6 +75,7 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
     # Earlier scenarios' applications are terminal too: wait for this load's on top of them.
     terminal_before = await terminal_count(system.database_url)
     written_before = await application_count(system.database_url)
+    cpu_before = services_cpu_seconds(system.supervisor.pids())
     stop = asyncio.Event()
     sampler = Sampler(system.database_url, system.rabbitmq_url)
     sampling = asyncio.create_task(sampler.run(stop))
@@ -87,6 +93,7 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         await sampling
     drain_end = time.monotonic()
     # Every answer (202 and 503 alike, retries' included), from the time its request was due.
+    cpu_after = services_cpu_seconds(system.supervisor.pids())
     latency = percentiles(load.latencies_ms, 50, 95, 99, 100)
     accepted_latency = percentiles(load.accepted_latencies_ms, 50, 99)
     journey = percentiles(load.journeys_ms, 50, 99, 100)
@@ -116,6 +123,9 @@ async def accept_load(system: RunningSystem, rate: float, count: int) -> dict[st
         "journey_p99_ms": round(journey["p99"], 2),
         "journey_max_ms": round(journey["p100"], 2),
         "loadgen_cpu_s": round(load.cpu_seconds, 2),
+        # Every service's CPU (API, relay, consumers) from the first request until the last of
+        # this load's applications was terminal, per accepted application.
+        "cpu_ms_per_application": cpu_ms_per_application(cpu_before, cpu_after, load.accepted),
         "all_terminal_after_s": round(drain_end - accept_done + load.seconds, 1),
         "backlog": [{**vars(s), "at": round(s.at - offset, 2)} for s in sampler.samples],
         "latency_series": per_second(load.answered_at, load.latencies_ms),

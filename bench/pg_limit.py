@@ -18,7 +18,12 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from services.api.applications.repository import INSERT_SUBMISSIONS
+from services.api.applications.repository import (
+    ACCEPTED_STATUS,
+    ACCEPTED_STEPS_JSON,
+    INSERT_SUBMISSIONS,
+)
+from services.api.statuses import PROGRESS
 
 STATEMENT_TEXT = "x" * 1024
 EVENT_BODY = json.dumps({"payload": "y" * 1400})
@@ -54,8 +59,9 @@ def accept_script(applicant_id: str) -> str:
     values = {
         "submissions": submission,
         "documents": documents,
-        "status": _quote("submitted"),
-        "progress": "25",
+        "steps": _quote(ACCEPTED_STEPS_JSON),
+        "status": _quote(ACCEPTED_STATUS.value),
+        "progress": str(PROGRESS[ACCEPTED_STATUS]),
         "event_type": _quote("application.submitted"),
         "channel": _quote("outbox"),
         "outbox_schema": _quote("api"),

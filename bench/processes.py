@@ -48,6 +48,26 @@ def command_cpu_seconds(command: str) -> float:
     return total
 
 
+# The system's own services; the SMTP catcher and the payment sandbox stand in for outside
+# parties, so their CPU is not the system's cost.
+OUTSIDE_PARTIES = frozenset({"smtp", "sandbox"})
+
+
+def services_cpu_seconds(pids: Mapping[str, int | None]) -> float:
+    """CPU seconds the system's services (children included) have used so far."""
+    total = 0.0
+    for name, pid in pids.items():
+        if pid is None or name in OUTSIDE_PARTIES:
+            continue
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid, family=True)
+    return total
+
+
+def cpu_ms_per_application(before_s: float, after_s: float, applications: int) -> float:
+    return round((after_s - before_s) * 1000 / applications, 1) if applications else 0.0
+
+
 def process_stats(pids: Mapping[str, int | None]) -> dict[str, dict[str, float]]:
     """Per named process (children such as the verifier's check workers counted in):
     ``max_rss_mb`` is the largest peak of any one of its processes, ``cpu_s`` the sum."""

@@ -21,7 +21,7 @@ from psycopg import sql
 from shared.broker.rabbitmq import RabbitBroker
 from shared.db.migrations import migrate_service
 from shared.db.pool import create_pool, role_conninfo
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.outbox.relay import Relay, RelayOptions
 from shared.outbox.writer import write_outbox
@@ -47,7 +47,9 @@ async def measure(rows: int, batch: int) -> float:
     await broker.declare(topology)
     try:
         envelopes = [
-            new_envelope(ApplicationCompleted(application_id=str(i), applicant_email="a@b.org"))
+            new_envelope(
+                PaymentFailed(reason="declined", application_id=str(i), applicant_email="a@b.org")
+            )
             for i in range(rows)
         ]
         async with pool.connection() as conn, conn.transaction():

@@ -68,12 +68,19 @@ class QueueSpec:
     # Quorum queues count redeliveries (a consumer that dies mid-message); past this the broker
     # itself dead-letters the message, so a message that crashes its consumer cannot loop forever.
     delivery_limit: int = 20
+    # At most this many deliveries in hand are handled in ONE transaction, their handlers one
+    # after another (shared.consumer.runtime). Worth it where handlers only touch the database;
+    # 1 where a handler waits on the outside world (SMTP, a provider, document checks), whose
+    # concurrency comes from running each message apart.
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"{self.name}: max_attempts must be at least 1")
         if self.max_attempts > 1 and not self.retry_delays:
             raise ValueError(f"{self.name}: retries need at least one delay")
+        if not 1 <= self.batch_size <= self.prefetch:
+            raise ValueError(f"{self.name}: batch_size must be between 1 and the prefetch")
 
     def delay_before_attempt(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2, 3, ...)."""
@@ -91,6 +98,10 @@ class QueueSpec:
 class Topology:
     exchanges: Exchanges = field(default_factory=Exchanges)
     queues: tuple[QueueSpec, ...] = ()
+    # (queue, routing key) bindings on the events exchange that an earlier version declared
+    # and this one does not: declaring only adds, so they are removed at start-up, or a broker
+    # that ran the earlier version would go on routing those events to the queue.
+    retired_bindings: tuple[tuple[str, str], ...] = ()
 
     def queue(self, name: str) -> QueueSpec:
         for spec in self.queues:
@@ -173,6 +184,12 @@ def retry_queue_arguments(spec: QueueSpec, delay: float, exchanges: Exchanges) -
     arguments["x-dead-letter-exchange"] = exchanges.retry
     arguments["x-dead-letter-routing-key"] = spec.name
     return arguments
+
+
+def retired_bindings(topology: Topology) -> Iterator[BindingDeclaration]:
+    """The bindings to remove, if a broker still has them (see ``Topology.retired_bindings``)."""
+    for queue, routing_key in topology.retired_bindings:
+        yield BindingDeclaration(topology.exchanges.events, queue, routing_key)
 
 
 def declarations(topology: Topology) -> Iterator[Declaration]:

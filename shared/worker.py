@@ -14,7 +14,7 @@ from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import Consumer, Handler, Observer
 from shared.control import QueueControl
 from shared.db.pool import create_pool, role_conninfo
-from shared.db.transactions import PostgresTransaction, PostgresTransactions
+from shared.db.transactions import PgTxT, PostgresTransaction, PostgresTransactions
 from shared.faults import Faults
 from shared.metrics import metrics_observer, serve_configured_metrics
 from shared.settings import CoreSettings
@@ -68,8 +68,9 @@ async def run_worker(
     *,
     service: str,
     settings: CoreSettings,
-    handlers: Mapping[str, Handler[PostgresTransaction]],
+    handlers: Mapping[str, Handler[PgTxT]],
     stop: asyncio.Event,
+    transaction_type: type[PgTxT] = PostgresTransaction,  # type: ignore[assignment]
     topology: Topology = SYSTEM_TOPOLOGY,
     background: Sequence[BackgroundTask] = (),
     observers: Sequence[Observer] = (),
@@ -79,7 +80,7 @@ async def run_worker(
     # The whole topology, from every service: any start order leaves every queue in place.
     await broker.declare(topology)
     pool = await open_pool(settings, service)
-    transactions = PostgresTransactions(pool, service)
+    transactions = PostgresTransactions(pool, service, transaction_type)
     # Chaos runs inject faults around every handler; off by default (see shared.faults).
     faults = Faults.from_settings(settings)
     timeline = MessageLog(pool, service)

@@ -35,6 +35,10 @@ class ApiSettings(CoreSettings):
     # writes to. Tests point it at a throw-away role; its password is API_DB_PASSWORD.
     db_role: str = "api"
 
+    # The mailer's schema, whose read-only view ``application_mail`` adds the mail sent to an
+    # application's status history; none: the history shows no mail.
+    mail_history_schema: str | None = "mailer"
+
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret")
     jwt_ttl_minutes: int = 60
     webhook_secret: SecretStr = SecretStr("dev-webhook-secret")

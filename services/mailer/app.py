@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from services.mailer.handler import Mailer
+from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.settings import MailerSettings
@@ -36,6 +36,7 @@ def smtp_options(settings: MailerSettings) -> SmtpOptions:
         starttls=settings.smtp_starttls,
         timeout=settings.smtp_timeout,
         simulated_latency=settings.smtp_simulated_ms / 1000,
+        sessions_per_lane=settings.smtp_sessions_per_lane,
     )
 
 
@@ -51,12 +52,15 @@ def worker_settings(settings: MailerSettings) -> MailerSettings:
 async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
     # Tokens are taken on connections of their own, never inside a message's transaction.
     rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
+    sender = SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp)
     try:
-        rate_limiter = PostgresRateLimiter(rate_pool, lane_rates(settings))
+        rate_limiter = PostgresRateLimiter(
+            rate_pool, lane_rates(settings), block=settings.mailer_token_block
+        )
         await rate_limiter.configure()
         mailer = Mailer(
             templates=template_environment(),
-            sender=SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp),
+            sender=sender,
             rate_limiter=rate_limiter,
             mail_from=settings.mail_from,
             api_public_url=settings.api_public_url,
@@ -66,8 +70,10 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             settings=worker_settings(settings),
             handlers={MAILER_LANES[lane].name: mailer.handle for lane in settings.mailer_lanes},
             stop=stop,
+            transaction_type=MailerTransaction,
         )
     finally:
+        await sender.close()
         await rate_pool.close()
 
 

@@ -1,6 +1,9 @@
-"""Which email an event calls for: a pure function from an event to an ``EmailSpec``.
+"""Which emails an event calls for: a pure function from an event to ``EmailSpec``s.
 
 Events are fat (they carry the applicant's address), so nothing here asks another service.
+``payment.completed`` sends two: the receipt, and the mail saying the application is complete
+(a payment is only started once the documents are verified, so a completed payment means a
+complete application: no separate event is needed to say so).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from urllib.parse import urlencode
 
 from shared.events.catalog import (
     AnnouncementPublished,
-    ApplicationCompleted,
     ApplicationSubmitted,
     DocumentsRejected,
     EventPayload,
@@ -43,8 +45,39 @@ def password_reset_url(api_public_url: str, token: str) -> str:
     return f"{api_public_url.rstrip('/')}/auth/password-reset/confirm?{urlencode({'token': token})}"
 
 
-def email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None:
-    """The email ``payload`` calls for, or None when the event sends no mail."""
+def emails_for(payload: EventPayload, *, api_public_url: str) -> tuple[EmailSpec, ...]:
+    """The emails ``payload`` calls for, in sending order; none when the event sends no mail."""
+    if isinstance(payload, PaymentCompleted):
+        return (_receipt(payload), _application_complete(payload))
+    single = _email_for(payload, api_public_url=api_public_url)
+    return () if single is None else (single,)
+
+
+def _receipt(payload: PaymentCompleted) -> EmailSpec:
+    return EmailSpec(
+        "receipt",
+        payload.applicant_email,
+        "Your payment receipt",
+        {
+            "application_id": payload.application_id,
+            "payment_id": payload.payment_id,
+            "amount": format_amount(payload.amount_cents, payload.currency),
+        },
+        payload.application_id,
+    )
+
+
+def _application_complete(payload: PaymentCompleted) -> EmailSpec:
+    return EmailSpec(
+        "application_complete",
+        payload.applicant_email,
+        "Your application is complete",
+        {"application_id": payload.application_id},
+        payload.application_id,
+    )
+
+
+def _email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None:
     match payload:
         case ApplicationSubmitted():
             return EmailSpec(
@@ -86,32 +119,12 @@ def email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None
                 },
                 payload.application_id,
             )
-        case PaymentCompleted():
-            return EmailSpec(
-                "receipt",
-                payload.applicant_email,
-                "Your payment receipt",
-                {
-                    "application_id": payload.application_id,
-                    "payment_id": payload.payment_id,
-                    "amount": format_amount(payload.amount_cents, payload.currency),
-                },
-                payload.application_id,
-            )
         case PaymentFailed():
             return EmailSpec(
                 "payment_failed",
                 payload.applicant_email,
                 "Your payment did not go through",
                 {"application_id": payload.application_id, "reason": payload.reason},
-                payload.application_id,
-            )
-        case ApplicationCompleted():
-            return EmailSpec(
-                "application_complete",
-                payload.applicant_email,
-                "Your application is complete",
-                {"application_id": payload.application_id},
                 payload.application_id,
             )
         case PasswordResetRequested():

@@ -1,26 +1,31 @@
-"""The mailer's message handler: event -> rendered mail -> token -> SMTP -> record + email.sent.
+"""The mailer's message handler: event -> rendered mails -> token -> SMTP -> record.
 
 Runs inside the message's transaction (the runtime claims the message id first, so a
-redelivered event never gets here twice). If the mail went out but the transaction did not
+redelivered event never gets here twice). If a mail went out but the transaction did not
 commit (a crash), the redelivery sends it again with the same Message-ID.
+
+The record of sent mail is the whole announcement: the API shows an application's mails in its
+status history through a read-only view of that record (``application_mail``), so no event
+per mail crosses the broker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import jinja2
 import structlog
 
-from services.mailer.catalog import email_for
+from services.mailer.catalog import EmailSpec, emails_for
 from services.mailer.rate_limit import RateLimiter
 from services.mailer.rendering import render_email
-from services.mailer.sent_emails import SentEmail, already_sent, record_sent
+from services.mailer.sent_emails import PostgresSentEmails, SentEmail, SentEmails
 from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
+from shared.consumer.transaction import Transaction
 from shared.db.transactions import PostgresTransaction
-from shared.events.catalog import EmailSent
 from shared.metrics import Metrics, metrics_for
 
 log = structlog.get_logger("mailer")
@@ -34,6 +39,19 @@ def lane_wait_seconds(occurred_at: datetime, now: datetime) -> float:
     return max(0.0, (now - occurred_at).total_seconds())
 
 
+class MailerWork(Transaction, Protocol):
+    """The mailer's unit of work: the message's transaction and the record of sent mail."""
+
+    @property
+    def sent_emails(self) -> SentEmails: ...
+
+
+class MailerTransaction(PostgresTransaction):
+    @property
+    def sent_emails(self) -> PostgresSentEmails:
+        return PostgresSentEmails(self.connection)
+
+
 @dataclass(frozen=True)
 class Mailer:
     templates: jinja2.Environment
@@ -45,11 +63,14 @@ class Mailer:
     # spent on the shared token bucket.
     metrics: Metrics = field(default_factory=metrics_for)
 
-    async def handle(self, ctx: MessageContext[PostgresTransaction]) -> None:
-        spec = email_for(ctx.payload, api_public_url=self.api_public_url)
-        if spec is None:
+    async def handle(self, ctx: MessageContext[MailerWork]) -> None:
+        specs = emails_for(ctx.payload, api_public_url=self.api_public_url)
+        if not specs:
             log.info("no email for this event", event_type=ctx.envelope.type)
-            return
+        for spec in specs:
+            await self.send(ctx, spec)
+
+    async def send(self, ctx: MessageContext[MailerWork], spec: EmailSpec) -> None:
         lane = ctx.queue.lane or ctx.queue.name
         message = render_email(
             self.templates,
@@ -59,30 +80,20 @@ class Mailer:
             sender=self.mail_from,
         )
         message_id_header = str(message["Message-ID"])
-        connection = ctx.tx.connection
+        sent_emails = ctx.tx.sent_emails
         # The runtime's claim already dedups redeliveries; this also covers one that comes
         # back after the sweeper trimmed the claim.
-        if await already_sent(connection, message_id_header):
+        if await sent_emails.already_sent(message_id_header):
             log.info("already sent", message_id_header=message_id_header)
             return
 
         rate_wait = await self.rate_limiter.acquire(lane)
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
-        await self.sender.send(message)
+        await self.sender.send(message, lane)
 
-        await record_sent(
-            connection,
-            SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id),
-        )
-        ctx.emit(
-            EmailSent(
-                template=spec.template,
-                recipient=spec.recipient,
-                message_id_header=message_id_header,
-                lane=lane,
-                application_id=spec.application_id,
-            )
+        await sent_emails.record(
+            SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id)
         )
         log.info(
             "email sent",

@@ -1,9 +1,11 @@
-"""The record of sent mail, written in the message's transaction."""
+"""The record of sent mail, written in the message's transaction: the port the handler works
+through, and its Postgres adapter (a fake drives the handler's unit tests). The API reads the
+application mails of this record through the ``application_mail`` view."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 
@@ -17,22 +19,32 @@ class SentEmail:
     application_id: str | None
 
 
-async def already_sent(connection: AsyncConnection[Any], message_id_header: str) -> bool:
-    cursor = await connection.execute(
-        "SELECT 1 FROM sent_emails WHERE message_id_header = %s", (message_id_header,)
-    )
-    return await cursor.fetchone() is not None
+class SentEmails(Protocol):
+    async def already_sent(self, message_id_header: str) -> bool: ...
+
+    async def record(self, email: SentEmail) -> None: ...
 
 
-async def record_sent(connection: AsyncConnection[Any], email: SentEmail) -> None:
-    await connection.execute(
-        "INSERT INTO sent_emails (message_id_header, template, recipient, lane, application_id)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (
-            email.message_id_header,
-            email.template,
-            email.recipient,
-            email.lane,
-            email.application_id,
-        ),
-    )
+class PostgresSentEmails:
+    def __init__(self, connection: AsyncConnection[Any]) -> None:
+        self.connection = connection
+
+    async def already_sent(self, message_id_header: str) -> bool:
+        cursor = await self.connection.execute(
+            "SELECT 1 FROM sent_emails WHERE message_id_header = %s", (message_id_header,)
+        )
+        return await cursor.fetchone() is not None
+
+    async def record(self, email: SentEmail) -> None:
+        await self.connection.execute(
+            "INSERT INTO sent_emails"
+            " (message_id_header, template, recipient, lane, application_id)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                email.message_id_header,
+                email.template,
+                email.recipient,
+                email.lane,
+                email.application_id,
+            ),
+        )

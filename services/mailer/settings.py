@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import PositiveFloat, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import CoreSettings
@@ -23,6 +23,9 @@ class MailerSettings(CoreSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout: float = 10.0
+    # SMTP sessions each lane keeps open and reuses: at most this many of its mails are
+    # handed to the server at once.
+    smtp_sessions_per_lane: int = Field(default=4, ge=1)
     # Added to every send, so benchmarks can model a slow provider.
     smtp_simulated_ms: int = 0
     mail_from: str = "Admissions Office <no-reply@admissions.local>"
@@ -31,14 +34,19 @@ class MailerSettings(CoreSettings):
     # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
     mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)
 
-    # Messages per second each lane may send, across every mailer replica.
+    # Messages per second each lane may send, across every mailer replica. The defaults leave
+    # room for the drain target (100 applications/s: 3 mails each on the high lane, 1 on the
+    # medium one); a provider's own limits are set here per deployment.
     mailer_rate_critical: PositiveFloat = 50.0
-    mailer_rate_high: PositiveFloat = 50.0
-    mailer_rate_medium: PositiveFloat = 50.0
+    mailer_rate_high: PositiveFloat = 400.0
+    mailer_rate_medium: PositiveFloat = 200.0
     mailer_rate_low: PositiveFloat = 10.0
     mailer_rate_batch: PositiveFloat = 20.0
     # How many seconds of the rate an idle lane may save up and send at once.
     mailer_rate_burst_seconds: PositiveFloat = 1.0
+    # Tokens a replica takes from a lane's shared bucket per statement (never more than the
+    # bucket holds), then hands to its mails one by one.
+    mailer_token_block: int = Field(default=8, ge=1)
 
     @field_validator("mailer_lanes", mode="before")
     @classmethod

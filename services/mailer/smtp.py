@@ -9,6 +9,9 @@ Errors are translated here, at the boundary, into the messaging core's classific
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -28,8 +31,8 @@ class RecipientRefused(DomainRuleViolation):
 
 
 class MailSender(Protocol):
-    async def send(self, message: EmailMessage) -> None:
-        """Return once the server accepted ``message``."""
+    async def send(self, message: EmailMessage, lane: str = "default") -> None:
+        """Return once the server accepted ``message`` (its 250 for the DATA)."""
 
 
 @dataclass(frozen=True)
@@ -41,34 +44,79 @@ class SmtpOptions:
     starttls: bool = False
     timeout: float = 10.0
     simulated_latency: float = 0.0
+    # Open SMTP sessions each lane keeps and reuses (its sends take turns on them).
+    sessions_per_lane: int = 4
+
+
+class LaneSessions:
+    """Up to ``size`` SMTP sessions of one lane, kept open between mails and reused."""
+
+    def __init__(self, options: SmtpOptions) -> None:
+        self.options = options
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(options.sessions_per_lane)
+        self.opened = 0  # sessions opened so far: for tests and logs
+
+    @asynccontextmanager
+    async def session(self, *, fresh: bool = False) -> AsyncIterator[tuple[aiosmtplib.SMTP, bool]]:
+        """A connected session and whether it was reused, returned to the idle ones afterwards;
+        closed instead when the caller failed with it (its state is unknown). ``fresh``: never
+        a reused one."""
+        async with self._slots:
+            session = None if fresh or not self._idle else self._idle.pop()
+            reused = session is not None and session.is_connected
+            if session is None or not reused:
+                session = await self._open()
+            try:
+                yield session, reused
+            except BaseException:
+                await _quietly_close(session)
+                raise
+            self._idle.append(session)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for session in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await session.quit()
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        options = self.options
+        session = aiosmtplib.SMTP(
+            hostname=options.host,
+            port=options.port,
+            username=options.username,
+            password=options.password,
+            start_tls=options.starttls,
+            timeout=options.timeout,
+        )
+        await session.connect()
+        self.opened += 1
+        return session
 
 
 class SmtpSender:
-    """One connection per message: simple, and nothing to keep alive between quiet periods."""
+    """SMTP with sessions kept open per lane: a mail costs MAIL, RCPT and DATA on a warm
+    connection, not a TCP (and TLS) handshake, EHLO and QUIT each. A mail counts as sent only
+    once the server answered 250 to its DATA. A reused session the server closed while it was
+    idle is replaced, and the mail sent on a fresh one, once."""
 
     def __init__(self, options: SmtpOptions, faults: FaultPoint | None = None) -> None:
         self.options = options
         # Chaos runs only: failures and latency around each send (shared.faults).
         self.faults = faults
+        self._lanes: dict[str, LaneSessions] = {}
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, lane: str = "default") -> None:
         options = self.options
         if options.simulated_latency > 0:
             await asyncio.sleep(options.simulated_latency)
         sender, recipients = envelope_addresses(message)
+        # Flattened with the message's own policy (aiosmtplib would re-fold its headers).
+        data = message.as_bytes()
+        sessions = self.lane_sessions(lane)
         try:
-            # Flattened with the message's own policy (aiosmtplib would re-fold its headers).
-            sending = aiosmtplib.send(
-                message.as_bytes(),
-                sender=sender,
-                recipients=recipients,
-                hostname=options.host,
-                port=options.port,
-                username=options.username,
-                password=options.password,
-                start_tls=options.starttls,
-                timeout=options.timeout,
-            )
+            sending = self._send(sessions, sender, recipients, data)
             await (self.faults.around(sending) if self.faults else sending)
         except aiosmtplib.SMTPRecipientsRefused as error:
             raise classify_refusal(error) from error
@@ -76,6 +124,33 @@ class SmtpSender:
             raise SmtpUnavailable(
                 f"SMTP {options.host}:{options.port}: {error.__class__.__name__}: {error}"
             ) from error
+
+    def lane_sessions(self, lane: str) -> LaneSessions:
+        return self._lanes.setdefault(lane, LaneSessions(self.options))
+
+    async def _send(
+        self, sessions: LaneSessions, sender: str, recipients: list[str], data: bytes
+    ) -> None:
+        reused = False
+        try:
+            async with sessions.session() as (session, reused):
+                await session.sendmail(sender, recipients, data)
+                return
+        except aiosmtplib.SMTPServerDisconnected:
+            if not reused:
+                raise
+            # an idle session the server had closed: once more, on a new one
+        async with sessions.session(fresh=True) as (session, _):
+            await session.sendmail(sender, recipients, data)
+
+    async def close(self) -> None:
+        for sessions in self._lanes.values():
+            await sessions.close()
+
+
+async def _quietly_close(session: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        session.close()
 
 
 def envelope_addresses(message: EmailMessage) -> tuple[str, list[str]]:
@@ -106,7 +181,7 @@ class MemorySender:
         self.sent: list[EmailMessage] = []
         self.failure: Exception | None = None
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, lane: str = "default") -> None:
         if self.failure is not None:
             raise self.failure
         self.sent.append(message)

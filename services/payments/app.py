@@ -7,7 +7,7 @@ import logging
 from functools import partial
 
 from services.payments.domain import Fee
-from services.payments.handler import make_handler
+from services.payments.handler import PaymentsTransaction, make_handler
 from services.payments.provider import SandboxProvider, sandbox_client
 from services.payments.settings import PaymentsSettings
 from shared.faults import Faults
@@ -24,7 +24,13 @@ async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
     async with sandbox_client(settings.psp_url, settings.psp_timeout_seconds) as client:
         provider = SandboxProvider(client, Faults.from_settings(settings).provider)
         handler = make_handler(provider, fee, settings.payment_simulated_ms)
-        await run_worker(service=SERVICE, settings=settings, handlers={QUEUE: handler}, stop=stop)
+        await run_worker(
+            service=SERVICE,
+            settings=settings,
+            handlers={QUEUE: handler},
+            stop=stop,
+            transaction_type=PaymentsTransaction,
+        )
 
 
 def main() -> None:

@@ -4,10 +4,11 @@ payment's outcome."""
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import structlog
 
-from services.payments import domain, repository
+from services.payments import domain
 from services.payments.domain import Fee, Payment
 from services.payments.provider import (
     Checkout,
@@ -15,10 +16,13 @@ from services.payments.provider import (
     ProviderError,
     ProviderRejected,
 )
+from services.payments.repository import Payments, PostgresPayments
+from shared.consumer.routing import Route, routed
 from shared.consumer.runtime import Handler, MessageContext
+from shared.consumer.transaction import Transaction
 from shared.db.transactions import PostgresTransaction
-from shared.errors import DomainRuleViolation, TransientError
-from shared.events.catalog import DocumentsVerified, PaymentWebhookReceived
+from shared.errors import TransientError
+from shared.events.catalog import DocumentsVerified, EventPayload, PaymentWebhookReceived
 
 log = structlog.get_logger("payments.handler")
 
@@ -29,26 +33,38 @@ class PaymentNotRecordedYet(TransientError):
     documents.verified message is still being retried. Later, the row will be there."""
 
 
+class PaymentsWork(Transaction, Protocol):
+    """The payments' unit of work: the message's transaction and the payments in it."""
+
+    @property
+    def payments(self) -> Payments: ...
+
+
+class PaymentsTransaction(PostgresTransaction):
+    @property
+    def payments(self) -> PostgresPayments:
+        return PostgresPayments(self.connection)
+
+
 class PaymentHandler:
     def __init__(self, provider: PaymentProvider, fee: Fee, simulated_ms: int = 0) -> None:
         self.provider = provider
         self.fee = fee
         self.simulated_ms = simulated_ms
+        self.routes: dict[type[EventPayload], Route[PaymentsWork]] = {
+            DocumentsVerified: self.start_payment,
+            PaymentWebhookReceived: self.settle_payment,
+        }
+        self._route = routed(self.routes)
 
-    async def __call__(self, ctx: MessageContext[PostgresTransaction]) -> None:
-        payload = ctx.payload
-        if isinstance(payload, DocumentsVerified):
-            await self.start_payment(ctx, payload)
-        elif isinstance(payload, PaymentWebhookReceived):
-            await self.settle_payment(ctx, payload)
-        else:
-            raise DomainRuleViolation(f"payments does not handle {ctx.envelope.type}")
+    async def __call__(self, ctx: MessageContext[PaymentsWork]) -> None:
+        await self._route(ctx)
 
     async def start_payment(
-        self, ctx: MessageContext[PostgresTransaction], verified: DocumentsVerified
+        self, ctx: MessageContext[PaymentsWork], verified: DocumentsVerified
     ) -> None:
-        conn = ctx.tx.connection
-        if await repository.exists(conn, verified.application_id):
+        payments = ctx.tx.payments
+        if await payments.exists(verified.application_id):
             log.info("payment already started", application_id=verified.application_id)
             return
         try:
@@ -63,7 +79,7 @@ class PaymentHandler:
             # failed payment: the application reaches payment_failed and the applicant hears.
             reason = _reason(error, ctx.attempt)
             payment, failed = domain.fail_to_start(verified, self.fee, reason)
-            if await repository.insert(conn, payment):
+            if await payments.insert(payment):
                 ctx.emit(failed)
             log.error(
                 "payment could not be started",
@@ -73,11 +89,11 @@ class PaymentHandler:
             )
             return
         payment, initiated = domain.start(verified, checkout, self.fee)
-        await repository.serialize(conn, verified.application_id)
-        if await repository.insert(conn, payment):
+        await payments.serialize(verified.application_id)
+        if await payments.insert(payment):
             ctx.emit(initiated)
             # The provider may have paid (and its webhook given up waiting) already.
-            for webhook in await repository.take_parked_webhooks(conn, payment.application_id):
+            for webhook in await payments.take_parked_webhooks(payment.application_id):
                 payment = await self.apply(ctx, payment, webhook)
         log.info(
             "payment initiated",
@@ -95,11 +111,11 @@ class PaymentHandler:
         )
 
     async def settle_payment(
-        self, ctx: MessageContext[PostgresTransaction], webhook: PaymentWebhookReceived
+        self, ctx: MessageContext[PaymentsWork], webhook: PaymentWebhookReceived
     ) -> None:
-        conn = ctx.tx.connection
-        await repository.serialize(conn, webhook.application_id)
-        payment = await repository.lock(conn, webhook.application_id)
+        payments = ctx.tx.payments
+        await payments.serialize(webhook.application_id)
+        payment = await payments.lock(webhook.application_id)
         if payment is None:
             if ctx.attempt < ctx.queue.max_attempts:
                 raise PaymentNotRecordedYet(
@@ -108,7 +124,7 @@ class PaymentHandler:
             # Out of retries, but the payment is still coming (its checkout call is being
             # retried): dead-lettering would lose the provider's outcome. Park the webhook;
             # recording the payment settles it.
-            await repository.park_webhook(conn, webhook)
+            await payments.park_webhook(webhook)
             log.warning(
                 "webhook parked until the payment is recorded",
                 application_id=webhook.application_id,
@@ -119,7 +135,7 @@ class PaymentHandler:
 
     async def apply(
         self,
-        ctx: MessageContext[PostgresTransaction],
+        ctx: MessageContext[PaymentsWork],
         payment: Payment,
         webhook: PaymentWebhookReceived,
     ) -> Payment:
@@ -127,7 +143,7 @@ class PaymentHandler:
         is now."""
         settlement = domain.settle(payment, webhook)
         if settlement.payment is not None:
-            await repository.update_status(ctx.tx.connection, settlement.payment)
+            await ctx.tx.payments.update_status(settlement.payment)
         if settlement.event is not None:
             ctx.emit(settlement.event)
         log.info(
@@ -148,5 +164,5 @@ def _reason(error: ProviderError, attempt: int) -> str:
 
 def make_handler(
     provider: PaymentProvider, fee: Fee, simulated_ms: int = 0
-) -> Handler[PostgresTransaction]:
+) -> Handler[PaymentsWork]:
     return PaymentHandler(provider, fee, simulated_ms)

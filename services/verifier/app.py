@@ -10,7 +10,7 @@ import structlog
 
 from services.verifier.checker import PooledChecker
 from services.verifier.checks import Limits
-from services.verifier.handler import make_handler
+from services.verifier.handler import VerifierTransaction, make_handler
 from services.verifier.isolation import CheckPool
 from services.verifier.settings import VerifierSettings
 from shared.blobs import BlobStore
@@ -47,6 +47,7 @@ async def run(settings: VerifierSettings, stop: asyncio.Event) -> None:
             settings=settings,
             handlers={QUEUE: make_handler(checker, settings.verify_simulated_ms)},
             stop=stop,
+            transaction_type=VerifierTransaction,
         )
     finally:
         await pool.close()

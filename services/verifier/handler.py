@@ -1,30 +1,43 @@
-"""application.submitted -> check every document -> documents.verified / documents.rejected."""
+"""application.submitted -> check every document -> documents.verified / documents.rejected.
+
+The handler works through a unit of work (``VerifierWork``): the message's transaction and the
+``Verifications`` repository in it; the runtime writes the event it emits."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 import structlog
 
-from services.verifier import repository
 from services.verifier.checker import DocumentChecker
 from services.verifier.domain import outcome
+from services.verifier.repository import PostgresVerifications, Verifications
+from shared.consumer.routing import routed
 from shared.consumer.runtime import Handler, MessageContext
+from shared.consumer.transaction import Transaction
 from shared.db.transactions import PostgresTransaction
-from shared.errors import DomainRuleViolation
 from shared.events.catalog import ApplicationSubmitted
 
 log = structlog.get_logger("verifier.handler")
 
 
-def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[PostgresTransaction]:
-    async def handle(ctx: MessageContext[PostgresTransaction]) -> None:
-        submitted = ctx.payload
-        if not isinstance(submitted, ApplicationSubmitted):
-            raise DomainRuleViolation(f"the verifier does not handle {ctx.envelope.type}")
-        conn = ctx.tx.connection
-        if await repository.already_decided(conn, submitted.application_id):
+class VerifierWork(Transaction, Protocol):
+    @property
+    def verifications(self) -> Verifications: ...
+
+
+class VerifierTransaction(PostgresTransaction):
+    @property
+    def verifications(self) -> PostgresVerifications:
+        return PostgresVerifications(self.connection)
+
+
+def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[VerifierWork]:
+    async def verify(ctx: MessageContext[VerifierWork], submitted: ApplicationSubmitted) -> None:
+        verifications = ctx.tx.verifications
+        if await verifications.already_decided(submitted.application_id):
             # Another message about the same application (a resubmitted event): decided once.
             log.info("already verified", application_id=submitted.application_id)
             return
@@ -36,7 +49,7 @@ def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[Pos
         )
         event = outcome(submitted, verdicts)
         duration_ms = round((time.perf_counter() - started) * 1000)
-        if await repository.record_outcome(conn, event, str(ctx.envelope.message_id), duration_ms):
+        if await verifications.record_outcome(event, str(ctx.envelope.message_id), duration_ms):
             ctx.emit(event)
         log.info(
             event.event_type,
@@ -46,4 +59,4 @@ def make_handler(checker: DocumentChecker, simulated_ms: int = 0) -> Handler[Pos
             duration_ms=duration_ms,
         )
 
-    return handle
+    return routed({ApplicationSubmitted: verify})

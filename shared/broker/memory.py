@@ -8,6 +8,7 @@ queue-level TTL that dead-letters (the retry tiers), and argument checks on rede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -20,6 +21,7 @@ from shared.topology import (
     QueueDeclaration,
     Topology,
     declarations,
+    retired_bindings,
 )
 
 
@@ -134,6 +136,11 @@ class InMemoryBroker:
                 bindings = self._exchanges[item.exchange].bindings
                 if binding not in bindings:
                     bindings.append(binding)
+        for retired in retired_bindings(topology):
+            with contextlib.suppress(ValueError):
+                self._exchanges[retired.exchange].bindings.remove(
+                    (retired.routing_key, retired.queue)
+                )
 
     async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
         queues = self._exchanges[exchange].route(routing_key)

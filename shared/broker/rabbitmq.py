@@ -29,6 +29,7 @@ from shared.topology import (
     QueueDeclaration,
     Topology,
     declarations,
+    retired_bindings,
 )
 
 _EXCHANGE_TYPES = {
@@ -119,6 +120,17 @@ class RabbitBroker:
                     channel = await connection.channel()
                     await _check_exists(channel, item)
                     foreign.add(item.name)
+            for retired in retired_bindings(topology):
+                try:
+                    await channel.queue_unbind(
+                        retired.queue, retired.exchange, routing_key=retired.routing_key
+                    )
+                except (
+                    aiormq.exceptions.ChannelAccessRefused,
+                    aiormq.exceptions.ChannelNotFoundEntity,
+                ):
+                    # Another service's queue (its own start-up removes it), or none at all.
+                    channel = await connection.channel()
         finally:
             if not channel.is_closed:
                 await channel.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
 from shared.events.envelope import Envelope
@@ -20,6 +20,9 @@ class MemoryTransaction:
             return False
         self.claims.add(key)
         return True
+
+    async def claim_many(self, consumer: str, message_ids: Collection[str]) -> set[str]:
+        return {message_id for message_id in message_ids if await self.claim(consumer, message_id)}
 
     async def add_outbox(self, envelopes: Sequence[Envelope]) -> None:
         self.outbox.extend(envelopes)

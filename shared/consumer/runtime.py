@@ -3,6 +3,22 @@ dead-lettered.
 
     decode -> validate -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
 
+Batches: a queue whose ``batch_size`` is above 1 takes the deliveries in hand through ONE
+transaction (up to ``batch_size``: after a quiet spell what arrives within ``batch_window``,
+under load what arrived while the previous batch ran):
+
+    decode + validate each (once) -> {one multi-row claim; each handler in turn; one multi-row
+    outbox insert + NOTIFY} -> one commit -> the acks
+
+A handler that fails in a batch must not fail its neighbours: the transaction rolls back and
+the batch's messages are handled again one by one, each in its own transaction, so the failing
+one alone is retried or dead-lettered with its reason, exactly as below. Messages that do not
+decode never enter a batch's transaction: they are dead-lettered at once. Two deliveries of one
+message id in a batch: the first is processed, the second is a duplicate. The database
+unreachable: the whole batch goes back to the queue.
+
+Each message, alone or in a batch, ends in one of these:
+
 - duplicate (id already claimed): ack and skip;
 - permanent error (undecodable, unknown type, invalid payload, domain rule): copy to
   ``<queue>.dlq`` with headers naming service, exception, message, attempt; ack;
@@ -17,6 +33,7 @@ dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,15 +47,18 @@ import structlog
 
 from shared.broker.base import Broker, Delivery, OutgoingMessage, Subscription
 from shared.consumer import policy
-from shared.consumer.transaction import TransactionFactory, TxT
-from shared.errors import PublishFailed, UndecodableMessage
-from shared.events.catalog import EventPayload, parse_payload
-from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope, new_envelope
+from shared.consumer.decoding import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
+from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
+from shared.errors import PublishFailed
+from shared.events.catalog import EventPayload
+from shared.events.envelope import Envelope, new_envelope
 from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_queue_name
 
 log = structlog.get_logger("consumer")
 
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+# How long the first delivery of a batch waits for companions: deliveries of a burst arrive
+# within microseconds of each other; a quiet queue pays at most this in latency.
+DEFAULT_BATCH_WINDOW = 0.002
 
 # Errors that say "the database is unreachable", not "this message is bad".
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -47,15 +67,17 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-@dataclass
-class MessageContext(Generic[TxT]):
-    """What a handler gets: the validated event, and the open transaction to work in."""
+@dataclass(frozen=True)
+class MessageContext(Generic[TxT_co]):
+    """What a handler gets: the validated event, and the open transaction (the unit of work,
+    with the service's repositories) to work in. Read-only, so a handler written for a
+    narrower unit of work (a protocol) accepts the runtime's concrete one."""
 
     envelope: Envelope
     payload: EventPayload
     attempt: int
     queue: QueueSpec
-    tx: TxT
+    tx: TxT_co
     outgoing: list[Envelope] = field(default_factory=list)
 
     def emit(self, payload: EventPayload) -> Envelope:
@@ -92,24 +114,6 @@ class Observation:
 Observer = Callable[[Observation], Awaitable[None]]
 
 
-def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPayload]:
-    """Bytes on the wire to a validated event, or a ``PermanentError`` saying why not."""
-    if len(message.body) > max_bytes:
-        raise UndecodableMessage(f"body of {len(message.body)} bytes exceeds {max_bytes}")
-    if message.content_type != CONTENT_TYPE:
-        raise UndecodableMessage(
-            f"content type {message.content_type!r}, expected {CONTENT_TYPE!r}"
-        )
-    if not message.message_id:
-        raise UndecodableMessage("the message has no message_id property")
-    envelope = decode_envelope(message.body)
-    if str(envelope.message_id) != message.message_id:
-        raise UndecodableMessage(
-            f"message_id property {message.message_id!r} differs from the envelope's"
-        )
-    return envelope, parse_payload(envelope.type, envelope.version, envelope.payload)
-
-
 class Consumer(Generic[TxT]):
     def __init__(
         self,
@@ -123,6 +127,7 @@ class Consumer(Generic[TxT]):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         infrastructure_backoff: float = 1.0,
         observers: Sequence[Observer] = (),
+        batch_window: float = DEFAULT_BATCH_WINDOW,
     ) -> None:
         self.service = service
         self.spec = spec
@@ -133,16 +138,27 @@ class Consumer(Generic[TxT]):
         self.max_message_bytes = max_message_bytes
         self.infrastructure_backoff = infrastructure_backoff
         self.observers = list(observers)
+        self.batch_window = batch_window
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._collecting: list[tuple[Delivery, asyncio.Future[None]]] = []
+        self._batch_full = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
         # processed / duplicate / retried / dead-lettered / requeued: for metrics and tests
         self.outcomes: Counter[str] = Counter()
+        # transactions that held more than one message, and those that fell back one by one
+        self.batches: Counter[str] = Counter()
 
     async def start(self) -> None:
         self._subscription = await self.broker.consume(
             self.spec.name, self.spec.prefetch, self._on_delivery
         )
-        log.info("consuming", queue=self.spec.name, prefetch=self.spec.prefetch)
+        log.info(
+            "consuming",
+            queue=self.spec.name,
+            prefetch=self.spec.prefetch,
+            batch_size=self.spec.batch_size,
+        )
 
     @property
     def consuming(self) -> bool:
@@ -163,83 +179,190 @@ class Consumer(Generic[TxT]):
         if task is not None:
             self._in_flight.add(task)
         try:
-            await self.process(delivery)
+            if self.spec.batch_size == 1:
+                await self.process(delivery)
+            else:
+                await self._join_batch(delivery)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
 
+    # --- collecting a batch -------------------------------------------------------------
+
+    def _join_batch(self, delivery: Delivery) -> asyncio.Future[None]:
+        """The delivery joins the next batch; resolved once that batch settled it.
+
+        One pump per consumer runs the batches one after another (two transactions of one
+        consumer, each locking several rows in arrival order, could deadlock each other):
+        after a quiet spell the first batch waits ``batch_window`` for companions (or until
+        it is full); while a batch runs, what arrives forms the next one, so batches grow
+        with the load (group commit). The pump is a task of its own: a cancelled delivery
+        callback (aio-pika cancels them when its connection drops) never cancels a
+        transaction half-way."""
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._collecting.append((delivery, settled))
+        if len(self._collecting) >= self.spec.batch_size:
+            self._batch_full.set()
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._pump_batches(), name=f"batches:{self.spec.name}")
+        return settled
+
+    async def _pump_batches(self) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_full.wait(), self.batch_window)
+            while self._collecting:
+                batch = self._collecting[: self.spec.batch_size]
+                del self._collecting[: self.spec.batch_size]
+                self._batch_full.clear()
+                try:
+                    await self.process_batch([delivery for delivery, _ in batch])
+                finally:
+                    for _, settled in batch:
+                        if not settled.done():
+                            settled.set_result(None)
+        finally:
+            self._pump = None
+
+    # --- processing ---------------------------------------------------------------------
+
     async def process(self, delivery: Delivery) -> None:
-        message = delivery.message
-        attempt = policy.attempt_of(message.headers)
+        """Handle one delivery in a transaction of its own, and settle it."""
+        await self._one(self._receive(delivery))
+
+    async def process_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle ``deliveries`` in one transaction if they all succeed, else one by one."""
+        received = [self._receive(delivery) for delivery in deliveries]
+        decoded = [item for item in received if item.error is None]
+        for item in received:
+            if item.error is not None:
+                await self._one(item)  # dead-lettered with its reason, outside the batch
+        if len(decoded) > 1 and await self._together(decoded):
+            return
+        for item in decoded:
+            await self._one(item)
+
+    def _receive(self, delivery: Delivery) -> Received:
+        """Decode and validate once; a message that does not decode carries its error."""
+        item = Received(delivery, policy.attempt_of(delivery.message.headers), time.perf_counter())
+        try:
+            item.envelope, item.payload = decode(delivery.message, self.max_message_bytes)
+        except Exception as error:
+            item.error = error
+        return item
+
+    async def _together(self, batch: list[Received]) -> bool:
+        """One transaction for the whole batch; False (nothing written) if a handler failed."""
+        outcomes: list[str] = []
+        try:
+            async with self.transactions.begin() as tx:
+                ids = [str(item.envelope.message_id) for item in batch if item.envelope]
+                unclaimed = await tx.claim_many(self.spec.name, ids)
+                outgoing: list[Envelope] = []
+                for item, message_id in zip(batch, ids, strict=True):
+                    if message_id not in unclaimed:  # seen before, or twice in this batch
+                        outcomes.append("duplicate")
+                        continue
+                    unclaimed.discard(message_id)
+                    outgoing.extend(await self._run_handler(item, tx))
+                    outcomes.append("processed")
+                await tx.add_outbox(outgoing)
+        except INFRASTRUCTURE_ERRORS as error:
+            log.warning("database unavailable, batch goes back", error=str(error))
+            await asyncio.sleep(self.infrastructure_backoff)
+            for item in batch:
+                await _settle(item.delivery.requeue())
+                await self._finish(item, "requeued", error)
+            return True
+        except Exception as error:
+            self.batches["fell back"] += 1
+            log.info(
+                "batch failed, handling its messages one by one",
+                queue=self.spec.name,
+                size=len(batch),
+                error_type=error.__class__.__name__,
+            )
+            return False
+        self.batches["together"] += 1
+        for item, outcome in zip(batch, outcomes, strict=True):
+            await _settle(item.delivery.ack())
+            await self._finish(item, outcome, None)
+        log.info("batch", queue=self.spec.name, size=len(batch), **Counter(outcomes))
+        return True
+
+    async def _run_handler(self, item: Received, tx: TxT) -> list[Envelope]:
+        assert item.envelope is not None and item.payload is not None
+        context = MessageContext(item.envelope, item.payload, item.attempt, self.spec, tx)
+        with structlog.contextvars.bound_contextvars(
+            message_id=item.message.message_id, correlation_id=item.message.correlation_id
+        ):
+            await self.handler(context)
+        return context.outgoing
+
+    async def _one(self, item: Received) -> None:
+        message = item.message
         with structlog.contextvars.bound_contextvars(
             message_id=message.message_id,
             correlation_id=message.correlation_id,
             queue=self.spec.name,
-            attempt=attempt,
+            attempt=item.attempt,
         ):
-            started = time.perf_counter()
-            envelope: Envelope | None = None
             failure: Exception | None = None
             try:
-                envelope, outcome, failure = await self._process(delivery, attempt)
+                outcome, failure = await self._settle_one(item)
             except PublishFailed as error:
                 log.warning("copy not confirmed, requeueing the original", error=str(error))
                 outcome, failure = "requeued", error
-                await _settle(delivery.requeue())
-            self.outcomes[outcome] += 1
-            await self._observe(
-                message, envelope, attempt, outcome, time.perf_counter() - started, failure
-            )
+                await _settle(item.delivery.requeue())
+            await self._finish(item, outcome, failure)
 
-    async def _process(
-        self, delivery: Delivery, attempt: int
-    ) -> tuple[Envelope | None, str, Exception | None]:
-        """Handle one delivery and settle it; return the envelope, outcome and error."""
-        message = delivery.message
-        started = time.perf_counter()
-        envelope: Envelope | None = None
+    async def _settle_one(self, item: Received) -> tuple[str, Exception | None]:
+        """Handle one delivery in its own transaction and settle it; the outcome and error."""
         try:
-            envelope, payload = decode(message, self.max_message_bytes)
-            outcome = await self._handle(envelope, payload, attempt)
+            if item.error is not None:
+                raise item.error
+            outcome = await self._handle(item)
         except INFRASTRUCTURE_ERRORS as error:
             log.warning("database unavailable, message goes back", error=str(error))
             await asyncio.sleep(self.infrastructure_backoff)
-            await _settle(delivery.requeue())
-            return envelope, "requeued", error
+            await _settle(item.delivery.requeue())
+            return "requeued", error
         except Exception as error:
-            decision = policy.decide(self.spec, attempt, error)
+            decision = policy.decide(self.spec, item.attempt, error)
             if isinstance(decision, policy.Retry):
-                await self._retry(message, decision, error)
+                await self._retry(item.message, decision, error)
                 outcome = "retried"
             else:
-                await self._dead_letter(message, attempt, error, decision.kind)
+                await self._dead_letter(item.message, item.attempt, error, decision.kind)
                 outcome = "dead-lettered"
-            await _settle(delivery.ack())
-            return envelope, outcome, error
-        log.info(outcome, seconds=round(time.perf_counter() - started, 4))
-        await _settle(delivery.ack())
-        return envelope, outcome, None
+            await _settle(item.delivery.ack())
+            return outcome, error
+        log.debug(outcome, seconds=round(time.perf_counter() - item.started, 4))
+        await _settle(item.delivery.ack())
+        return outcome, None
 
-    async def _observe(
-        self,
-        message: OutgoingMessage,
-        envelope: Envelope | None,
-        attempt: int,
-        outcome: str,
-        seconds: float,
-        error: Exception | None,
-    ) -> None:
+    async def _handle(self, item: Received) -> str:
+        assert item.envelope is not None
+        async with self.transactions.begin() as tx:
+            if not await tx.claim(self.spec.name, str(item.envelope.message_id)):
+                return "duplicate"
+            await tx.add_outbox(await self._run_handler(item, tx))
+        return "processed"
+
+    async def _finish(self, item: Received, outcome: str, error: Exception | None) -> None:
+        self.outcomes[outcome] += 1
         if not self.observers:
             return
+        envelope = item.envelope
         observation = Observation(
             service=self.service,
             queue=self.spec,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            event_type=envelope.type if envelope else message.type,
-            attempt=attempt,
+            message_id=item.message.message_id,
+            correlation_id=item.message.correlation_id,
+            event_type=envelope.type if envelope else item.message.type,
+            attempt=item.attempt,
             outcome=outcome,
-            seconds=seconds,
+            seconds=time.perf_counter() - item.started,
             occurred_at=envelope.occurred_at if envelope else None,
             error_type=error.__class__.__name__ if error else None,
             error=policy.describe(error) if error else None,
@@ -249,15 +372,6 @@ class Consumer(Generic[TxT]):
                 await observer(observation)
             except Exception as failure:  # observing must never break processing
                 log.warning("observer failed", error=repr(failure))
-
-    async def _handle(self, envelope: Envelope, payload: EventPayload, attempt: int) -> str:
-        async with self.transactions.begin() as tx:
-            if not await tx.claim(self.spec.name, str(envelope.message_id)):
-                return "duplicate"
-            context = MessageContext(envelope, payload, attempt, self.spec, tx)
-            await self.handler(context)
-            await tx.add_outbox(context.outgoing)
-        return "processed"
 
     async def _retry(self, message: OutgoingMessage, retry: policy.Retry, error: Exception) -> None:
         now = datetime.now(UTC)

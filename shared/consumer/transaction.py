@@ -1,13 +1,14 @@
-"""The unit of work a consumer runs each message in.
+"""The unit of work a consumer runs its messages in.
 
-One transaction holds the idempotency claim, the handler's own writes and the outgoing
-events; it commits before the message is acknowledged, so a crash at any point either
-leaves nothing (the message comes back) or everything (the redelivery is a duplicate).
+One transaction holds the idempotency claims, the handlers' own writes and the outgoing
+events; it commits before the messages are acknowledged, so a crash at any point either
+leaves nothing (the messages come back) or everything (the redeliveries are duplicates).
+A transaction holds one message, or a batch of them (``claim_many``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
@@ -17,6 +18,9 @@ from shared.events.envelope import Envelope
 class Transaction(Protocol):
     async def claim(self, consumer: str, message_id: str) -> bool:
         """Record the message as processed by ``consumer``; False if it already was."""
+
+    async def claim_many(self, consumer: str, message_ids: Collection[str]) -> set[str]:
+        """Record every message in one statement; the ids claimed now (not seen before)."""
 
     async def add_outbox(self, envelopes: Sequence[Envelope]) -> None:
         """Queue events to publish once this transaction commits."""

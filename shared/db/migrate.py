@@ -1,8 +1,9 @@
 """``python -m shared.db.migrate SERVICE[:PACKAGE] ...``: provision and migrate services.
 
 Each argument names a service (its role and schema) and, optionally, the package holding its
-own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox, and the
-read-only ``ops`` role (password ``OPS_DB_PASSWORD``) the operations tables of every schema.
+own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox, each
+reader the ``READ_ONLY_VIEWS`` published for it, and the read-only ``ops`` role (password
+``OPS_DB_PASSWORD``) the operations tables of every schema.
 ``make migrate`` lists the system's services.
 """
 
@@ -16,6 +17,7 @@ import psycopg
 from shared.db.migrations import (
     OPS_ROLE,
     grant_outbox_access,
+    grant_select,
     migrate_service,
     provision_ops_role,
 )
@@ -23,6 +25,9 @@ from shared.logs import configure_logging, get_logger
 from shared.settings import CoreSettings
 
 RELAY = "relay"
+# The views a service publishes for another to read: (owner, view, reader). The API shows the
+# mail sent about an application in its status history from the mailer's own record.
+READ_ONLY_VIEWS: tuple[tuple[str, str, str], ...] = (("mailer", "application_mail", "api"),)
 
 
 async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]]]) -> None:
@@ -37,6 +42,11 @@ async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]
             await grant_outbox_access(conn, RELAY, sources)
         log.info("relay granted outboxes", sources=sources)
     schemas = [service for service, _ in targets]
+    for owner, view, reader in READ_ONLY_VIEWS:
+        if owner in schemas and reader in schemas:
+            async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+                await grant_select(conn, reader, owner, [view])
+            log.info("view granted", view=f"{owner}.{view}", reader=reader)
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await provision_ops_role(conn, OPS_ROLE, settings.db_password(OPS_ROLE), schemas)
     log.info("ops role granted", schemas=schemas)

@@ -11,6 +11,7 @@ Run by ``python -m shared.db.migrate`` (``make migrate``) with the admin ``DATAB
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -122,6 +123,25 @@ async def grant_outbox_access(
         )
 
 
+async def grant_select(
+    admin: psycopg.AsyncConnection, reader: str, schema: str, relations: Sequence[str]
+) -> None:
+    """``reader`` may SELECT ``relations`` of ``schema``, nothing else there: the operators'
+    tables, or a read-only view a service publishes for another (the mailer's record of the
+    mail sent about an application, for the API's status history)."""
+    await admin.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(reader)
+        )
+    )
+    for relation in relations:
+        await admin.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.Identifier(schema, relation), sql.Identifier(reader)
+            )
+        )
+
+
 OPS_ROLE = "ops"
 # What operators may read of every service: the messaging tables, never the domain's.
 OPS_TABLES = ("outbox", "message_log", "queue_controls")
@@ -142,17 +162,7 @@ async def _grant_ops(
 ) -> None:
     await ensure_login_role(admin, role, password)
     for schema in schemas:
-        await admin.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                sql.Identifier(schema), sql.Identifier(role)
-            )
-        )
-        for table in OPS_TABLES:
-            await admin.execute(
-                sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(role)
-                )
-            )
+        await grant_select(admin, role, schema, OPS_TABLES)
 
 
 async def migrate_service(

@@ -6,11 +6,42 @@ version they do not know (a permanent error: the message goes to the DLQ with th
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic.networks import validate_email
 
 from shared.errors import InvalidPayload, UnknownEventType
+
+# Whoever builds an event checks its addresses in full (email-validator, as pydantic's
+# EmailStr). A consumer parsing a published event checks only the shape that matters to it
+# (one @, no spaces or line breaks: nothing to inject into a mail header): the full check once
+# per address at the edge, not again by every consumer of every hop, where it cost more CPU
+# than the rest of the message's decoding.
+ADDRESSES_CHECKED = "addresses_checked_at_the_edge"
+_ADDRESS_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def _address(value: str, info: ValidationInfo) -> str:
+    if info.context and info.context.get(ADDRESSES_CHECKED):
+        if not _ADDRESS_SHAPE.fullmatch(value):
+            raise ValueError("value is not an e-mail address")
+        return value
+    return validate_email(value)[1]
+
+
+EmailAddress = Annotated[
+    str, AfterValidator(_address), WithJsonSchema({"type": "string", "format": "email"})
+]
 
 
 class EventPayload(BaseModel):
@@ -49,7 +80,7 @@ class ApplicationSubmitted(EventPayload):
 
     application_id: str
     applicant_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     program: str
     documents: list[DocumentRef]
 
@@ -58,7 +89,7 @@ class DocumentsVerified(EventPayload):
     event_type = "documents.verified"
 
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     documents: list[DocumentVerdict]
 
 
@@ -66,7 +97,7 @@ class DocumentsRejected(EventPayload):
     event_type = "documents.rejected"
 
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     documents: list[DocumentVerdict]
 
 
@@ -74,7 +105,7 @@ class PaymentInitiated(EventPayload):
     event_type = "payment.initiated"
 
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     payment_id: str
     checkout_url: str
     amount_cents: int = Field(gt=0)
@@ -89,7 +120,7 @@ class PaymentWebhookReceived(EventPayload):
     provider_event_id: str
     payment_id: str
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     status: Literal["paid", "failed"]
     failure_reason: str | None = None
 
@@ -98,7 +129,7 @@ class PaymentCompleted(EventPayload):
     event_type = "payment.completed"
 
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     payment_id: str
     amount_cents: int = Field(gt=0)
     currency: str
@@ -108,28 +139,21 @@ class PaymentFailed(EventPayload):
     event_type = "payment.failed"
 
     application_id: str
-    applicant_email: EmailStr
+    applicant_email: EmailAddress
     reason: str
-
-
-class ApplicationCompleted(EventPayload):
-    event_type = "application.completed"
-
-    application_id: str
-    applicant_email: EmailStr
 
 
 class PasswordResetRequested(EventPayload):
     event_type = "auth.password_reset_requested"
 
-    email: EmailStr
+    email: EmailAddress
     reset_token: str
 
 
 class OtpRequested(EventPayload):
     event_type = "auth.otp_requested"
 
-    email: EmailStr
+    email: EmailAddress
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
@@ -138,7 +162,7 @@ class AnnouncementPublished(EventPayload):
 
     event_type = "announcement.published"
 
-    recipient: EmailStr
+    recipient: EmailAddress
     subject: str
     body: str
 
@@ -148,18 +172,8 @@ class ReportRequested(EventPayload):
 
     event_type = "report.requested"
 
-    recipient: EmailStr
+    recipient: EmailAddress
     report: str
-
-
-class EmailSent(EventPayload):
-    event_type = "email.sent"
-
-    template: str
-    recipient: EmailStr
-    message_id_header: str
-    lane: str
-    application_id: str | None = None
 
 
 CATALOG: dict[str, type[EventPayload]] = {
@@ -172,12 +186,10 @@ CATALOG: dict[str, type[EventPayload]] = {
         PaymentWebhookReceived,
         PaymentCompleted,
         PaymentFailed,
-        ApplicationCompleted,
         PasswordResetRequested,
         OtpRequested,
         AnnouncementPublished,
         ReportRequested,
-        EmailSent,
     )
 }
 
@@ -189,14 +201,18 @@ def payload_model(event_type: str) -> type[EventPayload]:
         raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
 
-def parse_payload(event_type: str, version: int, payload: dict[str, Any]) -> EventPayload:
+def parse_payload(
+    event_type: str, version: int, payload: dict[str, Any], *, published: bool = False
+) -> EventPayload:
+    """The typed payload, or ``InvalidPayload``. ``published``: the event came from the broker,
+    built by a service that checked its addresses in full (see ``EmailAddress``)."""
     model = payload_model(event_type)
     if version != model.version:
         raise InvalidPayload(
             f"{event_type} version {version} is not supported (expected {model.version})"
         )
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, context={ADDRESSES_CHECKED: published})
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "payload"

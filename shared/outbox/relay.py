@@ -27,6 +27,8 @@ import psycopg
 import psycopg_pool
 import structlog
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 
 from shared.broker.base import Broker, OutgoingMessage
 from shared.errors import PublishFailed, Unroutable
@@ -50,12 +52,22 @@ FOR UPDATE SKIP LOCKED
 _MARK_PUBLISHED = "UPDATE {table} SET published_at = clock_timestamp() WHERE id = ANY(%s)"
 # Both halves walk the partial index of unpublished rows: cheap enough to sample every few seconds.
 _MARK_UNROUTABLE = """
-UPDATE {table}
-SET attempts = attempts + 1,
-    last_error = %s,
-    next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '60 seconds')
-WHERE id = ANY(%s)
+UPDATE {table} AS o
+SET attempts = o.attempts + 1,
+    last_error = failed.error,
+    next_attempt_at = now()
+        + least(interval '1 second' * power(2, o.attempts), interval '60 seconds')
+FROM unnest(%s::bigint[], %s::text[]) AS failed(id, error)
+WHERE o.id = failed.id
 """
+
+
+class _TextAsBytes(Loader):
+    """The relay's claim reads text columns as the bytes stored: a body goes to the broker as
+    it was written, never decoded to ``str`` and encoded again."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,10 @@ class Relay:
         table = sql.Identifier(schema, "outbox")
         async with self.pool.connection() as conn, conn.transaction():
             claim = sql.SQL(_CLAIM).format(table=table)
-            rows = await (await conn.execute(claim, (self.options.batch_size,))).fetchall()
+            async with conn.cursor() as cursor:
+                cursor.adapters.register_loader("text", _TextAsBytes)
+                await cursor.execute(claim, (self.options.batch_size,))
+                rows = await cursor.fetchall()
             if not rows:
                 return 0
             results = await asyncio.gather(
@@ -110,10 +125,12 @@ class Relay:
                 if isinstance(result, Unroutable)
             ]
             await conn.execute(sql.SQL(_MARK_PUBLISHED).format(table=table), (published,))
-            for row_id, error in unroutable:
-                log.error("unroutable outbox row", schema=schema, id=row_id, error=str(error))
+            if unroutable:
+                for row_id, error in unroutable:
+                    log.error("unroutable outbox row", schema=schema, id=row_id, error=str(error))
                 await conn.execute(
-                    sql.SQL(_MARK_UNROUTABLE).format(table=table), (str(error), [row_id])
+                    sql.SQL(_MARK_UNROUTABLE).format(table=table),
+                    ([row_id for row_id, _ in unroutable], [str(e) for _, e in unroutable]),
                 )
         if self.metrics is not None and published:
             created = [row[5] for row, result in zip(rows, results, strict=True) if result is None]
@@ -138,15 +155,18 @@ class Relay:
 
     async def _publish(self, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row
+        assert isinstance(body, bytes) and isinstance(event_type, bytes)
+        assert isinstance(correlation_id, bytes)
+        routing_key = event_type.decode()
         message = OutgoingMessage(
-            body=str(body).encode(),
+            body=body,
             message_id=str(message_id),
             content_type=CONTENT_TYPE,
-            type=str(event_type),
-            correlation_id=str(correlation_id),
+            type=routing_key,
+            correlation_id=correlation_id.decode(),
             timestamp=created_at,  # type: ignore[arg-type]
         )
-        await self.broker.publish(self.exchange, str(event_type), message)
+        await self.broker.publish(self.exchange, routing_key, message)
 
     async def drain(self, sources: Collection[str] | None = None) -> set[str]:
         """One pass over ``sources`` (every source by default); return those that may have

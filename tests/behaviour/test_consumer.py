@@ -18,9 +18,9 @@ from shared.consumer.policy import (
     ERROR_TYPE,
     FIRST_SEEN,
 )
-from shared.consumer.runtime import Consumer, MessageContext
+from shared.consumer.runtime import Consumer, Handler, MessageContext
 from shared.errors import DomainRuleViolation
-from shared.events.catalog import ApplicationCompleted, EmailSent
+from shared.events.catalog import OtpRequested, PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
@@ -40,20 +40,26 @@ class Recorder:
         if len(self.calls) <= self.failures:
             raise self.error(f"boom {len(self.calls)}")
         ctx.emit(
-            ApplicationCompleted(
-                application_id=str(ctx.envelope.message_id), applicant_email="a@example.org"
+            PaymentFailed(
+                reason="declined",
+                application_id=str(ctx.envelope.message_id),
+                applicant_email="a@example.org",
             )
         )
 
 
 def event_message() -> OutgoingMessage:
     envelope = new_envelope(
-        ApplicationCompleted(application_id=str(uuid.uuid4()), applicant_email="a@example.org")
+        PaymentFailed(
+            reason="declined", application_id=str(uuid.uuid4()), applicant_email="a@example.org"
+        )
     )
     return OutgoingMessage.from_envelope(envelope)
 
 
-async def start_consumer(harness: Harness, spec: QueueSpec, handler: Recorder) -> Consumer[Any]:
+async def start_consumer(
+    harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
+) -> Consumer[Any]:
     consumer: Consumer[Any] = Consumer(
         service="tests",
         spec=spec,
@@ -61,6 +67,7 @@ async def start_consumer(harness: Harness, spec: QueueSpec, handler: Recorder) -
         broker=harness.broker,
         transactions=harness.transactions,
         handler=handler,
+        **options,
     )
     await consumer.start()
     return consumer
@@ -142,9 +149,9 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     await harness.declare(spec)
     handler = Recorder()
     consumer = await start_consumer(harness, spec, handler)
-    unknown = new_envelope(
-        EmailSent(template="x", recipient="a@example.org", message_id_header="<x@y>", lane="low")
-    ).model_copy(update={"type": "no.such.event"})
+    unknown = new_envelope(OtpRequested(email="a@example.org", code="123456")).model_copy(
+        update={"type": "no.such.event"}
+    )
     invalid = event_message().body.replace(b'"application_id"', b'"application_ix"')
 
     await harness.send(spec.name, OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4())))

@@ -16,7 +16,7 @@ import uuid
 from psycopg_pool import AsyncConnectionPool
 
 from shared.db.transactions import PostgresTransactions
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from tests.support.database import open_role_pool
 from tests.support.infra import Infra
@@ -33,7 +33,9 @@ async def test_after_cancelled_transactions_every_new_message_is_still_claimed(
 async def cancel_then_claim(pool: AsyncConnectionPool, schema: str) -> None:
     transactions = PostgresTransactions(pool, schema)
     events = [
-        new_envelope(ApplicationCompleted(application_id=str(i), applicant_email="a@b.org"))
+        new_envelope(
+            PaymentFailed(reason="declined", application_id=str(i), applicant_email="a@b.org")
+        )
         for i in range(50)
     ]
 

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shared.broker.rabbitmq import RabbitBroker
 from shared.db.pool import role_conninfo
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.outbox.relay import Relay, RelayOptions
 from shared.outbox.writer import write_outbox
@@ -48,7 +48,9 @@ def make_relay(
 
 async def add_events(pool: AsyncConnectionPool, schema: str, count: int) -> set[str]:
     envelopes = [
-        new_envelope(ApplicationCompleted(application_id=str(i), applicant_email="a@example.org"))
+        new_envelope(
+            PaymentFailed(reason="declined", application_id=str(i), applicant_email="a@example.org")
+        )
         for i in range(count)
     ]
     async with pool.connection() as conn, conn.transaction():
@@ -86,10 +88,10 @@ async def test_rows_committed_out_of_id_order_are_all_published(
 ) -> None:
     relay = make_relay(pool, rabbit, exchanges, schema, infra)
     early = new_envelope(
-        ApplicationCompleted(application_id="early", applicant_email="a@example.org")
+        PaymentFailed(reason="declined", application_id="early", applicant_email="a@example.org")
     )
     late = new_envelope(
-        ApplicationCompleted(application_id="late", applicant_email="a@example.org")
+        PaymentFailed(reason="declined", application_id="late", applicant_email="a@example.org")
     )
     async with pool.connection() as slow, pool.connection() as fast:
         # Given the row with the lower id is still uncommitted when the higher one commits

@@ -44,6 +44,20 @@ class Outcome:
     replayed: bool
 
 
+# An accepted application is at once being verified (the verifier is already bound to its
+# event): the statement writes both steps, so no event has to come back to say so.
+ACCEPTED_STATUS = Status.VERIFYING
+ACCEPTED_HISTORY: tuple[tuple[Status, str | None], ...] = (
+    (Status.SUBMITTED, None),
+    (Status.VERIFYING, "documents are being verified"),
+)
+ACCEPTED_STEPS_JSON = json.dumps(
+    [
+        {"n": n, "status": step.value, "progress": PROGRESS[step], "note": note}
+        for n, (step, note) in enumerate(ACCEPTED_HISTORY, start=1)
+    ]
+)
+
 # ONE statement writes one or several submissions (their applications, documents, first
 # history rows and outbox rows) and wakes the relay (NOTIFY, delivered at commit). On the
 # pool's autocommit connections a single statement is a transaction of its own: atomic, and
@@ -96,8 +110,13 @@ documents AS (
     JOIN accepted a USING (row_number)
 ),
 history AS (
-    INSERT INTO application_history (application_id, status, progress, event_type, message_id)
-    SELECT application_id, %(status)s, %(progress)s, %(event_type)s, message_id FROM accepted
+    INSERT INTO application_history
+        (application_id, status, progress, event_type, message_id, note)
+    SELECT a.application_id, step.status, step.progress, %(event_type)s, a.message_id, step.note
+    FROM accepted a,
+         jsonb_to_recordset(%(steps)s::jsonb) AS step(n int, status text, progress smallint,
+                                                     note text)
+    ORDER BY a.row_number, step.n
 ),
 outboxed AS (
     INSERT INTO outbox (message_id, type, correlation_id, body)
@@ -147,8 +166,9 @@ def submissions_parameters(submissions: list[Submission], outbox_schema: str) ->
     return {
         "submissions": json.dumps(rows),
         "documents": json.dumps(documents),
-        "status": Status.SUBMITTED.value,
-        "progress": PROGRESS[Status.SUBMITTED],
+        "steps": ACCEPTED_STEPS_JSON,
+        "status": ACCEPTED_STATUS.value,
+        "progress": PROGRESS[ACCEPTED_STATUS],
         "event_type": ApplicationSubmitted.event_type,
         "channel": OUTBOX_CHANNEL,
         "outbox_schema": outbox_schema,
@@ -224,9 +244,49 @@ _HISTORY = """
         SELECT json_agg(json_build_object(
                    'status', h.status, 'progress', h.progress, 'at', h.at,
                    'eventType', h.event_type, 'messageId', h.message_id, 'note', h.note)
-               ORDER BY h.id)
-        FROM application_history h WHERE h.application_id = a.id), '[]'::json)
+               ORDER BY h.step, h.kind, h.n)
+        FROM ({steps}) h), '[]'::json)
 """
+_STEPS = """
+    SELECT status, progress, at, event_type, message_id, note, id AS step, 0 AS kind, id AS n
+    FROM application_history WHERE application_id = a.id
+"""
+# The mail sent about the application, from the mailer's own record (a read-only view granted
+# to this role), each shown under the step the application had reached when it was sent.
+_MAILS = """
+    UNION ALL
+    SELECT coalesce(step.status, {first_status}), coalesce(step.progress, {first_progress}),
+           m.sent_at, 'email.sent', NULL, 'e-mail sent: ' || m.template, coalesce(step.id, 0), 1,
+           m.sequence
+    FROM {mail_view} m
+    LEFT JOIN LATERAL (
+        SELECT p.id, p.status, p.progress FROM application_history p
+        WHERE p.application_id = a.id AND p.at <= m.sent_at
+        ORDER BY p.id DESC LIMIT 1
+    ) step ON true
+    WHERE m.application_id = a.id::text
+"""
+MAIL_VIEW = "application_mail"
+
+
+def history_column(mail_schema: str | None) -> sql.Composable:
+    """The history as JSON: the projector's steps, and the mail sent when ``mail_schema`` (the
+    mailer's schema) is given."""
+    steps: sql.Composable = sql.SQL(_STEPS)
+    if mail_schema is not None:
+        steps = sql.Composed(
+            [
+                steps,
+                sql.SQL(_MAILS).format(
+                    first_status=sql.Literal(Status.SUBMITTED.value),
+                    first_progress=sql.Literal(PROGRESS[Status.SUBMITTED]),
+                    mail_view=sql.Identifier(mail_schema, MAIL_VIEW),
+                ),
+            ]
+        )
+    return sql.SQL(_HISTORY + " AS history").format(steps=steps)
+
+
 _COLUMNS = """
     a.id, a.applicant_id, a.program, a.status, a.progress, a.docs_verified,
     a.payment_completed, a.checkout_url, a.payment_id, a.created_at, a.updated_at
@@ -240,12 +300,13 @@ async def find_application(
     *,
     with_statement: bool = False,
     with_history: bool = False,
+    mail_schema: str | None = None,
 ) -> dict[str, Any] | None:
-    parts = [sql.SQL(_COLUMNS), sql.SQL(_DOCUMENTS + " AS documents")]
+    parts: list[sql.Composable] = [sql.SQL(_COLUMNS), sql.SQL(_DOCUMENTS + " AS documents")]
     if with_statement:
         parts.append(sql.SQL("a.personal_statement"))
     if with_history:
-        parts.append(sql.SQL(_HISTORY + " AS history"))
+        parts.append(history_column(mail_schema))
     query = sql.SQL(
         "SELECT {} FROM applications a"
         " WHERE a.id = %(id)s AND (%(viewer)s::uuid IS NULL OR a.applicant_id = %(viewer)s)"

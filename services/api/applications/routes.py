@@ -136,7 +136,11 @@ async def get_status(
 ) -> views.ApplicationStatusView:
     async with deps.connection() as conn:
         row = await find_application(
-            conn, parse_application_id(application_id), viewer(user), with_history=True
+            conn,
+            parse_application_id(application_id),
+            viewer(user),
+            with_history=True,
+            mail_schema=deps.settings.mail_history_schema,
         )
     if row is None:
         raise not_found()

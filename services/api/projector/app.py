@@ -7,12 +7,22 @@ import asyncio
 from functools import partial
 
 from services.api.projector.handler import QUEUE, handle
+from services.api.projector.repository import PostgresApplications
 from services.api.settings import ApiSettings, ProjectorSettings
+from shared.db.transactions import PostgresTransaction
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.worker import run_worker
 
 SERVICE = "api"
+
+
+class ProjectionTransaction(PostgresTransaction):
+    """The projector's unit of work: the message's transaction and the applications in it."""
+
+    @property
+    def applications(self) -> PostgresApplications:
+        return PostgresApplications(self.connection)
 
 
 async def run(settings: ApiSettings, stop: asyncio.Event) -> None:
@@ -22,6 +32,7 @@ async def run(settings: ApiSettings, stop: asyncio.Event) -> None:
         settings=settings,
         handlers={QUEUE: handle},
         stop=stop,
+        transaction_type=ProjectionTransaction,
     )
 
 

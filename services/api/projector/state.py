@@ -6,11 +6,13 @@ relay, redeliveries), so every rule is written to be safe either way:
 - a status only moves forward along ``FORWARD``; an event that would move it back changes
   nothing;
 - terminal statuses (completed, verification_failed, payment_failed) never change again;
-  only notes (e-mails sent) are still added to their history;
 - the first verdict on the documents and the first outcome of the payment win;
 - an event that changes nothing adds no history, so a duplicate leaves no trace;
 - ``completed`` needs both facts (documents verified, payment completed), whichever came
-  first, and asks for ``application.completed`` exactly once (``completed_event_emitted``).
+  first.
+
+``submitted -> verifying`` is written by the accept statement itself, and the mails sent are
+read from the mailer's record: neither needs an event here.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ class ApplicationState:
     payment_completed: bool = False
     checkout_url: str | None = None
     payment_id: str | None = None
-    completed_event_emitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,6 @@ class HistoryEntry:
 class Transition:
     state: ApplicationState
     history: tuple[HistoryEntry, ...]
-    emit_completed: bool
 
 
 class _Steps:
@@ -83,13 +83,10 @@ class _Steps:
 
 def apply(state: ApplicationState, event: Observation) -> Transition:
     steps = _Steps(state)
-    if event.event_type == "email.sent":
-        steps.record(f"e-mail sent: {event.detail}" if event.detail else "e-mail sent")
-        return Transition(steps.state, tuple(steps.history), emit_completed=False)
     if state.status in TERMINAL:
         if event.event_type not in _RULES:
             raise UnknownObservation(event.event_type)
-        return Transition(state, (), emit_completed=False)
+        return Transition(state, ())
 
     try:
         rule = _RULES[event.event_type]
@@ -101,18 +98,10 @@ def apply(state: ApplicationState, event: Observation) -> Transition:
         steps.advance(Status.COMPLETED, "documents verified and fee paid")
     if steps.state != state and not steps.history and fact:
         steps.record(fact)  # a fact learnt without a change of status still shows in history
-    emit = steps.state.status is Status.COMPLETED and not steps.state.completed_event_emitted
-    if emit:
-        steps.state = replace(steps.state, completed_event_emitted=True)
-    return Transition(steps.state, tuple(steps.history), emit_completed=emit)
+    return Transition(steps.state, tuple(steps.history))
 
 
 # Each rule updates ``steps`` and returns the note for a fact that did not move the status.
-def _submitted(steps: _Steps, event: Observation) -> str | None:
-    steps.advance(Status.VERIFYING, "documents are being verified")
-    return None
-
-
 def _documents_verified(steps: _Steps, event: Observation) -> str | None:
     if steps.state.docs_verified:
         return None
@@ -156,7 +145,6 @@ def _payment_failed(steps: _Steps, event: Observation) -> str | None:
 
 
 _RULES = {
-    "application.submitted": _submitted,
     "documents.verified": _documents_verified,
     "documents.rejected": _documents_rejected,
     "payment.initiated": _payment_initiated,

@@ -46,6 +46,7 @@ def api_settings(infra: Infra, api_schema: str, tmp_path: Path) -> ApiSettings:
         admin_password=ADMIN_PASSWORD,
         blob_dir=tmp_path / "blobs",
         blob_fsync=False,
+        mail_history_schema=None,  # no mailer here; tests/integration/api/test_projector.py has one
     )
 
 

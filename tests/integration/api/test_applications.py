@@ -62,7 +62,7 @@ async def test_a_submission_is_accepted_with_its_links_and_an_outbox_row(
     # And the application, its documents, its history and the outbox row were all written
     assert await count(db, "applications") == 1
     assert await count(db, "application_documents") == 2
-    assert await count(db, "application_history") == 1
+    assert await count(db, "application_history") == 2  # submitted, and at once verifying
     async with db.connection() as conn:
         rows = await (
             await conn.execute("SELECT type, correlation_id, body FROM outbox")
@@ -212,17 +212,15 @@ async def test_status_lists_documents_payment_and_history(
     assert response.status_code == 200
     status = response.json()
     assert status["applicationId"] == application_id
-    assert (status["status"], status["progress"]) == ("submitted", 25)
+    assert (status["status"], status["progress"]) == ("verifying", 30)
     assert [d["filename"] for d in status["documents"]] == ["cv.pdf", "photo.png"]
     assert status["documents"][0]["contentType"] == "application/pdf"
     assert status["payment"] == {"status": "not_started", "checkoutUrl": None, "paymentId": None}
-    [entry] = status["history"]
-    assert (entry["status"], entry["progress"], entry["eventType"]) == (
-        "submitted",
-        25,
-        "application.submitted",
-    )
-    assert entry["at"]
+    assert [(e["status"], e["progress"], e["eventType"], e["note"]) for e in status["history"]] == [
+        ("submitted", 25, "application.submitted", None),
+        ("verifying", 30, "application.submitted", "documents are being verified"),
+    ]
+    assert all(entry["at"] for entry in status["history"])
 
 
 async def test_my_applications_and_one_application(

@@ -1,28 +1,33 @@
 """The projector's handler run by the real consumer runtime on the real Postgres (the broker
-is the in-memory double: deliveries are handed to the consumer one by one, in chosen order)."""
+is the in-memory double: deliveries are handed to the consumer one by one, in chosen order),
+and the status history reading the mail sent from a real mailer schema's view."""
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from services.api.projector.app import ProjectionTransaction
 from services.api.projector.handler import QUEUE, handle
+from services.api.settings import ApiSettings
 from shared.broker.base import OutgoingMessage
 from shared.broker.memory import InMemoryBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer
+from shared.db.migrations import grant_select
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import (
-    ApplicationSubmitted,
     DocumentsRejected,
     DocumentsVerified,
     DocumentVerdict,
-    EmailSent,
     EventPayload,
     PaymentCompleted,
     PaymentInitiated,
@@ -31,6 +36,8 @@ from shared.events.envelope import Envelope, new_envelope
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Exchanges, Topology
 from tests.integration.api.conftest import Applicant, scalar
+from tests.support.database import open_role_pool, service_schema
+from tests.support.infra import Infra
 from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, valid_fields
 
 
@@ -57,7 +64,7 @@ class Projector:
             spec=spec,
             exchanges=self.topology.exchanges,
             broker=self.broker,
-            transactions=PostgresTransactions(pool, schema),
+            transactions=PostgresTransactions(pool, schema, ProjectionTransaction),
             handler=handle,
         )
 
@@ -68,6 +75,32 @@ class Projector:
 
     def dead_letters(self) -> list[OutgoingMessage]:
         return self.broker.messages(f"{QUEUE}.dlq")
+
+
+@pytest.fixture
+async def mailer_schema(infra: Infra, namespace: str, api_schema: str) -> AsyncIterator[str]:
+    """A mailer's schema beside the API's, its ``application_mail`` view granted to the API."""
+    async with service_schema(infra, f"{namespace}_mailer", ["services.mailer.migrations"]) as name:
+        async with await psycopg.AsyncConnection.connect(
+            infra.database_url, autocommit=True
+        ) as admin:
+            await grant_select(admin, api_schema, name, ["application_mail"])
+        yield name
+
+
+@pytest.fixture
+def api_settings(api_settings: ApiSettings, mailer_schema: str) -> ApiSettings:
+    return api_settings.model_copy(update={"mail_history_schema": mailer_schema})
+
+
+async def mail_sent(infra: Infra, mailer_schema: str, application_id: str, template: str) -> None:
+    """The mailer's own record of a mail, written as the mailer writes it."""
+    async with open_role_pool(infra, mailer_schema, max_size=1) as pool, pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO sent_emails (message_id_header, template, recipient, lane, application_id)"
+            " VALUES (%s, %s, 'alice@example.org', 'medium', %s)",
+            (f"<{uuid.uuid4()}.{template}@test>", template, application_id),
+        )
 
 
 @pytest.fixture
@@ -92,13 +125,6 @@ def events_for(application_id: str) -> dict[str, EventPayload]:
     email = "alice@example.org"
     verdicts = [DocumentVerdict(document_id="d1", filename="cv.pdf", ok=True)]
     return {
-        "submitted": ApplicationSubmitted(
-            application_id=application_id,
-            applicant_id=str(uuid.uuid4()),
-            applicant_email=email,
-            program="MSc",
-            documents=[],
-        ),
         "verified": DocumentsVerified(
             application_id=application_id, applicant_email=email, documents=verdicts
         ),
@@ -117,22 +143,7 @@ def events_for(application_id: str) -> dict[str, EventPayload]:
             amount_cents=5000,
             currency="EUR",
         ),
-        "mailed": EmailSent(
-            template="confirmation",
-            recipient=email,
-            message_id_header="<m1@admissions>",
-            lane="medium",
-            application_id=application_id,
-        ),
     }
-
-
-async def completed_events(db: AsyncConnectionPool) -> list[dict[str, object]]:
-    async with db.connection() as conn:
-        rows = await (
-            await conn.execute("SELECT body FROM outbox WHERE type = 'application.completed'")
-        ).fetchall()
-    return [json.loads(body) for (body,) in rows]
 
 
 async def test_the_whole_journey_is_visible_in_the_status(
@@ -141,11 +152,15 @@ async def test_the_whole_journey_is_visible_in_the_status(
     application_id: str,
     projector: Projector,
     db: AsyncConnectionPool,
+    infra: Infra,
+    mailer_schema: str,
 ) -> None:
-    # Given the services' events for Alice's application
+    # Given the services' events for Alice's accepted application, and the mailer's record of
+    # the confirmation it sent before the documents were verified
     events = events_for(application_id)
+    await mail_sent(infra, mailer_schema, application_id, "confirmation")
     # When the projector receives them in the usual order
-    for name in ("submitted", "verified", "initiated", "mailed", "paid"):
+    for name in ("verified", "initiated", "paid"):
         await projector.deliver(new_envelope(events[name], correlation_id="corr-1"))
     # Then the status shows completion, the payment and every step of the history
     status = (
@@ -157,26 +172,49 @@ async def test_the_whole_journey_is_visible_in_the_status(
         "checkoutUrl": "https://psp.test/checkout/pay_1",
         "paymentId": "pay_1",
     }
-    assert [(h["status"], h["progress"]) for h in status["history"]] == [
-        ("submitted", 25),
-        ("verifying", 30),
-        ("verified", 50),
-        ("processing_payment", 55),
-        ("awaiting_payment", 75),
-        ("awaiting_payment", 75),
-        ("completed", 100),
+    assert [(h["status"], h["progress"], h["eventType"]) for h in status["history"]] == [
+        ("submitted", 25, "application.submitted"),
+        ("verifying", 30, "application.submitted"),
+        ("verifying", 30, "email.sent"),
+        ("verified", 50, "documents.verified"),
+        ("processing_payment", 55, "documents.verified"),
+        ("awaiting_payment", 75, "payment.initiated"),
+        ("completed", 100, "payment.completed"),
     ]
-    assert status["history"][5]["note"] == "e-mail sent: confirmation"
-    # And application.completed was written once, in the application's correlation
-    [completed] = await completed_events(db)
-    assert completed["payload"] == {
-        "application_id": application_id,
-        "applicant_email": "alice@example.org",
-    }
-    assert completed["correlation_id"] == "corr-1"
+    assert status["history"][2]["note"] == "e-mail sent: confirmation"
+    # And nothing was announced: a completed payment is the completion
+    assert await scalar(db, "SELECT count(*) FROM outbox") == 1  # the submission's own
     # And the pay link now answers with the checkout
     checkout = await client.get(f"/payments/checkout/{application_id}", headers=alice.headers)
     assert checkout.json() == {"checkoutUrl": "https://psp.test/checkout/pay_1"}
+
+
+async def test_mails_sent_later_show_under_the_step_reached_when_they_went(
+    client: httpx.AsyncClient,
+    alice: Applicant,
+    application_id: str,
+    projector: Projector,
+    infra: Infra,
+    mailer_schema: str,
+) -> None:
+    # Given a completed application
+    events = events_for(application_id)
+    for name in ("verified", "initiated", "paid"):
+        await projector.deliver(new_envelope(events[name]))
+    # When the receipt and the completion mail are recorded afterwards
+    for template in ("receipt", "application_complete"):
+        await mail_sent(infra, mailer_schema, application_id, template)
+    # Then they close the history, under the completed step, in the order they were sent
+    history = (
+        await client.get(f"/applications/{application_id}/status", headers=alice.headers)
+    ).json()["history"]
+    assert [(h["status"], h["note"]) for h in history[-3:]] == [
+        ("completed", "documents verified and fee paid"),
+        ("completed", "e-mail sent: receipt"),
+        ("completed", "e-mail sent: application_complete"),
+    ]
+    assert history[-1]["messageId"] is None
+    assert datetime.fromisoformat(history[-1]["at"]) <= datetime.now(UTC)
 
 
 async def test_duplicates_and_late_events_change_nothing(
@@ -190,7 +228,6 @@ async def test_duplicates_and_late_events_change_nothing(
         new_envelope(events["verified"]),
         paid,  # redelivery: the runtime's claim skips it
         new_envelope(events["paid"]),  # same fact, new message id: the state machine skips it
-        new_envelope(events["submitted"]),  # late: cannot move the status back
         new_envelope(events["initiated"]),  # after completion: terminal
     ):
         await projector.deliver(envelope)
@@ -198,7 +235,8 @@ async def test_duplicates_and_late_events_change_nothing(
     assert await scalar(db, "SELECT status FROM applications WHERE id = %s", application_id) == (
         "completed"
     )
-    assert len(await completed_events(db)) == 1
+    completions = "SELECT count(*) FROM application_history WHERE status = 'completed'"
+    assert await scalar(db, completions) == 1
     assert projector.consumer.outcomes["duplicate"] == 1
     assert projector.dead_letters() == []
 
@@ -237,3 +275,47 @@ async def test_an_event_for_an_unknown_application_is_dead_lettered(
     assert dead.headers[policy.ERROR_TYPE] == "DomainRuleViolation"
     assert dead.headers[policy.ERROR_KIND] == "permanent"
     assert await scalar(db, "SELECT count(*) FROM application_history") == 0
+
+
+async def test_one_batch_holding_every_event_of_an_application_applies_them_in_turn(
+    application_id: str, projector: Projector, db: AsyncConnectionPool
+) -> None:
+    # Given the verdict, the checkout and the payment of one application, and a copy of one
+    events = events_for(application_id)
+    verified = new_envelope(events["verified"])
+    batch = [verified, new_envelope(events["initiated"]), new_envelope(events["paid"]), verified]
+    deliveries = [HandDelivery(OutgoingMessage.from_envelope(e)) for e in batch]
+    # When they reach the projector as one batch (one transaction)
+    await projector.consumer.process_batch(deliveries)
+    # Then each handler saw what the one before it wrote: every step once, in order
+    assert projector.consumer.batches == {"together": 1}
+    assert projector.consumer.outcomes == {"processed": 3, "duplicate": 1}
+    assert all(delivery.acked for delivery in deliveries)
+    async with db.connection() as conn:
+        steps = await (
+            await conn.execute(
+                "SELECT status FROM application_history WHERE application_id = %s ORDER BY id",
+                (application_id,),
+            )
+        ).fetchall()
+    assert [status for (status,) in steps] == [
+        "submitted",
+        "verifying",
+        "verified",
+        "processing_payment",
+        "awaiting_payment",
+        "completed",
+    ]
+
+
+async def test_the_api_role_reads_the_mailers_view_and_nothing_else_of_its_schema(
+    db: AsyncConnectionPool, mailer_schema: str
+) -> None:
+    async with db.connection() as conn:
+        view = sql.Identifier(mailer_schema, "application_mail")
+        await conn.execute(sql.SQL("SELECT application_id, template FROM {}").format(view))
+        for table in ("sent_emails", "outbox", "processed_messages"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute(
+                    sql.SQL("SELECT 1 FROM {}").format(sql.Identifier(mailer_schema, table))
+                )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from devtools.smtp_catcher import read_mailbox
-from services.mailer.handler import Mailer
+from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender, SmtpUnavailable
@@ -19,14 +18,14 @@ from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.db.transactions import PostgresTransactions
-from shared.events.catalog import EventPayload, OtpRequested
+from shared.events.catalog import EventPayload, OtpRequested, PaymentCompleted
 from shared.events.envelope import Envelope, new_envelope
 from shared.system_topology import MAILER_LANES
 from shared.topology import Exchanges, QueueSpec, Topology
 from tests.integration.mailer.conftest import REFUSED_DOMAIN, SmtpServer, free_port
 from tests.support.amqp import AmqpInspector
 from tests.support.waiting import eventually
-from tests.unit.mailer.samples import submitted
+from tests.unit.mailer.samples import one_of_each, submitted
 
 SENDER = "Admissions <no-reply@admissions.local>"
 
@@ -58,7 +57,7 @@ async def handle_directly(
 ) -> Envelope:
     """The handler in its message transaction, without a broker (as the runtime calls it)."""
     envelope = envelope or new_envelope(payload)
-    async with PostgresTransactions(pool, schema).begin() as tx:
+    async with PostgresTransactions(pool, schema, MailerTransaction).begin() as tx:
         context = MessageContext(envelope, payload, 1, spec, tx)
         await mailer.handle(context)
         await tx.add_outbox(context.outgoing)
@@ -87,7 +86,7 @@ async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
         spec=spec,
         exchanges=exchanges,
         broker=rabbit,
-        transactions=PostgresTransactions(mailer_pool, mailer_schema),
+        transactions=PostgresTransactions(mailer_pool, mailer_schema, MailerTransaction),
         handler=make_mailer(smtp_server.host, smtp_server.port).handle,
     )
     await consumer.start()
@@ -117,19 +116,39 @@ async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
     assert mail["X-Email-Template"] == "confirmation"
     assert mail["X-Lane"] == "medium"
     assert mail.get_content_type() == "multipart/alternative"
-    # And it is recorded once, with one email.sent event in the outbox of the same transaction
+    # And it is recorded once, the record being the whole announcement (the API reads it
+    # through the application_mail view): nothing goes to the outbox
     recorded = await rows(
         mailer_pool, "SELECT message_id_header, template, recipient, lane FROM sent_emails"
     )
     assert recorded == [(expected_id, "confirmation", "ada@example.org", "medium")]
-    outbox = await rows(mailer_pool, "SELECT type, correlation_id, body FROM outbox")
-    assert len(outbox) == 1
-    event_type, correlation_id, body = outbox[0]
-    assert (event_type, correlation_id) == ("email.sent", envelope.correlation_id)
-    sent = json.loads(body)
-    assert sent["causation_id"] == str(envelope.message_id)
-    assert sent["payload"]["message_id_header"] == expected_id
-    assert sent["payload"]["application_id"] == "app-1"
+    assert await rows(mailer_pool, "SELECT application_id, template FROM application_mail") == [
+        ("app-1", "confirmation")
+    ]
+    assert await rows(mailer_pool, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+async def test_a_completed_payment_sends_the_receipt_and_the_completion_mail(
+    mailer_schema: str, mailer_pool: AsyncConnectionPool, smtp_server: SmtpServer
+) -> None:
+    # Given a completed payment on the high lane
+    mailer = make_mailer(smtp_server.host, smtp_server.port)
+    spec = namespaced_lane(mailer_schema, "high")
+    payload = one_of_each()[3]
+    assert isinstance(payload, PaymentCompleted)
+    # When it is handled twice (the second time without its claim: trimmed by the sweeper)
+    envelope = await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload)
+    await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload, envelope)
+    # Then the applicant got each of the two mails once, each with its own stable Message-ID
+    mails = read_mailbox(smtp_server.mail_dir)
+    assert sorted((m["X-Email-Template"], m["Message-ID"]) for m in mails) == [
+        ("application_complete", f"<{envelope.message_id}.application_complete@admissions.local>"),
+        ("receipt", f"<{envelope.message_id}.receipt@admissions.local>"),
+    ]
+    assert await rows(mailer_pool, "SELECT template FROM application_mail ORDER BY sequence") == [
+        ("receipt",),
+        ("application_complete",),
+    ]
 
 
 async def test_a_mail_already_recorded_is_not_sent_again_even_without_the_claim(
@@ -145,7 +164,7 @@ async def test_a_mail_already_recorded_is_not_sent_again_even_without_the_claim(
     await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload, envelope)
     # Then the SMTP server got it once
     assert len(read_mailbox(smtp_server.mail_dir)) == 1
-    assert await rows(mailer_pool, "SELECT count(*) FROM outbox") == [(1,)]
+    assert await rows(mailer_pool, "SELECT count(*) FROM sent_emails") == [(1,)]
 
 
 async def test_an_smtp_server_that_is_down_is_a_transient_error(

@@ -8,7 +8,7 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
-from tests.support.database import role_pool
+from tests.support.database import open_role_pool, role_pool
 from tests.support.infra import Infra
 
 RATE = 20.0
@@ -69,7 +69,7 @@ async def test_a_bucket_keeps_its_tokens_when_a_replica_reconfigures_it(
     await limiter.configure()
     # Then the bucket is still empty: a restart is no way around the limit
     granted, wait = await limiter.try_take("low")
-    assert [g for g, _ in taken] == [True, True, True, False]
+    assert [g for g, _ in taken] == [1, 1, 1, 0]
     assert not granted and wait > 50
 
 
@@ -78,9 +78,9 @@ class CountingLimiter(PostgresRateLimiter):
 
     tries = 0
 
-    async def try_take(self, lane: str) -> tuple[bool, float]:
+    async def try_take(self, lane: str, want: int = 1) -> tuple[int, float]:
         self.tries += 1
-        return await super().try_take(lane)
+        return await super().try_take(lane, want)
 
 
 async def test_mails_waiting_in_one_process_try_the_bucket_one_at_a_time(
@@ -100,3 +100,21 @@ async def test_mails_waiting_in_one_process_try_the_bucket_one_at_a_time(
     # Then the bucket row was tried about once per token (plus a retry when a sleep ends a
     # hair early), not once per waiting mail each time a token came due (hundreds)
     assert limiter.tries <= 30 * 2 + 5
+
+
+async def test_tokens_taken_in_blocks_cost_one_statement_per_block_within_the_rate(
+    infra: Infra, mailer_schema: str
+) -> None:
+    # Given a replica taking tokens in blocks of 10 from a lane of 20/s with a burst of 20
+    rates = {"batch": LaneRate(refill_per_second=RATE, capacity=20.0)}
+    async with open_role_pool(infra, mailer_schema, max_size=2) as pool:
+        limiter = CountingLimiter(pool, rates, block=10)
+        await limiter.configure()
+        started = time.monotonic()
+        # When 40 mails take a token each
+        await asyncio.gather(*(limiter.acquire("batch") for _ in range(40)))
+        elapsed = time.monotonic() - started
+    # Then the bucket row was touched about once per block, and the lane's rate still held:
+    # the burst (20), then 20 more at 20/s
+    assert limiter.tries <= 40 // 10 + 6
+    assert elapsed >= (40 - 20) / RATE - 0.1

@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.relay.app import sample_backlog
 from shared.broker.memory import InMemoryBroker
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.metrics import metrics_for
 from shared.outbox.relay import Relay, RelayOptions
@@ -21,7 +21,9 @@ from tests.support.waiting import eventually
 
 async def add_events(pool: AsyncConnectionPool, schema: str, count: int) -> None:
     envelopes = [
-        new_envelope(ApplicationCompleted(application_id=str(i), applicant_email="a@example.org"))
+        new_envelope(
+            PaymentFailed(reason="declined", application_id=str(i), applicant_email="a@example.org")
+        )
         for i in range(count)
     ]
     async with pool.connection() as conn, conn.transaction():

@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.payments.domain import Fee
-from services.payments.handler import PaymentNotRecordedYet, make_handler
+from services.payments.handler import PaymentNotRecordedYet, PaymentsTransaction, make_handler
 from services.payments.provider import (
     Checkout,
     ProviderError,
@@ -61,7 +61,7 @@ class Payments:
 
     def __init__(self, pool: AsyncConnectionPool, schema: str, provider: FakeProvider) -> None:
         self.pool = pool
-        self.transactions = PostgresTransactions(pool, schema)
+        self.transactions = PostgresTransactions(pool, schema, PaymentsTransaction)
         self.provider = provider
         self.handler = make_handler(provider, FEE)
 

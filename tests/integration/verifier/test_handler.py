@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.verifier.checker import BlobMissing, PooledChecker
 from services.verifier.checks import Limits
-from services.verifier.handler import make_handler
+from services.verifier.handler import VerifierTransaction, make_handler
 from services.verifier.isolation import CheckPool
 from shared.blobs import BlobStore
 from shared.consumer.runtime import MessageContext
@@ -43,7 +43,7 @@ class Verifier:
     """Runs the handler the way the consumer runtime does: one transaction per message."""
 
     def __init__(self, pool: AsyncConnectionPool, schema: str, checker: PooledChecker) -> None:
-        self.transactions = PostgresTransactions(pool, schema)
+        self.transactions = PostgresTransactions(pool, schema, VerifierTransaction)
         self.pool = pool
         self.handler = make_handler(checker)
 

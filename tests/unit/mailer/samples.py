@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from shared.events.catalog import (
     AnnouncementPublished,
-    ApplicationCompleted,
     ApplicationSubmitted,
     DocumentRef,
     DocumentsRejected,
@@ -85,7 +84,6 @@ def one_of_each() -> list[EventPayload]:
             currency="EUR",
         ),
         PaymentFailed(application_id="app-5", applicant_email="ed@example.org", reason="declined"),
-        ApplicationCompleted(application_id="app-6", applicant_email="fi@example.org"),
         PasswordResetRequested(email="gu@example.org", reset_token="tok/en+1=="),
         OtpRequested(email="ha@example.org", code="042917"),
         AnnouncementPublished(

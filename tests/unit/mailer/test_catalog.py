@@ -6,11 +6,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from services.mailer.catalog import email_for, format_amount
+from services.mailer.catalog import emails_for, format_amount
 from shared.events.catalog import (
     DocumentsVerified,
     DocumentVerdict,
-    EmailSent,
     EventPayload,
     PasswordResetRequested,
 )
@@ -20,28 +19,32 @@ from tests.unit.mailer.samples import one_of_each, rejected
 API = "http://portal.example:8000"
 
 EXPECTED = {
-    "application.submitted": ("confirmation", "ada@example.org", "app-1"),
-    "documents.rejected": ("documents_rejected", "bob@example.org", "app-2"),
-    "payment.initiated": ("pay_link", "cy@example.org", "app-3"),
-    "payment.completed": ("receipt", "di@example.org", "app-4"),
-    "payment.failed": ("payment_failed", "ed@example.org", "app-5"),
-    "application.completed": ("application_complete", "fi@example.org", "app-6"),
-    "auth.password_reset_requested": ("password_reset", "gu@example.org", None),
-    "auth.otp_requested": ("otp", "ha@example.org", None),
-    "announcement.published": ("announcement", "io@example.org", None),
-    "report.requested": ("report", "ops@example.org", None),
+    "application.submitted": [("confirmation", "ada@example.org", "app-1")],
+    "documents.rejected": [("documents_rejected", "bob@example.org", "app-2")],
+    "payment.initiated": [("pay_link", "cy@example.org", "app-3")],
+    # A completed payment completes the application: the receipt, then the completion mail.
+    "payment.completed": [
+        ("receipt", "di@example.org", "app-4"),
+        ("application_complete", "di@example.org", "app-4"),
+    ],
+    "payment.failed": [("payment_failed", "ed@example.org", "app-5")],
+    "auth.password_reset_requested": [("password_reset", "gu@example.org", None)],
+    "auth.otp_requested": [("otp", "ha@example.org", None)],
+    "announcement.published": [("announcement", "io@example.org", None)],
+    "report.requested": [("report", "ops@example.org", None)],
 }
 
 
 @pytest.mark.parametrize("payload", one_of_each(), ids=lambda p: p.event_type)
 def test_each_mail_event_picks_its_template_and_recipient(payload: EventPayload) -> None:
     # Given an event the mailer consumes
-    # When it is mapped to an email
-    spec = email_for(payload, api_public_url=API)
-    # Then the template, recipient and application id are the expected ones
-    assert spec is not None
-    assert (spec.template, spec.recipient, spec.application_id) == EXPECTED[payload.event_type]
-    assert spec.subject
+    # When it is mapped to its emails
+    specs = emails_for(payload, api_public_url=API)
+    # Then the templates, recipients and application ids are the expected ones
+    assert [(s.template, s.recipient, s.application_id) for s in specs] == EXPECTED[
+        payload.event_type
+    ]
+    assert all(spec.subject for spec in specs)
 
 
 def test_every_event_routed_to_a_mailer_lane_has_an_email() -> None:
@@ -59,21 +62,17 @@ def test_every_event_routed_to_a_mailer_lane_has_an_email() -> None:
             applicant_email="x@example.org",
             documents=[DocumentVerdict(document_id="d", filename="f.pdf", ok=True)],
         ),
-        EmailSent(
-            template="otp", recipient="x@example.org", message_id_header="<m@x>", lane="critical"
-        ),
     ],
     ids=lambda p: p.event_type,
 )
 def test_events_without_a_mail_give_none(payload: EventPayload) -> None:
-    assert email_for(payload, api_public_url=API) is None
+    assert emails_for(payload, api_public_url=API) == ()
 
 
 def test_rejected_documents_list_each_rejected_file_with_its_reason() -> None:
     # Given a rejection of two files out of three
-    spec = email_for(rejected(), api_public_url=API)
+    [spec] = emails_for(rejected(), api_public_url=API)
     # Then the context names both rejected files with their reasons, and the accepted one apart
-    assert spec is not None
     assert spec.context["rejected"] == [
         {"filename": "scan.pdf", "reason": "PDF is encrypted"},
         {"filename": "id.png", "reason": "declared image/png but the bytes are a JPEG"},
@@ -85,9 +84,8 @@ def test_password_reset_link_points_at_the_api_and_carries_the_token_encoded() -
     # Given a token with characters that are special in a URL
     payload = PasswordResetRequested(email="u@example.org", reset_token="a/b+c==&d")
     # When mapped
-    spec = email_for(payload, api_public_url=API + "/")
+    [spec] = emails_for(payload, api_public_url=API + "/")
     # Then the link is the API's confirm endpoint, and decoding it gives the token back
-    assert spec is not None
     url = urlsplit(spec.context["reset_url"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == API + "/auth/password-reset/confirm"
     assert parse_qs(url.query) == {"token": ["a/b+c==&d"]}

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from services.mailer.rate_limit import LaneRate, MemoryRateLimiter, refill, take_token
+from services.mailer.rate_limit import (
+    LaneRate,
+    MemoryRateLimiter,
+    refill,
+    take_token,
+    take_tokens,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,3 +79,22 @@ async def test_memory_limiter_spaces_out_acquisitions_beyond_the_burst() -> None
     # Then the 6 beyond the burst took at least 6 / 40 s
     assert time.monotonic() - started >= 6 / 40 - 0.01
     assert limiter.granted["low"] == 8
+
+
+@pytest.mark.parametrize(
+    ("tokens", "want", "granted", "left"),
+    [(5.5, 3, 3, 2.5), (2.5, 8, 2, 0.5), (1.0, 1, 1, 0.0), (0.5, 4, 0, 0.5)],
+)
+def test_a_block_takes_as_many_whole_tokens_as_wanted_and_there(
+    tokens: float, want: int, granted: int, left: float
+) -> None:
+    result = take_tokens(tokens, want=want, capacity=10.0, refill_per_second=4.0, elapsed=0.0)
+    assert (result.granted, result.tokens) == (granted, pytest.approx(left))
+
+
+def test_an_empty_bucket_asked_for_a_block_says_when_the_block_is_there() -> None:
+    # Given half a token, 4 a second, a block of 4 wanted (capacity 3: at most 3 can gather)
+    result = take_tokens(0.5, want=4, capacity=3.0, refill_per_second=4.0, elapsed=0.0)
+    # Then the wait is until the bucket holds 3
+    assert result.granted == 0
+    assert result.wait_seconds == pytest.approx((3 - 0.5) / 4)

@@ -14,7 +14,7 @@ from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.runtime import Consumer, MessageContext, Observation
 from shared.errors import DomainRuleViolation
-from shared.events.catalog import ApplicationCompleted
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.metrics import metrics_for, metrics_observer, seconds_between
 from shared.topology import Exchanges, QueueSpec, Topology
@@ -137,7 +137,9 @@ class FailsOnMarker:
 
 def message(application_id: str) -> OutgoingMessage:
     envelope = new_envelope(
-        ApplicationCompleted(application_id=application_id, applicant_email="a@example.org")
+        PaymentFailed(
+            reason="declined", application_id=application_id, applicant_email="a@example.org"
+        )
     )
     return OutgoingMessage.from_envelope(envelope)
 
@@ -146,7 +148,7 @@ async def test_the_runtime_reports_every_outcome_to_the_counters() -> None:
     # Given a consumer on the in-memory broker, observed by the metrics observer
     registry = CollectorRegistry()
     exchanges = Exchanges.namespaced("metrics")
-    spec = QueueSpec("work", "tests", ("application.completed",), max_attempts=2, prefetch=1)
+    spec = QueueSpec("work", "tests", ("payment.failed",), max_attempts=2, prefetch=1)
     broker = InMemoryBroker(time_scale=0.001)  # retry tiers of milliseconds
     await broker.declare(Topology(exchanges, (spec,)))
     consumer: Consumer[Any] = Consumer(
@@ -169,7 +171,7 @@ async def test_the_runtime_reports_every_outcome_to_the_counters() -> None:
         message("transient"),
         message("permanent"),
     ):
-        await broker.publish(exchanges.events, "application.completed", item)
+        await broker.publish(exchanges.events, "payment.failed", item)
     await eventually(lambda: sum(consumer.outcomes.values()) == 6, what="six deliveries")
     await consumer.stop()
     await broker.close()

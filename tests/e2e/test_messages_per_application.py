@@ -111,7 +111,7 @@ async def test_an_application_costs_few_publishes_and_deliveries(
     # Given applicants registered on an idle system
     clients = [httpx.AsyncClient(base_url=system.api, timeout=30) for _ in range(APPLICATIONS)]
     try:
-        applicants = [await register(system, client) for client in clients]
+        applicants = [await register(client) for client in clients]
         before = await settled_counts(system)
 
         # When each submits one application and it runs to completion

@@ -55,7 +55,7 @@ class ApiSettings(CoreSettings):
     blob_dir: Path = Path(".run/blobs")
     blob_fsync: bool = True
     # Threads that make uploaded files durable (fsync) for one API process (shared/blobs.py).
-    blob_sync_threads: int = Field(default=4, ge=1)
+    blob_sync_threads: int = Field(default=1, ge=1)
     # A submission whose body stops arriving for this long is refused (408), its files dropped.
     api_upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     # Overload (services/api/applications/accept.py): submissions one API process reads and

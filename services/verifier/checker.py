@@ -35,7 +35,7 @@ class PooledChecker:
         self.timeout = timeout
 
     async def verify(self, document: DocumentRef) -> Verdict:
-        path = self.store.path(document.sha256)
+        path = await asyncio.to_thread(self.store.locate, document.sha256)
         if not await asyncio.to_thread(path.is_file):
             raise self._missing(document)
         try:

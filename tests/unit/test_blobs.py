@@ -32,7 +32,7 @@ def test_a_staged_blob_is_written_only_when_published(store: BlobStore) -> None:
 
     assert store.read(sha) == b"%PDF-1.7 transcript"
     assert files_under(store) == [sha]
-    assert store.path(sha).parent.name == sha[:2]  # one level of fan-out
+    assert store.path(sha).parent == store.root  # flat: one folder to sync
 
 
 def test_a_draft_is_visible_only_once_published(store: BlobStore) -> None:
@@ -148,3 +148,27 @@ async def test_when_the_publisher_fails_every_request_waiting_gets_the_error(
 
     assert all(isinstance(outcome, OSError) for outcome in outcomes)
     assert files_under(store) == []
+
+
+def test_a_blob_an_earlier_version_fanned_out_is_still_found(store: BlobStore) -> None:
+    sha = hashlib.sha256(b"old").hexdigest()
+    legacy = store.root / sha[:2] / sha[2:4] / sha
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+
+    assert store.exists(sha) and store.read(sha) == b"old"
+    assert store.locate(sha) == legacy
+
+
+def test_a_batch_syncs_its_folder_once(store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store.publish([store.stage(f"file {n}".encode()) for n in range(4)])
+
+    assert synced.count(str(store.root)) == 1 and len(synced) == 5

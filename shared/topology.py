@@ -6,8 +6,15 @@ the in-memory double builds itself from it, and operators' ``definitions.json`` 
 from it, so the three can never disagree.
 
 Retry without head-of-line blocking: a failed message is copied to ``<queue>.retry.<delay>``,
-a queue whose *queue-level* TTL dead-letters it back to the work queue (through the direct
-``retry`` exchange, so it returns to that one queue only, not to every subscriber of the event).
+a queue whose *queue-level* TTL dead-letters it back to the work queue (through the ``retry``
+exchange, bound by exact queue names, so it returns to that one queue only, not to every
+subscriber of the event).
+
+Every exchange a service publishes to is a topic exchange, even where exact names would do
+(``retry``, ``dead``): RabbitMQ's topic permissions (a regex on the routing key per user and
+exchange) apply only to topic exchanges, and they are what keeps one service from routing a
+message into another service's queue (``shared.definitions``). Queue names contain no ``*``
+or ``#``, so an exact binding key matches exactly that routing key.
 """
 
 from __future__ import annotations
@@ -179,8 +186,8 @@ def declarations(topology: Topology) -> Iterator[Declaration]:
     """Everything to declare, exchanges first, then each queue with its tiers and bindings."""
     ex = topology.exchanges
     yield ExchangeDeclaration(ex.events, "topic")
-    yield ExchangeDeclaration(ex.retry, "direct")
-    yield ExchangeDeclaration(ex.dead, "direct")
+    yield ExchangeDeclaration(ex.retry, "topic")
+    yield ExchangeDeclaration(ex.dead, "topic")
     yield ExchangeDeclaration(ex.control, "fanout")
     for spec in topology.queues:
         yield QueueDeclaration(spec.name, work_queue_arguments(spec, ex), "work")

@@ -18,6 +18,9 @@ class EventPayload(BaseModel):
 
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
+    # The one service whose outbox emits this type: the broker lets only it (through the
+    # relay) publish the type, and consumers accept the type only when signed with its key.
+    published_by: ClassVar[str]
 
 
 class DocumentRef(BaseModel):
@@ -46,6 +49,7 @@ class ApplicationSubmitted(EventPayload):
     consumer has to wait for another event or ask another service."""
 
     event_type = "application.submitted"
+    published_by = "api"
 
     application_id: str
     applicant_id: str
@@ -56,6 +60,7 @@ class ApplicationSubmitted(EventPayload):
 
 class DocumentsVerified(EventPayload):
     event_type = "documents.verified"
+    published_by = "verifier"
 
     application_id: str
     applicant_email: EmailStr
@@ -64,6 +69,7 @@ class DocumentsVerified(EventPayload):
 
 class DocumentsRejected(EventPayload):
     event_type = "documents.rejected"
+    published_by = "verifier"
 
     application_id: str
     applicant_email: EmailStr
@@ -72,6 +78,7 @@ class DocumentsRejected(EventPayload):
 
 class PaymentInitiated(EventPayload):
     event_type = "payment.initiated"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailStr
@@ -85,6 +92,7 @@ class PaymentWebhookReceived(EventPayload):
     """The provider's signed notification, as the API accepted it."""
 
     event_type = "payment.webhook_received"
+    published_by = "api"
 
     provider_event_id: str
     payment_id: str
@@ -96,6 +104,7 @@ class PaymentWebhookReceived(EventPayload):
 
 class PaymentCompleted(EventPayload):
     event_type = "payment.completed"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailStr
@@ -106,6 +115,7 @@ class PaymentCompleted(EventPayload):
 
 class PaymentFailed(EventPayload):
     event_type = "payment.failed"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailStr
@@ -114,6 +124,7 @@ class PaymentFailed(EventPayload):
 
 class ApplicationCompleted(EventPayload):
     event_type = "application.completed"
+    published_by = "api"
 
     application_id: str
     applicant_email: EmailStr
@@ -121,6 +132,7 @@ class ApplicationCompleted(EventPayload):
 
 class PasswordResetRequested(EventPayload):
     event_type = "auth.password_reset_requested"
+    published_by = "api"
 
     email: EmailStr
     reset_token: str
@@ -128,6 +140,7 @@ class PasswordResetRequested(EventPayload):
 
 class OtpRequested(EventPayload):
     event_type = "auth.otp_requested"
+    published_by = "api"
 
     email: EmailStr
     code: str = Field(pattern=r"^[0-9]{6}$")
@@ -137,6 +150,7 @@ class AnnouncementPublished(EventPayload):
     """A bulk mail to many recipients: the batch lane."""
 
     event_type = "announcement.published"
+    published_by = "api"
 
     recipient: EmailStr
     subject: str
@@ -147,6 +161,7 @@ class ReportRequested(EventPayload):
     """A report mailed to an operator: the low lane."""
 
     event_type = "report.requested"
+    published_by = "api"
 
     recipient: EmailStr
     report: str
@@ -154,6 +169,7 @@ class ReportRequested(EventPayload):
 
 class EmailSent(EventPayload):
     event_type = "email.sent"
+    published_by = "mailer"
 
     template: str
     recipient: EmailStr
@@ -180,6 +196,15 @@ CATALOG: dict[str, type[EventPayload]] = {
         EmailSent,
     )
 }
+
+
+def publisher_of(event_type: str) -> str:
+    """The service that owns ``event_type`` (``UnknownEventType`` for a type not listed)."""
+    return payload_model(event_type).published_by
+
+
+def types_published_by(service: str) -> tuple[str, ...]:
+    return tuple(sorted(t for t, model in CATALOG.items() if model.published_by == service))
 
 
 def payload_model(event_type: str) -> type[EventPayload]:

@@ -23,6 +23,7 @@ from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import ApplicationCompleted
 from shared.events.envelope import new_envelope
+from shared.events.signing import EventVerifier, signed_by_development_key
 from shared.logs import configure_logging
 from shared.topology import Exchanges, QueueSpec, Topology
 
@@ -50,7 +51,9 @@ async def measure(messages: int, prefetch: int) -> tuple[float, float]:
                 broker.publish(
                     topology.exchanges.events,
                     spec.name,
-                    OutgoingMessage.from_envelope(new_envelope(payload)),
+                    signed_by_development_key(
+                        OutgoingMessage.from_envelope(new_envelope(payload)), "api"
+                    ),
                 )
                 for _ in range(messages)
             )
@@ -62,6 +65,7 @@ async def measure(messages: int, prefetch: int) -> tuple[float, float]:
             broker=broker,
             transactions=PostgresTransactions(pool, name),
             handler=handler,
+            authenticity=EventVerifier.development(),
         )
         started, cpu_started = time.perf_counter(), time.process_time()
         await consumer.start()

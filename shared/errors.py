@@ -5,6 +5,7 @@
     │   ├── UndecodableMessage    (not JSON, wrong content type, envelope invalid, no message id)
     │   ├── UnknownEventType      (the catalog has no such type)
     │   ├── InvalidPayload        (the payload does not match the type's schema)
+    │   ├── ForgedEvent           (not signed by the service that owns the event type)
     │   └── DomainRuleViolation   (a handler says the request can never succeed)
     ├── TransientError            -> retried after a delay, dead-lettered when attempts run out
     ├── PublishFailed             (the broker did not confirm a publish)
@@ -34,6 +35,10 @@ class UnknownEventType(PermanentError):
 
 
 class InvalidPayload(PermanentError):
+    pass
+
+
+class ForgedEvent(PermanentError):
     pass
 
 

@@ -41,6 +41,10 @@ class CoreSettings(BaseSettings):
     # The read-only operators' role (outbox, message_log, queue_controls of every schema).
     ops_db_password: SecretStr = SecretStr("ops-dev-password")
     db_pool_max: int = 10
+    # The publishers' public keys consumers verify events with (``shared.events.signing``):
+    # ``service=<base64>,...``; empty means the development keys, refused in production by
+    # every service that consumes.
+    event_public_keys: str = ""
 
     sweeper_schedule: str = "*/15 * * * *"
     sweeper_retention_hours: float = 168.0

@@ -96,4 +96,4 @@ class ProjectorSettings(ApiSettings):
     """The projector works as the API's role on the API's tables, but serves no HTTP: it needs
     none of the HTTP secrets (and is not given them in deployments)."""
 
-    production_secrets: ClassVar[tuple[str, ...]] = ("api_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("api_db_password", "event_public_keys")

@@ -15,7 +15,7 @@ ALL_LANES: tuple[str, ...] = tuple(MAILER_LANES)
 
 class MailerSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-    production_secrets: ClassVar[tuple[str, ...]] = ("mailer_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("mailer_db_password", "event_public_keys")
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025

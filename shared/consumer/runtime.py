@@ -1,10 +1,12 @@
 """The consumer runtime: the one place where a message is acknowledged, retried or
 dead-lettered.
 
-    decode -> validate -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
+    decode -> verify the signature -> validate
+           -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
 
 - duplicate (id already claimed): ack and skip;
-- permanent error (undecodable, unknown type, invalid payload, domain rule): copy to
+- permanent error (undecodable, unknown type, not signed by the type's owner, invalid
+  payload, domain rule): copy to
   ``<queue>.dlq`` with headers naming service, exception, message, attempt; ack;
 - transient error: copy to ``<queue>.retry.<delay>`` with ``x-attempt`` + 1; ack; when the
   attempts are used up, dead-letter instead;
@@ -34,6 +36,7 @@ from shared.consumer.transaction import TransactionFactory, TxT
 from shared.errors import PublishFailed, UndecodableMessage
 from shared.events.catalog import EventPayload, parse_payload
 from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope, new_envelope
+from shared.events.signing import EventVerifier
 from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_queue_name
 
 log = structlog.get_logger("consumer")
@@ -92,8 +95,11 @@ class Observation:
 Observer = Callable[[Observation], Awaitable[None]]
 
 
-def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPayload]:
-    """Bytes on the wire to a validated event, or a ``PermanentError`` saying why not."""
+def decode(
+    message: OutgoingMessage, max_bytes: int, authenticity: EventVerifier
+) -> tuple[Envelope, EventPayload]:
+    """Bytes on the wire to a validated event signed by its type's owner, or a
+    ``PermanentError`` saying why not."""
     if len(message.body) > max_bytes:
         raise UndecodableMessage(f"body of {len(message.body)} bytes exceeds {max_bytes}")
     if message.content_type != CONTENT_TYPE:
@@ -107,6 +113,7 @@ def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPay
         raise UndecodableMessage(
             f"message_id property {message.message_id!r} differs from the envelope's"
         )
+    authenticity.verify(envelope.type, message.body, message.headers)
     return envelope, parse_payload(envelope.type, envelope.version, envelope.payload)
 
 
@@ -120,6 +127,7 @@ class Consumer(Generic[TxT]):
         broker: Broker,
         transactions: TransactionFactory[TxT],
         handler: Handler[TxT],
+        authenticity: EventVerifier,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         infrastructure_backoff: float = 1.0,
         observers: Sequence[Observer] = (),
@@ -130,6 +138,7 @@ class Consumer(Generic[TxT]):
         self.broker = broker
         self.transactions = transactions
         self.handler = handler
+        self.authenticity = authenticity
         self.max_message_bytes = max_message_bytes
         self.infrastructure_backoff = infrastructure_backoff
         self.observers = list(observers)
@@ -199,7 +208,7 @@ class Consumer(Generic[TxT]):
         started = time.perf_counter()
         envelope: Envelope | None = None
         try:
-            envelope, payload = decode(message, self.max_message_bytes)
+            envelope, payload = decode(message, self.max_message_bytes, self.authenticity)
             outcome = await self._handle(envelope, payload, attempt)
         except INFRASTRUCTURE_ERRORS as error:
             log.warning("database unavailable, message goes back", error=str(error))

@@ -12,13 +12,17 @@ than publishing. The poll reads every source. When the broker is unreachable not
 marked: the rows wait, and the relay tries again with backoff until the broker returns. A row
 the broker cannot route (no queue bound: a topology error) stays unpublished with its error,
 retried later on its own schedule so it does not hold up the rows behind it.
+
+Each row is signed with the key of the service whose outbox it came from (``signers``, by
+source schema): consumers accept an event only when its type's owner signed it
+(``shared.events.signing``), so a row of a type its source does not own is refused downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -31,6 +35,7 @@ from psycopg import sql
 from shared.broker.base import Broker, OutgoingMessage
 from shared.errors import PublishFailed, Unroutable
 from shared.events.envelope import CONTENT_TYPE
+from shared.events.signing import EventSigner
 from shared.outbox.backlog import read_backlog
 from shared.outbox.writer import OUTBOX_CHANNEL
 
@@ -73,6 +78,7 @@ class Relay:
         broker: Broker,
         exchange: str,
         schemas: Sequence[str],
+        signers: Mapping[str, EventSigner],
         listen_conninfo: str,
         options: RelayOptions = RelayOptions(),
         metrics: Metrics | None = None,
@@ -81,6 +87,10 @@ class Relay:
         self.broker = broker
         self.exchange = exchange
         self.schemas = list(schemas)
+        unsigned = [schema for schema in self.schemas if schema not in signers]
+        if unsigned:
+            raise ValueError(f"no event signer for the outbox of {', '.join(unsigned)}")
+        self.signers = dict(signers)
         self.listen_conninfo = listen_conninfo
         self.options = options
         self.metrics = metrics
@@ -99,7 +109,8 @@ class Relay:
             if not rows:
                 return 0
             results = await asyncio.gather(
-                *(self._publish(row) for row in rows), return_exceptions=True
+                *(self._publish(self.signers[schema], row) for row in rows),
+                return_exceptions=True,
             )
             published = [
                 row[0] for row, result in zip(rows, results, strict=True) if result is None
@@ -136,15 +147,17 @@ class Relay:
             backlog = await read_backlog(conn, schema)
         return backlog.unpublished, backlog.oldest_age_seconds or 0.0
 
-    async def _publish(self, row: tuple[object, ...]) -> None:
+    async def _publish(self, signer: EventSigner, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row
+        encoded = str(body).encode()
         message = OutgoingMessage(
-            body=str(body).encode(),
+            body=encoded,
             message_id=str(message_id),
             content_type=CONTENT_TYPE,
             type=str(event_type),
             correlation_id=str(correlation_id),
             timestamp=created_at,  # type: ignore[arg-type]
+            headers=signer.headers(encoded),
         )
         await self.broker.publish(self.exchange, str(event_type), message)
 

@@ -11,18 +11,31 @@ dead-letters them unless the type's owner signed them (``test_unsigned_*`` below
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.events.catalog import CATALOG, publisher_of
+from shared.broker.base import OutgoingMessage
+from shared.broker.rabbitmq import RabbitBroker
+from shared.consumer.memory import InMemoryTransactions
+from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
+from shared.consumer.runtime import Consumer, MessageContext, Observation
+from shared.events.catalog import CATALOG, PaymentCompleted, publisher_of
+from shared.events.envelope import Envelope, new_envelope
+from shared.events.signing import SIGNATURE_HEADER, SIGNED_BY_HEADER, EventSigner
 from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import dead_letter_queue_name, retry_queue_name
+from tests.behaviour.conftest import Harness
 from tests.support.broker_logins import BrokerLogins, channel_of, may_publish
+from tests.support.events import DEVELOPMENT_VERIFIER, sign, signed
+from tests.support.waiting import eventually
 
 EX = SYSTEM_TOPOLOGY.exchanges
 
@@ -37,12 +50,16 @@ class Forgery:
 
 def forged_message(event_type: str) -> aio_pika.Message:
     message_id = str(uuid.uuid4())
-    body = (
-        '{"message_id":"%s","type":"%s","version":1,"occurred_at":"2026-01-01T00:00:00Z",'
-        '"correlation_id":"forged","payload":{"application_id":"x"}}' % (message_id, event_type)
-    )
+    body = {
+        "message_id": message_id,
+        "type": event_type,
+        "version": 1,
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "correlation_id": "forged",
+        "payload": {"application_id": "x"},
+    }
     return aio_pika.Message(
-        body.encode(),
+        json.dumps(body).encode(),
         message_id=message_id,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -117,3 +134,160 @@ async def test_the_broker_refuses_every_forgery_it_can_tell_apart(
     assert tried == refused > 150
     # And no queue holds anything
     assert set((await queue_depths(broker_logins)).values()) == {0}
+
+
+# --- what the broker lets through: the consumer checks the signature -------------------------
+
+
+def payment_completed(application_id: str = "app-1") -> Envelope:
+    return new_envelope(
+        PaymentCompleted(
+            application_id=application_id,
+            applicant_email="a@example.org",
+            payment_id="pay-1",
+            amount_cents=5000,
+            currency="EUR",
+        )
+    )
+
+
+def forged_copies(envelope: Envelope) -> dict[str, OutgoingMessage]:
+    """The ways a login without the payments key can dress up a payment.completed."""
+    plain = OutgoingMessage.from_envelope(envelope)
+    by_api = sign(plain, "api")
+    another_event = sign(OutgoingMessage.from_envelope(payment_completed("app-2")), "payments")
+    return {
+        "unsigned": plain,
+        "signed by another service": by_api,
+        "another service's signature claiming to be payments": by_api.with_headers(
+            {SIGNED_BY_HEADER: "payments"}
+        ),
+        "payments' signature of another event": plain.with_headers(
+            {key: another_event.headers[key] for key in (SIGNED_BY_HEADER, SIGNATURE_HEADER)}
+        ),
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+
+    async def __call__(self, ctx: MessageContext[Any]) -> None:
+        self.handled.append(ctx.envelope.type)
+
+
+async def test_events_not_signed_by_their_owner_are_dead_lettered_with_the_reason(
+    harness: Harness, namespace: str
+) -> None:
+    # Given a consumer of payment.completed (a queue bound by its own name)
+    spec = harness.queue_spec(f"{namespace}.paid")
+    await harness.declare(spec)
+    handler = Recorder()
+    consumer = Consumer(
+        service="tests",
+        spec=spec,
+        exchanges=harness.exchanges,
+        broker=harness.broker,
+        transactions=harness.transactions,
+        handler=handler,
+        authenticity=DEVELOPMENT_VERIFIER,
+    )
+    await consumer.start()
+    try:
+        # When every forged copy arrives, then the genuine event
+        forged = forged_copies(payment_completed())
+        for message in forged.values():
+            await harness.send(spec.name, message)
+        await harness.send(spec.name, signed(payment_completed("genuine")))
+        # Then each forgery is dead-lettered, saying who should have signed it
+        dead = await harness.dead_letters(spec.name, len(forged))
+        assert [d.headers[ERROR_TYPE] for d in dead] == ["ForgedEvent"] * len(forged)
+        assert all(d.headers[ERROR_KIND] == "permanent" for d in dead)
+        reasons = sorted(str(d.headers[ERROR_MESSAGE]) for d in dead)
+        assert reasons == sorted(
+            [
+                "payment.completed must be signed by payments, signed by nobody",
+                "payment.completed must be signed by payments, signed by api",
+                "payment.completed: the signature of payments does not match",
+                "payment.completed: the signature of payments does not match",
+            ]
+        )
+        # And only the genuine event reached the handler: the forgeries changed nothing
+        await eventually(lambda: consumer.outcomes["processed"] == 1, what="the genuine event")
+        assert handler.handled == ["payment.completed"]
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.integration
+async def test_every_forgery_the_broker_lets_through_is_dead_lettered_by_its_consumer(
+    broker_logins: BrokerLogins,
+) -> None:
+    # Given every work queue consumed by the runtime, each with its owner's login
+    brokers = {
+        service: await RabbitBroker.connect(broker_logins.url(service), connection_name=service)
+        for service in {spec.service for spec in SYSTEM_TOPOLOGY.queues}
+    }
+    handler = Recorder()
+    transactions = InMemoryTransactions()
+    seen: list[Observation] = []
+    consumers = [
+        Consumer(
+            service=spec.service,
+            spec=spec,
+            exchanges=EX,
+            broker=brokers[spec.service],
+            transactions=transactions,
+            handler=handler,
+            authenticity=DEVELOPMENT_VERIFIER,
+            observers=[seen.append],
+        )
+        for spec in SYSTEM_TOPOLOGY.queues
+    ]
+    try:
+        for consumer in consumers:
+            await consumer.start()
+        # When the relay's and the api's logins send every forgery the broker lets through,
+        # unsigned and signed by a key of their own claiming to be the owner's
+        expected = 0
+        for forgery in filter(let_through, forgeries()):
+            for message in (
+                forged_message(forgery.event_type),
+                signed_by_impostor(forged_message(forgery.event_type)),
+            ):
+                assert await may_publish(
+                    broker_logins, forgery.forger, forgery.exchange, forgery.routing_key, message
+                ), forgery
+                expected += reached_queues(forgery)
+        assert expected > 30
+
+        # Then every copy is dead-lettered as a forgery, and no handler ran
+        async def dead_lettered() -> bool:
+            return sum(c.outcomes["dead-lettered"] for c in consumers) >= expected
+
+        await eventually(dead_lettered, what=f"{expected} forgeries dead-lettered", timeout=30)
+        assert sum(c.outcomes["dead-lettered"] for c in consumers) == expected
+        assert {o.error_type for o in seen} == {"ForgedEvent"}
+        assert handler.handled == [] and transactions.processed == set()
+        depths = await queue_depths(broker_logins)
+        assert sum(n for name, n in depths.items() if name.endswith(".dlq")) == expected
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+        for broker in brokers.values():
+            await broker.close()
+
+
+def reached_queues(forgery: Forgery) -> int:
+    """How many work queues a forgery the broker let through lands in."""
+    if forgery.exchange == EX.retry:
+        return 1
+    return sum(forgery.routing_key in spec.bindings for spec in SYSTEM_TOPOLOGY.queues)
+
+
+def signed_by_impostor(message: aio_pika.Message) -> aio_pika.Message:
+    """Signed by a key of the forger's own, claiming to be the event type's owner."""
+    event_type = json.loads(message.body)["type"]
+    impostor = EventSigner(publisher_of(event_type), Ed25519PrivateKey.generate())
+    message.headers = {**(message.headers or {}), **impostor.headers(message.body)}
+    return message

@@ -29,11 +29,11 @@ SERVICE_SECRETS: dict[type[CoreSettings], tuple[str, ...]] = {
         "ADMIN_PASSWORD",
         "RABBITMQ_MANAGEMENT_PASSWORD",
     ),
-    ProjectorSettings: ("RABBITMQ_URL", "API_DB_PASSWORD"),
-    VerifierSettings: ("RABBITMQ_URL", "VERIFIER_DB_PASSWORD"),
-    PaymentsSettings: ("RABBITMQ_URL", "PAYMENTS_DB_PASSWORD"),
-    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD"),
-    RelaySettings: ("RABBITMQ_URL", "RELAY_DB_PASSWORD"),
+    ProjectorSettings: ("RABBITMQ_URL", "API_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    VerifierSettings: ("RABBITMQ_URL", "VERIFIER_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    PaymentsSettings: ("RABBITMQ_URL", "PAYMENTS_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    RelaySettings: ("RABBITMQ_URL", "RELAY_DB_PASSWORD", "EVENT_SIGNING_KEYS"),
 }
 ALL_SECRETS = sorted({name for names in SERVICE_SECRETS.values() for name in names})
 CASES = [(cls, name) for cls, names in SERVICE_SECRETS.items() for name in names]

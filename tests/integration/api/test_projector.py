@@ -31,6 +31,7 @@ from shared.events.envelope import Envelope, new_envelope
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Exchanges, Topology
 from tests.integration.api.conftest import Applicant, scalar
+from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, valid_fields
 
 
@@ -59,10 +60,11 @@ class Projector:
             broker=self.broker,
             transactions=PostgresTransactions(pool, schema),
             handler=handle,
+            authenticity=DEVELOPMENT_VERIFIER,
         )
 
     async def deliver(self, envelope: Envelope) -> None:
-        delivery = HandDelivery(OutgoingMessage.from_envelope(envelope))
+        delivery = HandDelivery(signed(envelope))
         await self.consumer.process(delivery)
         assert delivery.acked
 

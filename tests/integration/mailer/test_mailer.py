@@ -14,7 +14,6 @@ from services.mailer.handler import Mailer
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender, SmtpUnavailable
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer, MessageContext
@@ -25,6 +24,7 @@ from shared.system_topology import MAILER_LANES
 from shared.topology import Exchanges, QueueSpec, Topology
 from tests.integration.mailer.conftest import REFUSED_DOMAIN, SmtpServer, free_port
 from tests.support.amqp import AmqpInspector
+from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.support.waiting import eventually
 from tests.unit.mailer.samples import submitted
 
@@ -89,15 +89,14 @@ async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
         broker=rabbit,
         transactions=PostgresTransactions(mailer_pool, mailer_schema),
         handler=make_mailer(smtp_server.host, smtp_server.port).handle,
+        authenticity=DEVELOPMENT_VERIFIER,
     )
     await consumer.start()
     try:
         # When one application.submitted event is delivered twice (a publisher's retry)
         envelope = new_envelope(submitted(email="ada@example.org"))
         for _ in range(2):
-            await rabbit.publish(
-                exchanges.events, envelope.type, OutgoingMessage.from_envelope(envelope)
-            )
+            await rabbit.publish(exchanges.events, envelope.type, signed(envelope))
         await eventually(
             lambda: consumer.outcomes["processed"] + consumer.outcomes["duplicate"] == 2,
             what="both deliveries handled",

@@ -3,8 +3,9 @@
 Messages carry a document's SHA-256, never its bytes. A blob is written (and fsynced) before
 the transaction that references it commits, so a committed row never points at nothing; the
 same content always lands on the same path, so a retried upload is harmless, and content the
-store already holds is not written again. Blobs no row references are removed after a grace
-period.
+store already holds is not written again (its time is refreshed instead, so the sweeper's grace
+period starts again). Blobs no row references, and temporary files an upload left behind, are
+removed after a grace period (``shared.blob_sweeper``).
 
 Two ways in:
 
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+# Temporary files are dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
+TEMP_PREFIX = ".upload-"
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -63,7 +66,7 @@ class BlobStore:
         self._folders: set[str] = set()
 
     def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_blob_name(sha256):
             raise ValueError("not a SHA-256 hex digest")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
@@ -100,7 +103,7 @@ class BlobStore:
         Follow with ``publish`` (or ``discard`` if the request fails)."""
         ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
         final = self._final_name(ref.sha256)
-        if os.path.exists(final):
+        if _refresh(final):
             return StagedBlob(ref, final)
         temp = self._temp_name(os.path.dirname(final))
         fd = os.open(temp, _NEW_FILE, 0o644)
@@ -151,8 +154,21 @@ class BlobStore:
         if str(folder) not in self._folders:
             os.makedirs(folder, exist_ok=True)
             self._folders.add(str(folder))
-        # Dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
-        return os.path.join(folder, f".upload-{uuid.uuid4().hex}")
+        return os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+
+
+def is_blob_name(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _refresh(final: str) -> bool:
+    """Whether the store holds ``final``; if so its time becomes now, so that the sweeper
+    does not take content a new request is about to reference for an orphan."""
+    try:
+        os.utime(final)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -53,6 +53,9 @@ class ApiSettings(CoreSettings):
     # Uploads are written by a dedicated thread pool, so slow disks never starve the default
     # executor (password hashing runs there).
     blob_writer_threads: int = 16
+    # The projector's blob sweeper removes blobs no row references, and abandoned upload
+    # temporary files, once they are this old (shared/blob_sweeper.py), on SWEEPER_SCHEDULE.
+    blob_orphan_grace_minutes: float = Field(default=60.0, ge=0)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB

@@ -260,7 +260,8 @@ class SubmissionReader:
                 part.writer = StreamingBlobWrite(
                     self.blobs, self.limits.max_file_bytes, self.executor
                 )
-                await part.writer.write(bytes(part.spool))
+                if part.spool:  # an empty write would read as the end of the file
+                    await part.writer.write(bytes(part.spool))
                 part.spool.clear()
                 await part.writer.write(data)
         elif isinstance(part, _FieldPart) and part.name in TEXT_FIELDS:

@@ -72,7 +72,8 @@ async def provision(
     replaced: its bindings come back with the document.
     """
     document = export_definitions(topology, dev_users(), vhost=vhost)
-    names = dict(user_names or {user["name"]: user["name"] for user in document["users"]})
+    every = {user["name"]: user["name"] for user in document["users"]}
+    names = dict(every if user_names is None else user_names)
     names.pop(OPERATOR, None)
     encoded = quote(vhost, safe="")
     auth = (management.user, management.password)

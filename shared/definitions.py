@@ -312,24 +312,46 @@ def export_definitions(
         ),
         "parameters": [],
         "global_parameters": [],
-        "policies": [
-            {
-                # Quorum queue leaders spread over the cluster's nodes instead of piling up on
-                # the node that happened to import the definitions (all of them, at boot).
-                "name": "queue-leaders-balanced",
-                "vhost": vhost,
-                "pattern": ".*",
-                "apply-to": "queues",
-                "priority": 0,
-                "definition": {"queue-leader-locator": "balanced"},
-            }
-        ],
+        "policies": policies(topology, vhost),
         "exchanges": sorted(exchanges, key=lambda entry: entry["name"]),
         "queues": sorted(queues, key=lambda entry: entry["name"]),
         "bindings": sorted(
             bindings, key=lambda b: (b["source"], b["destination"], b["routing_key"])
         ),
     }
+
+
+def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
+    """Quorum queue leaders spread over the cluster's nodes instead of piling up on the node
+    that happened to import the definitions (all of them, at boot); and each work queue
+    bounded (``QueueSpec.max_length``). A queue takes one policy, the highest priority's, so
+    the bounding policies repeat the leader locator."""
+    balanced = {"queue-leader-locator": "balanced"}
+    found = [
+        {
+            "name": "queue-leaders-balanced",
+            "vhost": vhost,
+            "pattern": ".*",
+            "apply-to": "queues",
+            "priority": 0,
+            "definition": balanced,
+        }
+    ]
+    by_length: dict[int, list[str]] = {}
+    for spec in topology.queues:
+        by_length.setdefault(spec.max_length, []).append(spec.name)
+    for length, names in sorted(by_length.items()):
+        found.append(
+            {
+                "name": f"work-queues-max-length-{length}",
+                "vhost": vhost,
+                "pattern": _any_of(names),
+                "apply-to": "queues",
+                "priority": 1,
+                "definition": {**balanced, "max-length": length, "overflow": "reject-publish"},
+            }
+        )
+    return found
 
 
 def render(document: Mapping[str, Any]) -> str:

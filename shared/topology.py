@@ -75,6 +75,12 @@ class QueueSpec:
     # Quorum queues count redeliveries (a consumer that dies mid-message); past this the broker
     # itself dead-letters the message, so a message that crashes its consumer cannot loop forever.
     delivery_limit: int = 20
+    # The most messages the work queue holds. Past it the broker refuses new ones
+    # (``x-overflow: reject-publish``): the relay's publish is not confirmed, so the events wait
+    # in the outbox (Postgres) and the relay tries again, instead of the broker's memory and
+    # disk filling up. Applied as a policy operators see and may change without redeclaring
+    # the queue (``shared.definitions``).
+    max_length: int = 100_000
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

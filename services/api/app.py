@@ -103,7 +103,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             pool=pool,
             blobs=BlobStore(settings.blob_dir, fsync=settings.blob_fsync),
             blob_writers=blob_writers,
-            passwords=Passwords(),
+            passwords=Passwords(settings.password_hash_concurrency, settings.password_hash_queue),
             tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
         )
         app.state.resources = resources

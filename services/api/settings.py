@@ -47,6 +47,20 @@ class ApiSettings(CoreSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
+    # Flood limits (services/api/rate_limits.py): 429 + Retry-After past these counts, shared by
+    # every replica through Postgres; 0 is no limit. RATE_LIMITS=0 turns them all off (load
+    # generators that send everything from one address as one applicant).
+    rate_limits: bool = True
+    registrations_per_address_per_hour: int = Field(default=20, ge=0)
+    logins_per_address_per_minute: int = Field(default=60, ge=0)
+    password_resets_per_email_per_hour: int = Field(default=3, ge=0)
+    password_resets_per_address_per_hour: int = Field(default=20, ge=0)
+    otp_requests_per_user_per_hour: int = Field(default=10, ge=0)
+    submissions_per_applicant_per_hour: int = Field(default=60, ge=0)
+    # Argon2 hashes (64 MiB each) computed at once per replica; requests beyond these plus
+    # ``password_hash_queue`` waiting get a quick 503 + Retry-After (auth/passwords.py).
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=64, ge=0)
 
     blob_dir: Path = Path(".run/blobs")
     blob_fsync: bool = True

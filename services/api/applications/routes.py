@@ -29,6 +29,7 @@ from services.api.applications.validation import (
 from services.api.auth.dependencies import CurrentUser, viewer
 from services.api.auth.tokens import Principal
 from services.api.errors import ErrorBody, error_response, not_found, parse_application_id
+from services.api.rate_limits import limit_submissions
 from services.api.resources import Resources, request_id, resources
 from services.api.statuses import Status
 from shared.events.catalog import ApplicationSubmitted, DocumentRef
@@ -72,6 +73,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "body or a file too large"},
     415: {"description": "a file's declared type is not PDF, PNG or JPEG"},
     422: {"description": "missing field, empty file, more than 5 files"},
+    429: {"description": "too many submissions from this applicant; see Retry-After"},
 }
 
 
@@ -127,6 +129,7 @@ def new_submission(
     response_model=views.SubmissionAccepted,
     openapi_extra=_MULTIPART_BODY,
     responses=_ERRORS,
+    dependencies=[Depends(limit_submissions)],  # 429 past the applicant's hourly count
 )
 async def submit_application(
     request: Request,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field
 
+from services.api import rate_limits
 from services.api.auth import repository, throttle
 from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
 from services.api.auth.dependencies import CurrentUser
@@ -66,11 +67,18 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+TOO_MANY = {"model": ErrorBody, "description": "over a rate limit; see Retry-After"}
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisteredUser,
-    responses={409: {"model": ErrorBody, "description": "the address already has an account"}},
+    responses={
+        409: {"model": ErrorBody, "description": "the address already has an account"},
+        429: TOO_MANY,
+    },
+    dependencies=[Depends(rate_limits.limit_registrations)],
 )
 async def register(body: Registration, deps: Deps) -> RegisteredUser:
     email = normalise_email(body.email)
@@ -90,6 +98,7 @@ async def register(body: Registration, deps: Deps) -> RegisteredUser:
         401: {"model": ErrorBody, "description": "wrong e-mail or password"},
         429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
     },
+    dependencies=[Depends(rate_limits.limit_logins)],
 )
 async def token(
     request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], deps: Deps
@@ -131,12 +140,18 @@ async def token(
     return AccessToken(access_token=access, expires_in=int(ttl.total_seconds()))
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={429: TOO_MANY},
+)
 async def request_password_reset(
-    body: ResetRequest, deps: Deps, correlation: RequestId
+    request: Request, body: ResetRequest, deps: Deps, correlation: RequestId
 ) -> Accepted:
     """Answers the same whether or not the address has an account (no account discovery)."""
     email = normalise_email(body.email)
+    await rate_limits.limit_password_resets(request, deps, email)
     token = new_reset_token()
     ttl = timedelta(minutes=deps.settings.password_reset_ttl_minutes)
     async with deps.connection() as conn, conn.transaction():
@@ -162,7 +177,8 @@ async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Respons
     "/otp",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={401: {"model": ErrorBody, "description": "not authenticated"}},
+    responses={401: {"model": ErrorBody, "description": "not authenticated"}, 429: TOO_MANY},
+    dependencies=[Depends(rate_limits.limit_otp_requests)],
 )
 async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> Accepted:
     code = new_otp_code()

@@ -238,3 +238,17 @@ def test_the_development_admin_is_guest_on_the_default_vhost() -> None:
     assert "administrator" in guest["tags"]
     assert {p["vhost"] for p in document["permissions"]} == {"/", "admissions"}
     assert [v["name"] for v in document["vhosts"]] == ["/"]
+
+
+def test_every_work_queue_is_bounded_by_a_policy_operators_see() -> None:
+    document = export_definitions(SYSTEM_TOPOLOGY, dev_users())
+    bounding = [p for p in document["policies"] if "max-length" in p["definition"]]
+    for spec in SYSTEM_TOPOLOGY.queues:
+        (policy,) = [p for p in bounding if re.fullmatch(p["pattern"], spec.name)]
+        assert policy["definition"]["max-length"] == spec.max_length
+        assert policy["definition"]["overflow"] == "reject-publish"
+        # a queue takes only the highest-priority policy: the leader locator must come along
+        assert policy["definition"]["queue-leader-locator"] == "balanced"
+        assert policy["priority"] > 0
+    # retry tiers and dead-letter queues are not work queues
+    assert not any(re.fullmatch(p["pattern"], "verifier.documents.dlq") for p in bounding)

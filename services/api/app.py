@@ -155,6 +155,8 @@ def main() -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         access_log=settings.api_access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         timeout_graceful_shutdown=30,
     )

@@ -30,6 +30,12 @@ class ApiSettings(CoreSettings):
     # Absolute URLs handed to clients (statusUrl, payUrl) start with this.
     api_public_url: str = "http://127.0.0.1:8000"
     api_access_log: bool = False
+    # The reverse proxies whose X-Forwarded-For gives the client's address (login throttle,
+    # rate limits): comma-separated addresses or networks, e.g. nginx's compose network. Left
+    # at loopback behind a proxy elsewhere, every client would share the proxy's address and
+    # five wrong passwords would lock anyone out. "*" only when nothing but the proxy reaches
+    # the API.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # The Postgres login role, and so the schema (search_path "$user") and the outbox the API
     # writes to. Tests point it at a throw-away role; its password is API_DB_PASSWORD.

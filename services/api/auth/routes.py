@@ -111,7 +111,7 @@ async def token(
         timedelta(seconds=deps.settings.login_failure_window_seconds),
     )
     async with deps.connection() as conn:
-        wait = await throttle.blocked_for(conn, key, policy)
+        wait = await throttle.reserve_attempt(conn, key, policy)
         found = None
         # Postgres text cannot hold NUL, so such a name has no account (rather than a 500).
         if wait is None and "\x00" not in email:
@@ -125,7 +125,7 @@ async def token(
     valid = await deps.passwords.verify(form.password, found.password_hash if found else None)
     if found is None or not valid:
         async with deps.connection() as conn:
-            await throttle.record_failure(conn, key, policy)
+            await throttle.forget_expired(conn, policy)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong e-mail or password",

@@ -22,6 +22,7 @@ class ApiSettings(CoreSettings):
         "webhook_secret",
         "admin_password",
         "rabbitmq_management_password",
+        "mail_seal_key",
     )
 
     api_host: str = "127.0.0.1"
@@ -53,6 +54,9 @@ class ApiSettings(CoreSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
+    # Seals reset tokens and one-time codes for the mailer (shared/events/sealed.py); the
+    # mailer holds the same key. Empty: the development key, refused in production.
+    mail_seal_key: SecretStr = SecretStr("")
     # Flood limits (services/api/rate_limits.py): 429 + Retry-After past these counts, shared by
     # every replica through Postgres; 0 is no limit. RATE_LIMITS=0 turns them all off (load
     # generators that send everything from one address as one applicant).

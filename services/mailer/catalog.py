@@ -1,4 +1,5 @@
-"""Which email an event calls for: a pure function from an event to an ``EmailSpec``.
+"""Which email an event calls for: a pure function from an event (and the key that opens the
+secrets sealed in it) to an ``EmailSpec``.
 
 Events are fat (they carry the applicant's address), so nothing here asks another service.
 """
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.errors import InvalidPayload
 from shared.events.catalog import (
     AnnouncementPublished,
     ApplicationCompleted,
@@ -22,6 +24,7 @@ from shared.events.catalog import (
     PaymentInitiated,
     ReportRequested,
 )
+from shared.events.sealed import SealBroken, SecretSealer, seal_context
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,21 @@ def password_reset_url(api_public_url: str, token: str) -> str:
     return f"{api_public_url.rstrip('/')}/auth/password-reset/confirm?{urlencode({'token': token})}"
 
 
-def email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None:
+def opened(payload: PasswordResetRequested | OtpRequested, sealer: SecretSealer) -> str:
+    """The secret the API sealed for us; a seal that does not open can never be sent
+    (``InvalidPayload``: dead-lettered with the reason)."""
+    sealed = (
+        payload.sealed_token if isinstance(payload, PasswordResetRequested) else payload.sealed_code
+    )
+    try:
+        return sealer.unseal(sealed, seal_context(payload.event_type, payload.email))
+    except SealBroken as error:
+        raise InvalidPayload(f"{payload.event_type}: {error}") from None
+
+
+def email_for(
+    payload: EventPayload, *, api_public_url: str, sealer: SecretSealer
+) -> EmailSpec | None:
     """The email ``payload`` calls for, or None when the event sends no mail."""
     match payload:
         case ApplicationSubmitted():
@@ -119,10 +136,11 @@ def email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None
                 "password_reset",
                 payload.email,
                 "Reset your password",
-                {"reset_url": password_reset_url(api_public_url, payload.reset_token)},
+                {"reset_url": password_reset_url(api_public_url, opened(payload, sealer))},
             )
         case OtpRequested():
-            return EmailSpec("otp", payload.email, "Your one-time code", {"code": payload.code})
+            code = opened(payload, sealer)
+            return EmailSpec("otp", payload.email, "Your one-time code", {"code": code})
         case AnnouncementPublished():
             return EmailSpec(
                 "announcement",

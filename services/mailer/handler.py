@@ -21,6 +21,7 @@ from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransaction
 from shared.events.catalog import EmailSent
+from shared.events.sealed import SecretSealer
 from shared.metrics import Metrics, metrics_for
 
 log = structlog.get_logger("mailer")
@@ -41,12 +42,13 @@ class Mailer:
     rate_limiter: RateLimiter
     mail_from: str
     api_public_url: str
+    sealer: SecretSealer
     # The lane wait itself is measured by the runtime's metrics observer; this adds its part
     # spent on the shared token bucket.
     metrics: Metrics = field(default_factory=metrics_for)
 
     async def handle(self, ctx: MessageContext[PostgresTransaction]) -> None:
-        spec = email_for(ctx.payload, api_public_url=self.api_public_url)
+        spec = email_for(ctx.payload, api_public_url=self.api_public_url, sealer=self.sealer)
         if spec is None:
             log.info("no email for this event", event_type=ctx.envelope.type)
             return

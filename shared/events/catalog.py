@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from shared.errors import InvalidPayload, UnknownEventType
+from shared.events.sealed import SEALED_PATTERN
 
 
 class EventPayload(BaseModel):
@@ -131,19 +132,26 @@ class ApplicationCompleted(EventPayload):
 
 
 class PasswordResetRequested(EventPayload):
+    """The token is sealed for the mailer (``shared.events.sealed``): events are kept where
+    many can read them."""
+
     event_type = "auth.password_reset_requested"
+    version = 2
     published_by = "api"
 
     email: EmailStr
-    reset_token: str
+    sealed_token: str = Field(pattern=SEALED_PATTERN, max_length=512)
 
 
 class OtpRequested(EventPayload):
+    """The code is sealed for the mailer, as the reset token is."""
+
     event_type = "auth.otp_requested"
+    version = 2
     published_by = "api"
 
     email: EmailStr
-    code: str = Field(pattern=r"^[0-9]{6}$")
+    sealed_code: str = Field(pattern=SEALED_PATTERN, max_length=512)
 
 
 class AnnouncementPublished(EventPayload):

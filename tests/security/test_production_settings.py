@@ -28,11 +28,12 @@ SERVICE_SECRETS: dict[type[CoreSettings], tuple[str, ...]] = {
         "WEBHOOK_SECRET",
         "ADMIN_PASSWORD",
         "RABBITMQ_MANAGEMENT_PASSWORD",
+        "MAIL_SEAL_KEY",
     ),
     ProjectorSettings: ("RABBITMQ_URL", "API_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
     VerifierSettings: ("RABBITMQ_URL", "VERIFIER_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
     PaymentsSettings: ("RABBITMQ_URL", "PAYMENTS_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
-    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD", "EVENT_PUBLIC_KEYS", "MAIL_SEAL_KEY"),
     RelaySettings: ("RABBITMQ_URL", "RELAY_DB_PASSWORD", "EVENT_SIGNING_KEYS"),
 }
 ALL_SECRETS = sorted({name for names in SERVICE_SECRETS.values() for name in names})

@@ -20,6 +20,7 @@ from services.api.errors import ErrorBody
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import OtpRequested, PasswordResetRequested
 from shared.events.envelope import new_envelope
+from shared.events.sealed import SecretSealer, seal_context
 from shared.outbox.writer import write_outbox
 
 router = APIRouter(
@@ -61,6 +62,16 @@ class ResetConfirmation(BaseModel):
 
 class Accepted(BaseModel):
     detail: str
+
+
+RESET = PasswordResetRequested.event_type
+OTP = OtpRequested.event_type
+
+
+def seal_for_mailer(deps: Resources, secret: str, event_type: str, recipient: str) -> str:
+    """Only the mailer opens it: the outbox, the broker and dead letters keep it sealed."""
+    sealer = SecretSealer.from_setting(deps.settings.mail_seal_key.get_secret_value())
+    return sealer.seal(secret, seal_context(event_type, recipient))
 
 
 def normalise_email(email: str) -> str:
@@ -156,7 +167,9 @@ async def request_password_reset(
     ttl = timedelta(minutes=deps.settings.password_reset_ttl_minutes)
     async with deps.connection() as conn, conn.transaction():
         if await repository.store_reset_token(conn, email, hash_reset_token(token), ttl):
-            event = PasswordResetRequested(email=email, reset_token=token)
+            event = PasswordResetRequested(
+                email=email, sealed_token=seal_for_mailer(deps, token, RESET, email)
+            )
             await write_outbox(
                 conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
             )
@@ -186,7 +199,9 @@ async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> 
     ttl = timedelta(minutes=deps.settings.otp_ttl_minutes)
     async with deps.connection() as conn, conn.transaction():
         await repository.store_otp_code(conn, user.user_id, code_hash, ttl)
-        event = OtpRequested(email=user.email, code=code)
+        event = OtpRequested(
+            email=user.email, sealed_code=seal_for_mailer(deps, code, OTP, user.email)
+        )
         await write_outbox(
             conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
         )

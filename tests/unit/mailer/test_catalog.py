@@ -12,9 +12,9 @@ from shared.events.catalog import (
     DocumentVerdict,
     EmailSent,
     EventPayload,
-    PasswordResetRequested,
 )
 from shared.system_topology import MAILER_LANES
+from tests.support.events import DEVELOPMENT_SEALER, reset_requested
 from tests.unit.mailer.samples import one_of_each, rejected
 
 API = "http://portal.example:8000"
@@ -37,7 +37,7 @@ EXPECTED = {
 def test_each_mail_event_picks_its_template_and_recipient(payload: EventPayload) -> None:
     # Given an event the mailer consumes
     # When it is mapped to an email
-    spec = email_for(payload, api_public_url=API)
+    spec = email_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)
     # Then the template, recipient and application id are the expected ones
     assert spec is not None
     assert (spec.template, spec.recipient, spec.application_id) == EXPECTED[payload.event_type]
@@ -66,12 +66,12 @@ def test_every_event_routed_to_a_mailer_lane_has_an_email() -> None:
     ids=lambda p: p.event_type,
 )
 def test_events_without_a_mail_give_none(payload: EventPayload) -> None:
-    assert email_for(payload, api_public_url=API) is None
+    assert email_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER) is None
 
 
 def test_rejected_documents_list_each_rejected_file_with_its_reason() -> None:
     # Given a rejection of two files out of three
-    spec = email_for(rejected(), api_public_url=API)
+    spec = email_for(rejected(), api_public_url=API, sealer=DEVELOPMENT_SEALER)
     # Then the context names both rejected files with their reasons, and the accepted one apart
     assert spec is not None
     assert spec.context["rejected"] == [
@@ -83,9 +83,9 @@ def test_rejected_documents_list_each_rejected_file_with_its_reason() -> None:
 
 def test_password_reset_link_points_at_the_api_and_carries_the_token_encoded() -> None:
     # Given a token with characters that are special in a URL
-    payload = PasswordResetRequested(email="u@example.org", reset_token="a/b+c==&d")
+    payload = reset_requested("u@example.org", "a/b+c==&d")
     # When mapped
-    spec = email_for(payload, api_public_url=API + "/")
+    spec = email_for(payload, api_public_url=API + "/", sealer=DEVELOPMENT_SEALER)
     # Then the link is the API's confirm endpoint, and decoding it gives the token back
     assert spec is not None
     url = urlsplit(spec.context["reset_url"])

@@ -13,6 +13,7 @@ import pytest
 from services.mailer.catalog import EmailSpec, email_for
 from services.mailer.rendering import message_id_header, render_email, template_environment
 from shared.events.catalog import EventPayload
+from tests.support.events import DEVELOPMENT_SEALER
 from tests.unit.mailer.samples import one_of_each, rejected, submitted
 
 API = "http://127.0.0.1:8000"
@@ -25,7 +26,7 @@ def templates() -> jinja2.Environment:
 
 
 def spec_of(payload: EventPayload) -> EmailSpec:
-    spec = email_for(payload, api_public_url=API)
+    spec = email_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)
     assert spec is not None
     return spec
 

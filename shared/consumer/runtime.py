@@ -10,8 +10,12 @@ dead-lettered.
   ``<queue>.dlq`` with headers naming service, exception, message, attempt; ack;
 - transient error: copy to ``<queue>.retry.<delay>`` with ``x-attempt`` + 1; ack; when the
   attempts are used up, dead-letter instead;
-- the database unreachable: the message goes back to the queue after a pause, without using
-  up an attempt (the message is not at fault);
+- the database unreachable: the message is held (not acked, not requeued) and handled again
+  after a pause, doubling up to ``MAX_INFRASTRUCTURE_BACKOFF``, until the database answers; it
+  uses up no attempt and is never bounced back to the queue, where a quorum queue would count
+  each requeue against ``x-delivery-limit`` and dead-letter a message that was never at fault.
+  Held messages fill the prefetch, so no more arrive meanwhile. Only a consumer that stops
+  while the database is away gives its held messages back (one redelivery each);
 - a copy that the broker did not confirm: the original is requeued, never acked, so nothing
   is lost (at worst it is processed again, and the claim makes that a no-op).
 """
@@ -42,6 +46,7 @@ from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_
 log = structlog.get_logger("consumer")
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+MAX_INFRASTRUCTURE_BACKOFF = 10.0
 
 # Errors that say "the database is unreachable", not "this message is bad".
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -144,6 +149,7 @@ class Consumer(Generic[TxT]):
         self.observers = list(observers)
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
         # processed / duplicate / retried / dead-lettered / requeued: for metrics and tests
         self.outcomes: Counter[str] = Counter()
 
@@ -160,11 +166,15 @@ class Consumer(Generic[TxT]):
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, then let the ones in hand finish (graceful shutdown, and
         pausing: the queue keeps what arrives meanwhile; ``start`` resumes)."""
-        if self._subscription is not None:
-            await self._subscription.cancel()
-            self._subscription = None
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        self._stopping = True  # messages held for the database go back now
+        try:
+            if self._subscription is not None:
+                await self._subscription.cancel()
+                self._subscription = None
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight), timeout=timeout)
+        finally:
+            self._stopping = False
         log.info("stopped", queue=self.spec.name)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
@@ -209,10 +219,9 @@ class Consumer(Generic[TxT]):
         envelope: Envelope | None = None
         try:
             envelope, payload = decode(message, self.max_message_bytes, self.authenticity)
-            outcome = await self._handle(envelope, payload, attempt)
+            outcome = await self._handle_when_the_database_answers(envelope, payload, attempt)
         except INFRASTRUCTURE_ERRORS as error:
-            log.warning("database unavailable, message goes back", error=str(error))
-            await asyncio.sleep(self.infrastructure_backoff)
+            log.warning("stopping while the database is unavailable, message goes back")
             await _settle(delivery.requeue())
             return envelope, "requeued", error
         except Exception as error:
@@ -258,6 +267,20 @@ class Consumer(Generic[TxT]):
                 await observer(observation)
             except Exception as failure:  # observing must never break processing
                 log.warning("observer failed", error=repr(failure))
+
+    async def _handle_when_the_database_answers(
+        self, envelope: Envelope, payload: EventPayload, attempt: int
+    ) -> str:
+        delay = self.infrastructure_backoff
+        while True:
+            try:
+                return await self._handle(envelope, payload, attempt)
+            except INFRASTRUCTURE_ERRORS as error:
+                if self._stopping:
+                    raise
+                log.warning("database unavailable, message held", error=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_INFRASTRUCTURE_BACKOFF)
 
     async def _handle(self, envelope: Envelope, payload: EventPayload, attempt: int) -> str:
         async with self.transactions.begin() as tx:

@@ -172,9 +172,9 @@ async def test_a_signed_webhook_becomes_an_outbox_event_once(
     assert event["correlation_id"] == "req-webhook"
     # When the same event is replayed (even freshly signed)
     replayed = await send_webhook(client, body, secret)
-    # Then it is refused and nothing more is written
-    assert replayed.status_code == 401
-    assert replayed.json() == {"detail": "replayed"}
+    # Then it is acknowledged and nothing more is written
+    assert replayed.status_code == 200  # acknowledged, so the provider stops retrying
+    assert replayed.json() == {"detail": "already received"}
     assert len(await outbox_events(db, "payment.webhook_received")) == 1
 
 

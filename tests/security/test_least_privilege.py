@@ -134,6 +134,32 @@ async def throwaway_schemas(infra: Infra) -> AsyncIterator[tuple[dict[str, str],
                 await admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+async def may_delete_from(database_url: str, login: Login, schema: str, table: str) -> bool:
+    conninfo = role_conninfo(database_url, login.role, login.password)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        try:
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE false").format(sql.Identifier(schema, table))
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+    return True
+
+
+@pytest.mark.integration
+async def test_the_relay_marks_outbox_rows_and_never_deletes_them(
+    infra: Infra, throwaway_schemas: tuple[dict[str, str], dict[str, Login]]
+) -> None:
+    schemas, logins = throwaway_schemas
+    # (each service's own sweeper trims its outbox: the relay needs no DELETE)
+    for owner in OWNERS:
+        assert await may_select(infra.database_url, logins["relay"], schemas[owner], "outbox")
+        assert not await may_delete_from(
+            infra.database_url, logins["relay"], schemas[owner], "outbox"
+        ), owner
+        assert await may_delete_from(infra.database_url, logins[owner], schemas[owner], "outbox")
+
+
 @pytest.mark.integration
 async def test_no_service_role_reads_another_services_schema(
     infra: Infra, throwaway_schemas: tuple[dict[str, str], dict[str, Login]]

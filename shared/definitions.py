@@ -54,7 +54,7 @@ from typing import Any
 
 from shared.control import control_queue_prefix
 from shared.events.catalog import CATALOG
-from shared.settings import SERVICES
+from shared.settings import MIN_SECRET_CHARS, SERVICES, is_development_value
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -360,11 +360,24 @@ def render(document: Mapping[str, Any]) -> str:
 
 
 def users_from_env(environ: Mapping[str, str], names: Iterable[str]) -> tuple[BrokerUser, ...]:
-    """Each user's password from ``<USER>_RABBITMQ_PASSWORD`` (all required)."""
+    """Each user's password from ``<USER>_RABBITMQ_PASSWORD`` (all required, and none a
+    development password or shorter than ``MIN_SECRET_CHARS``: this is the production
+    export, and the operator it makes is an administrator)."""
     missing = [n for n in names if not environ.get(f"{n.upper()}_RABBITMQ_PASSWORD")]
     if missing:
         variables = ", ".join(f"{n.upper()}_RABBITMQ_PASSWORD" for n in missing)
         raise SystemExit(f"--passwords-from-env: set {variables}")
+    weak = [
+        f"{n.upper()}_RABBITMQ_PASSWORD"
+        for n in names
+        if len(environ[f"{n.upper()}_RABBITMQ_PASSWORD"]) < MIN_SECRET_CHARS
+        or is_development_value(environ[f"{n.upper()}_RABBITMQ_PASSWORD"])
+    ]
+    if weak:
+        raise SystemExit(
+            f"--passwords-from-env: {', '.join(weak)}: a development password or shorter "
+            f"than {MIN_SECRET_CHARS} characters"
+        )
     return tuple(
         BrokerUser(user.name, environ[f"{user.name.upper()}_RABBITMQ_PASSWORD"], user.tags)
         for user in dev_users()

@@ -112,23 +112,19 @@ def give_up_starting(
     paid = next((webhook for webhook in parked if webhook.status == "paid"), None)
     if paid is None:
         return fail_to_start(verified, fee, reason)
-    payment = Payment(
+    # As if the checkout's answer had arrived: a payment initiated with the webhook's id,
+    # settled by the webhook.
+    initiated = Payment(
         application_id=verified.application_id,
         applicant_email=verified.applicant_email,
-        status="completed",
+        status="initiated",
         amount_cents=fee.amount_cents,
         currency=fee.currency,
         payment_id=paid.payment_id,
-        settled_by_event=paid.provider_event_id,
     )
-    event = PaymentCompleted(
-        application_id=payment.application_id,
-        applicant_email=payment.applicant_email,
-        payment_id=paid.payment_id,
-        amount_cents=fee.amount_cents,
-        currency=fee.currency,
-    )
-    return payment, event
+    settlement = settle(initiated, paid)
+    assert settlement.payment is not None and isinstance(settlement.event, PaymentCompleted)
+    return settlement.payment, settlement.event
 
 
 def settle(payment: Payment, webhook: PaymentWebhookReceived) -> Settlement:

@@ -56,16 +56,19 @@ async def tables_of(admin_url: str, schema: str) -> list[str]:
     return sorted(name for (name,) in rows)
 
 
-async def may_select(database_url: str, login: Login, schema: str, table: str) -> bool:
+async def may_run(database_url: str, login: Login, statement: sql.Composable) -> bool:
     conninfo = role_conninfo(database_url, login.role, login.password)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         try:
-            await conn.execute(
-                sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
-            )
+            await conn.execute(statement)
         except psycopg.errors.InsufficientPrivilege:
             return False
     return True
+
+
+async def may_select(database_url: str, login: Login, schema: str, table: str) -> bool:
+    statement = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
+    return await may_run(database_url, login, statement)
 
 
 async def may_create_in(database_url: str, login: Login, schema: str) -> bool:
@@ -135,15 +138,8 @@ async def throwaway_schemas(infra: Infra) -> AsyncIterator[tuple[dict[str, str],
 
 
 async def may_delete_from(database_url: str, login: Login, schema: str, table: str) -> bool:
-    conninfo = role_conninfo(database_url, login.role, login.password)
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        try:
-            await conn.execute(
-                sql.SQL("DELETE FROM {} WHERE false").format(sql.Identifier(schema, table))
-            )
-        except psycopg.errors.InsufficientPrivilege:
-            return False
-    return True
+    statement = sql.SQL("DELETE FROM {} WHERE false").format(sql.Identifier(schema, table))
+    return await may_run(database_url, login, statement)
 
 
 @pytest.mark.integration

@@ -9,7 +9,8 @@
     │   └── DomainRuleViolation   (a handler says the request can never succeed)
     ├── TransientError            -> retried after a delay, dead-lettered when attempts run out
     ├── PublishFailed             (the broker did not confirm a publish)
-    │   └── Unroutable            (a mandatory publish matched no queue)
+    │   ├── Unroutable            (a mandatory publish matched no queue)
+    │   └── PublishRefused        (the login may not publish that: permissions)
     └── TopologyMismatch          (a queue or exchange exists with other arguments)
 
 Handlers raise ``PermanentError`` subclasses for input that can never be processed; any other
@@ -56,6 +57,11 @@ class PublishFailed(MessagingError):
 
 class Unroutable(PublishFailed):
     """A mandatory publish reached no queue: a topology error, never silently dropped."""
+
+
+class PublishRefused(PublishFailed):
+    """The broker refused the login this publish (its permissions or topic permissions): a
+    configuration error, like ``Unroutable``, never fixed by publishing again at once."""
 
 
 class TopologyMismatch(MessagingError):

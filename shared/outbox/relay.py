@@ -11,7 +11,9 @@ commits come from one or two services, and reading the quiet ones on every wake-
 than publishing. The poll reads every source. When the broker is unreachable nothing is
 marked: the rows wait, and the relay tries again with backoff until the broker returns. A row
 the broker cannot route (no queue bound: a topology error) stays unpublished with its error,
-retried later on its own schedule so it does not hold up the rows behind it.
+retried later on its own schedule so it does not hold up the rows behind it; so does a row the
+broker refuses the relay's login (a type its topic permissions do not list: code newer than the
+definitions the broker loaded).
 
 Each row is signed with the key of the service whose outbox it came from (``signers``, by
 source schema): consumers accept an event only when its type's owner signed it
@@ -33,7 +35,7 @@ import structlog
 from psycopg import sql
 
 from shared.broker.base import Broker, OutgoingMessage
-from shared.errors import PublishFailed, Unroutable
+from shared.errors import PublishFailed, PublishRefused, Unroutable
 from shared.events.envelope import CONTENT_TYPE
 from shared.events.signing import EventSigner
 from shared.outbox.backlog import read_backlog
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
     from shared.metrics import Metrics
 
 log = structlog.get_logger("relay")
+
+# Rows the broker will not take until someone fixes the topology or the permissions: each waits
+# with its error on a back-off of its own.
+NOT_FOR_NOW = (Unroutable, PublishRefused)
 
 _CLAIM = """
 SELECT id, message_id, type, correlation_id, body, created_at
@@ -108,21 +114,24 @@ class Relay:
             rows = await (await conn.execute(claim, (self.options.batch_size,))).fetchall()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(self._publish(self.signers[schema], row) for row in rows),
-                return_exceptions=True,
+            signer = self.signers[schema]
+            results = list(
+                await asyncio.gather(
+                    *(self._publish(signer, row) for row in rows), return_exceptions=True
+                )
             )
+            await self._tell_refused_apart(signer, rows, results)
             published = [
                 row[0] for row, result in zip(rows, results, strict=True) if result is None
             ]
             unroutable = [
                 (row[0], result)
                 for row, result in zip(rows, results, strict=True)
-                if isinstance(result, Unroutable)
+                if isinstance(result, NOT_FOR_NOW)
             ]
             await conn.execute(sql.SQL(_MARK_PUBLISHED).format(table=table), (published,))
             for row_id, error in unroutable:
-                log.error("unroutable outbox row", schema=schema, id=row_id, error=str(error))
+                log.error("outbox row not published", schema=schema, id=row_id, error=str(error))
                 await conn.execute(
                     sql.SQL(_MARK_UNROUTABLE).format(table=table), (str(error), [row_id])
                 )
@@ -130,7 +139,7 @@ class Relay:
             created = [row[5] for row, result in zip(rows, results, strict=True) if result is None]
             self.metrics.record_published(schema, created, datetime.now(UTC))
         failure = next(
-            (r for r in results if isinstance(r, BaseException) and not isinstance(r, Unroutable)),
+            (r for r in results if isinstance(r, BaseException) and not isinstance(r, NOT_FOR_NOW)),
             None,
         )
         if failure is not None:
@@ -146,6 +155,22 @@ class Relay:
         async with self.pool.connection() as conn:
             backlog = await read_backlog(conn, schema)
         return backlog.unpublished, backlog.oldest_age_seconds or 0.0
+
+    async def _tell_refused_apart(
+        self,
+        signer: EventSigner,
+        rows: Sequence[tuple[object, ...]],
+        results: list[BaseException | None],
+    ) -> None:
+        """A refusal closes the channel, and every publish in flight on it fails with the same
+        error: publish those rows again one at a time, so only the ones really refused wait."""
+        for index, result in enumerate(results):
+            if isinstance(result, PublishRefused):
+                try:
+                    await self._publish(signer, rows[index])
+                    results[index] = None
+                except PublishFailed as error:
+                    results[index] = error
 
     async def _publish(self, signer: EventSigner, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row

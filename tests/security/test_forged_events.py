@@ -11,6 +11,7 @@ dead-letters them unless the type's owner signed them (``test_unsigned_*`` below
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,15 +21,20 @@ from typing import Any
 import aio_pika
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
 from shared.consumer.runtime import Consumer, MessageContext, Observation
-from shared.events.catalog import CATALOG, PaymentCompleted, publisher_of
+from shared.errors import PublishFailed
+from shared.events.catalog import CATALOG, ApplicationCompleted, PaymentCompleted, publisher_of
 from shared.events.envelope import Envelope, new_envelope
 from shared.events.signing import SIGNATURE_HEADER, SIGNED_BY_HEADER, EventSigner
+from shared.outbox.relay import Relay
+from shared.outbox.writer import write_outbox
 from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import dead_letter_queue_name, retry_queue_name
@@ -291,3 +297,49 @@ def signed_by_impostor(message: aio_pika.Message) -> aio_pika.Message:
     impostor = EventSigner(publisher_of(event_type), Ed25519PrivateKey.generate())
     message.headers = {**(message.headers or {}), **impostor.headers(message.body)}
     return message
+
+
+@pytest.mark.integration
+async def test_a_type_the_broker_refuses_the_relay_is_parked_and_the_rest_flows(
+    broker_logins: BrokerLogins, pool: AsyncConnectionPool, schema: str
+) -> None:
+    # Given the relay's login, and an outbox where a type the broker does not let it publish
+    # (code newer than the definitions the broker loaded) sits between two good rows
+    good = [
+        new_envelope(ApplicationCompleted(application_id=f"app-{n}", applicant_email="a@b.org"))
+        for n in range(2)
+    ]
+    bogus = good[0].model_copy(update={"type": "application.renamed", "message_id": uuid.uuid4()})
+    async with pool.connection() as conn, conn.transaction():
+        await write_outbox(conn, schema, [good[0], bogus, good[1]])
+    broker = await RabbitBroker.connect(broker_logins.url("relay"), connection_name="relay")
+    relay = Relay(
+        pool=pool,
+        broker=broker,
+        exchange=EX.events,
+        schemas=[schema],
+        signers={schema: EventSigner.development("api")},
+        listen_conninfo="unused: the test calls drain",
+    )
+    try:
+        # When the relay makes a few passes (the refusal closes its channel each time)
+        for _ in range(4):
+            with contextlib.suppress(PublishFailed):
+                await relay.drain()
+    finally:
+        await broker.close()
+    # Then the good rows are published, and the refused one waits with the broker's reason,
+    # on its own back-off, instead of wedging every pass
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            sql.SQL("SELECT type, published_at IS NOT NULL, last_error FROM {} ORDER BY id").format(
+                sql.Identifier(schema, "outbox")
+            )
+        )
+        rows = await cursor.fetchall()
+    assert [(kind, published) for kind, published, _ in rows] == [
+        ("application.completed", True),
+        ("application.renamed", False),
+        ("application.completed", True),
+    ]
+    assert "refused" in str(rows[1][2])

@@ -37,6 +37,7 @@ from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Exchanges, Topology
 from tests.integration.api.conftest import Applicant, scalar
 from tests.support.database import open_role_pool, service_schema
+from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.support.infra import Infra
 from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, valid_fields
 
@@ -66,10 +67,11 @@ class Projector:
             broker=self.broker,
             transactions=PostgresTransactions(pool, schema, ProjectionTransaction),
             handler=handle,
+            authenticity=DEVELOPMENT_VERIFIER,
         )
 
     async def deliver(self, envelope: Envelope) -> None:
-        delivery = HandDelivery(OutgoingMessage.from_envelope(envelope))
+        delivery = HandDelivery(signed(envelope))
         await self.consumer.process(delivery)
         assert delivery.acked
 

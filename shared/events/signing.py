@@ -120,15 +120,27 @@ def _parse(text: str, what: str) -> dict[str, bytes]:
 
 
 def signers_from(text: str, services: Iterable[str]) -> dict[str, EventSigner]:
-    """The relay's signers (``EVENT_SIGNING_KEYS``; development keys when empty)."""
+    """The relay's signers (``EVENT_SIGNING_KEYS``; development keys when empty).
+
+    A source that owns no event type (the mailer's outbox, since ``email.sent`` was retired)
+    needs no key: it signs with a throwaway one, so a row it ever publishes is dead-lettered
+    downstream as forged, visibly, instead of waiting in its outbox for ever."""
     wanted = list(services)
     if not text:
         return {service: EventSigner.development(service) for service in wanted}
     seeds = _parse(text, "EVENT_SIGNING_KEYS")
-    missing = [s for s in wanted if s not in seeds]
+    missing = [s for s in wanted if s not in seeds and s in PUBLISHERS]
     if missing:
         raise ValueError(f"EVENT_SIGNING_KEYS has no key for {', '.join(missing)}")
-    return {s: EventSigner(s, Ed25519PrivateKey.from_private_bytes(seeds[s])) for s in wanted}
+    return {
+        s: EventSigner(
+            s,
+            Ed25519PrivateKey.from_private_bytes(seeds[s])
+            if s in seeds
+            else Ed25519PrivateKey.generate(),
+        )
+        for s in wanted
+    }
 
 
 def verifier_from(text: str) -> EventVerifier:

@@ -20,11 +20,11 @@ from shared.consumer.policy import (
 )
 from shared.consumer.runtime import Consumer, Handler, MessageContext
 from shared.errors import DomainRuleViolation
-from shared.events.catalog import OtpRequested, PaymentFailed
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
-from tests.support.events import DEVELOPMENT_VERIFIER, sign, signed
+from tests.support.events import DEVELOPMENT_VERIFIER, otp_requested, sign, signed
 from tests.support.waiting import eventually
 
 
@@ -151,7 +151,7 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     await harness.declare(spec)
     handler = Recorder()
     consumer = await start_consumer(harness, spec, handler)
-    unknown = new_envelope(OtpRequested(email="a@example.org", code="123456")).model_copy(
+    unknown = new_envelope(otp_requested("a@example.org", "123456")).model_copy(
         update={"type": "no.such.event"}
     )
     invalid = event_message().body.replace(b'"application_id"', b'"application_ix"')

@@ -159,7 +159,7 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     await harness.send(spec.name, OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4())))
     await harness.send(spec.name, OutgoingMessage.from_envelope(unknown))
     await harness.send(
-        spec.name, sign(OutgoingMessage(body=invalid, message_id=_message_id(invalid)), "api")
+        spec.name, sign(OutgoingMessage(body=invalid, message_id=_message_id(invalid)), "payments")
     )
     await harness.send(spec.name, OutgoingMessage(body=b"{}", message_id=None))
     await harness.send(spec.name, event_message())

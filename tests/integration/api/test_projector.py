@@ -286,7 +286,7 @@ async def test_one_batch_holding_every_event_of_an_application_applies_them_in_t
     events = events_for(application_id)
     verified = new_envelope(events["verified"])
     batch = [verified, new_envelope(events["initiated"]), new_envelope(events["paid"]), verified]
-    deliveries = [HandDelivery(OutgoingMessage.from_envelope(e)) for e in batch]
+    deliveries = [HandDelivery(signed(e)) for e in batch]
     # When they reach the projector as one batch (one transaction)
     await projector.consumer.process_batch(deliveries)
     # Then each handler saw what the one before it wrote: every step once, in order

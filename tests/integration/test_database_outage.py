@@ -43,8 +43,12 @@ BACKOFF = 1.0 if LONG else 0.2
 MESSAGES = 40
 
 
+# 1: each message in its own transaction; 8: batched transactions (issue 12), whose batch is
+# held as a whole.
+@pytest.mark.parametrize("batch_size", [1, 8])
 @pytest.mark.timeout(OUTAGE_SECONDS + 180)
 async def test_a_database_outage_under_load_dead_letters_nothing(
+    batch_size: int,
     infra: Infra,
     schema: str,
     rabbit: RabbitBroker,
@@ -64,7 +68,11 @@ async def test_a_database_outage_under_load_dead_letters_nothing(
     pool = create_pool(conninfo, name="outage", max_size=4, timeout=2.0)
     await pool.open(wait=True)
     spec = QueueSpec(
-        f"{namespace}.work", "tests", (f"{namespace}.work",), delivery_limit=DELIVERY_LIMIT
+        f"{namespace}.work",
+        "tests",
+        (f"{namespace}.work",),
+        delivery_limit=DELIVERY_LIMIT,
+        batch_size=batch_size,
     )
     await rabbit.declare(amqp.track(Topology(exchanges, (spec,))))
     handled: list[str] = []
@@ -81,19 +89,26 @@ async def test_a_database_outage_under_load_dead_letters_nothing(
         handler=handler,
         authenticity=DEVELOPMENT_VERIFIER,
         infrastructure_backoff=BACKOFF,
+        batch_window=0.5,  # a burst below forms one batch, however busy the machine
     )
     await consumer.start()
     try:
         # When the database goes away and messages keep arriving through the outage
         await proxy.cut()
-        for n in range(MESSAGES):
-            envelope = new_envelope(
-                PaymentFailed(
-                    application_id=f"app-{n}", applicant_email="a@example.org", reason="declined"
+        # (in bursts of batch_size, so that batches meet the outage too)
+        for start in range(0, MESSAGES, batch_size):
+            burst = [
+                new_envelope(
+                    PaymentFailed(
+                        application_id=f"app-{n}", applicant_email="a@b.org", reason="declined"
+                    )
                 )
+                for n in range(start, start + batch_size)
+            ]
+            await asyncio.gather(
+                *(rabbit.publish(exchanges.events, spec.name, signed(e)) for e in burst)
             )
-            await rabbit.publish(exchanges.events, spec.name, signed(envelope))
-            await asyncio.sleep(OUTAGE_SECONDS / MESSAGES)
+            await asyncio.sleep(OUTAGE_SECONDS * batch_size / MESSAGES)
         await asyncio.sleep(1)
         # ...and comes back
         await proxy.restore()
@@ -106,6 +121,7 @@ async def test_a_database_outage_under_load_dead_letters_nothing(
         assert len(set(handled)) == MESSAGES
         assert await amqp.depth(dead_letter_queue_name(spec.name)) == 0
         assert consumer.outcomes["dead-lettered"] == 0
+        assert consumer.outcomes["requeued"] == 0  # held, never bounced back to the queue
     finally:
         await consumer.stop()
         await pool.close()

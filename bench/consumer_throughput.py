@@ -31,6 +31,7 @@ from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
+from shared.events.signing import EventVerifier, signed_by_development_key
 from shared.logs import configure_logging
 from shared.topology import Exchanges, QueueSpec, Topology
 
@@ -53,7 +54,9 @@ async def fill(broker: RabbitBroker, topology: Topology, queue: str, messages: i
             broker.publish(
                 topology.exchanges.events,
                 queue,
-                OutgoingMessage.from_envelope(new_envelope(PAYLOAD)),
+                signed_by_development_key(
+                    OutgoingMessage.from_envelope(new_envelope(PAYLOAD)), PAYLOAD.published_by
+                ),
             )
             for _ in range(messages)
         )
@@ -95,6 +98,7 @@ async def runtime_loop(
         broker=broker,
         transactions=transactions,
         handler=handler,
+        authenticity=EventVerifier.development(),
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     await consumer.start()

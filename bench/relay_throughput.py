@@ -23,6 +23,7 @@ from shared.db.migrations import migrate_service
 from shared.db.pool import create_pool, role_conninfo
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
+from shared.events.signing import EventSigner
 from shared.outbox.relay import Relay, RelayOptions
 from shared.outbox.writer import write_outbox
 from shared.topology import (
@@ -59,6 +60,7 @@ async def measure(rows: int, batch: int) -> float:
             broker=broker,
             exchange=exchanges.events,
             schemas=[name],
+            signers={name: EventSigner.development("api")},
             listen_conninfo=role_conninfo(admin, name, name),
             options=RelayOptions(batch_size=batch),
         )

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from devtools.broker_users import process_environment, provision_from_environment
 from devtools.supervisor import ProcessSpec, Supervisor, python_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +80,17 @@ def system_processes(
     return specs
 
 
+def with_broker_logins(specs: list[ProcessSpec], env: Mapping[str, str]) -> list[ProcessSpec]:
+    """Each service process logs in to RabbitMQ as its own user (``devtools.broker_users``),
+    never as the administrator of ``env["RABBITMQ_URL"]``."""
+    return [
+        ProcessSpec(
+            spec.name, spec.argv, {**spec.env, **process_environment(spec.name, env)}, spec.nice
+        )
+        for spec in specs
+    ]
+
+
 def banner(
     env: Mapping[str, str],
     smtp_caught: bool,
@@ -108,7 +120,8 @@ def banner(
 
 async def run() -> None:
     env = system_environment(os.environ)
-    specs = system_processes(os.environ)
+    await provision_from_environment(env)
+    specs = with_broker_logins(system_processes(os.environ), env)
     supervisor = Supervisor(specs, RUN / "logs", echo=sys.stdout, base_env=env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

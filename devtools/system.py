@@ -26,11 +26,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from devtools.broker_users import provision_from_environment
 from devtools.run_system import (
     DEFAULT_METRICS_PORTS,
     ROOT,
     system_environment,
     system_processes,
+    with_broker_logins,
 )
 from devtools.supervisor import Supervisor
 
@@ -86,6 +88,10 @@ class RunningSystem:
                 "PSP_PORT": str(self.psp_port),
                 "LOG_LEVEL": "INFO",
                 "PSP_AUTOPAY": "1",
+                # The tests, chaos runs and benchmarks send everything from one address, often
+                # as one applicant: the API's flood limits would refuse them (their own tests
+                # run the API in-process: tests/security/test_floods.py).
+                "RATE_LIMITS": "0",
                 **self.overrides,
             },
             run_dir=self.folder,
@@ -100,7 +106,8 @@ class RunningSystem:
         # every worker's /metrics on a free port of its own: {"relay": port, ...}
         self.metrics_ports = {name: free_port() for name in DEFAULT_METRICS_PORTS}
         # the catcher is started as make run starts it, on this system's own port
-        specs = system_processes({}, self.metrics_ports)
+        await provision_from_environment(self.env)
+        specs = with_broker_logins(system_processes({}, self.metrics_ports), self.env)
         self.supervisor = Supervisor(specs, self.folder / "logs", base_env=self._process_env())
         await self.supervisor.start()
         await self._wait_ready()

@@ -3,8 +3,10 @@
 Messages carry a document's SHA-256, never its bytes. A blob is durable before the
 transaction that references it commits (the file and then its folder are fsynced), so a
 committed row never points at nothing; the same content always lands on the same path, so a
-retried upload is harmless, and content the store already holds is not written again. Blobs
-no row references are removed after a grace period.
+retried upload is harmless, and content the store already holds is not written again (its time
+is refreshed instead, so the sweeper's grace period starts again). Blobs no row references, and
+temporary files an upload left behind, are removed after a grace period
+(``shared.blob_sweeper``).
 
 Two ways in, both ending in ``publish``, which writes what is still in memory, fsyncs, and
 puts in place every blob of a request (or of several requests) in one blocking call: call it
@@ -12,7 +14,7 @@ from a thread (``BlobPublisher`` runs one). It renames every file before it sync
 so one journal commit makes all of a batch's renames durable.
 
 - ``stage(data)`` for content in memory (most documents are small): hashed at once, nothing
-  written yet. No file system call but a ``stat`` on the caller's thread, which matters on an
+  written yet. No file system call but a ``utime`` on the caller's thread, which matters on an
   event loop: creating a file waits for the journal whenever another thread is syncing.
 - ``BlobDraft`` for a large file, hashed and written (unsynced, under a dot-named temporary
   name) as its bytes arrive, then ``seal``-ed.
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 CHUNK = 1024 * 1024
+# Temporary files are dot-prefixed: never mistaken for a blob (their names are 64 hex digits).
 TEMP_PREFIX = ".upload-"
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -97,7 +100,7 @@ class BlobDraft:
         fd, self._fd = self._fd, None
         ref = BlobRef(self._hash.hexdigest(), self.size)
         final = self._store.final_name(ref.sha256)
-        if os.path.exists(final):
+        if _refresh(final):
             _discard(fd, self.temp)
             return StagedBlob(ref, final)
         return StagedBlob(ref, final, self.temp, fd)
@@ -116,7 +119,7 @@ class BlobStore:
         self._folders: set[str] = set()
 
     def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_blob_name(sha256):
             raise ValueError("not a SHA-256 hex digest")
         return self.root / sha256
 
@@ -136,7 +139,7 @@ class BlobStore:
         """Content in memory, hashed; ``publish`` writes it (or ``discard`` forgets it)."""
         ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
         final = self.final_name(ref.sha256)
-        if os.path.exists(final):
+        if _refresh(final):
             return StagedBlob(ref, final)
         return StagedBlob(ref, final, data=data)
 
@@ -293,6 +296,20 @@ def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
         done.set_result(None)
     else:
         done.set_exception(error)
+
+
+def is_blob_name(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _refresh(final: str) -> bool:
+    """Whether the store holds ``final``; if so its time becomes now, so that the sweeper
+    does not take content a new request is about to reference for an orphan."""
+    try:
+        os.utime(final)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

@@ -19,6 +19,17 @@ Permissions follow what each service's code really does on the broker:
 The api (admin API: dead-letter replay) may read every dead-letter queue, and has the
 ``management`` tag to read queue statistics of its vhost from the management HTTP API.
 
+Topic permissions narrow *write* further, by routing key, on the exchanges that carry messages
+into queues (all topic exchanges for that reason, see ``shared.topology``):
+- ``admissions.retry``: a consumer routes only to its own retry tiers, so it cannot put a
+  message into another service's work queue (the tiers lead back to their own queue only); the
+  api also to every work queue, as dead-letter replay does;
+- ``admissions.dead``: a consumer dead-letters only into its own dead-letter queues;
+- ``admissions.events``: the relay publishes only the event types of the catalog.
+What the broker cannot tell apart (the relay publishing any service's type, the api's replay)
+is covered by signatures: consumers accept an event only when signed by the service that owns
+its type (``shared.events.signing``).
+
 Development passwords are ``<user>-dev-password``, hashed with a salt derived from the user
 name so that the committed file is stable; ``--passwords-from-env`` takes each password from
 ``<USER>_RABBITMQ_PASSWORD`` and salts it at random, for real deployments.
@@ -42,7 +53,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.control import control_queue_prefix
-from shared.settings import SERVICES
+from shared.events.catalog import CATALOG
+from shared.settings import MIN_SECRET_CHARS, SERVICES, is_development_value
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -86,6 +98,16 @@ class Permission:
     configure: str
     write: str
     read: str
+
+
+@dataclass(frozen=True)
+class TopicPermission:
+    """Routing keys a user may publish with (``write``) and bind with (``read``) on one topic
+    exchange. Queue-level *read* already limits what a user may bind, so ``read`` is open."""
+
+    exchange: str
+    write: str
+    read: str = ".*"
 
 
 def dev_password(user: str) -> str:
@@ -156,6 +178,23 @@ def service_permissions(topology: Topology, service: str) -> Permission:
         write=_any_of([*work, *tiers, *dead, *published], control),
         read=_any_of([*work, *tiers, *bound_from], [*control, *dead_patterns]),
     )
+
+
+def service_topic_permissions(topology: Topology, service: str) -> tuple[TopicPermission, ...]:
+    """The routing keys a service may publish with (see the module docstring)."""
+    ex = topology.exchanges
+    own = [spec for spec in topology.queues if spec.service == service]
+    granted: list[TopicPermission] = []
+    if own:
+        tiers = [retry_queue_name(spec.name, delay) for spec in own for delay in spec.retry_tiers]
+        replayed = (
+            [spec.name for spec in topology.queues] if service in READS_ALL_DEAD_LETTERS else []
+        )
+        granted.append(TopicPermission(ex.retry, _any_of([*tiers, *replayed])))
+        granted.append(TopicPermission(ex.dead, _any_of(spec.name for spec in own)))
+    if "events" in EXTRA_PUBLISHED_EXCHANGES.get(service, ()):
+        granted.append(TopicPermission(ex.events, _any_of(CATALOG)))
+    return tuple(granted)
 
 
 def permissions_for(topology: Topology, user: BrokerUser) -> Permission:
@@ -230,6 +269,18 @@ def export_definitions(
         }
         for user in users
     ]
+    topic_permissions = [
+        {
+            "user": user.name,
+            "vhost": vhost,
+            "exchange": granted.exchange,
+            "write": granted.write,
+            "read": granted.read,
+        }
+        for user in users
+        if not user.is_administrator
+        for granted in service_topic_permissions(topology, user.name)
+    ]
     permissions = []
     for user in users:
         granted = permissions_for(topology, user)
@@ -256,21 +307,12 @@ def export_definitions(
         ],
         "users": sorted(user_entries, key=lambda entry: entry["name"]),
         "permissions": sorted(permissions, key=lambda entry: entry["user"]),
-        "topic_permissions": [],
+        "topic_permissions": sorted(
+            topic_permissions, key=lambda entry: (entry["user"], entry["exchange"])
+        ),
         "parameters": [],
         "global_parameters": [],
-        "policies": [
-            {
-                # Quorum queue leaders spread over the cluster's nodes instead of piling up on
-                # the node that happened to import the definitions (all of them, at boot).
-                "name": "queue-leaders-balanced",
-                "vhost": vhost,
-                "pattern": ".*",
-                "apply-to": "queues",
-                "priority": 0,
-                "definition": {"queue-leader-locator": "balanced"},
-            }
-        ],
+        "policies": policies(topology, vhost),
         "exchanges": sorted(exchanges, key=lambda entry: entry["name"]),
         "queues": sorted(queues, key=lambda entry: entry["name"]),
         "bindings": sorted(
@@ -279,17 +321,63 @@ def export_definitions(
     }
 
 
+def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
+    """Quorum queue leaders spread over the cluster's nodes instead of piling up on the node
+    that happened to import the definitions (all of them, at boot); and each work queue
+    bounded (``QueueSpec.max_length``). A queue takes one policy, the highest priority's, so
+    the bounding policies repeat the leader locator."""
+    balanced = {"queue-leader-locator": "balanced"}
+    found = [
+        {
+            "name": "queue-leaders-balanced",
+            "vhost": vhost,
+            "pattern": ".*",
+            "apply-to": "queues",
+            "priority": 0,
+            "definition": balanced,
+        }
+    ]
+    by_length: dict[int, list[str]] = {}
+    for spec in topology.queues:
+        by_length.setdefault(spec.max_length, []).append(spec.name)
+    for length, names in sorted(by_length.items()):
+        found.append(
+            {
+                "name": f"work-queues-max-length-{length}",
+                "vhost": vhost,
+                "pattern": _any_of(names),
+                "apply-to": "queues",
+                "priority": 1,
+                "definition": {**balanced, "max-length": length, "overflow": "reject-publish"},
+            }
+        )
+    return found
+
+
 def render(document: Mapping[str, Any]) -> str:
     """The committed form: sorted keys, two-space indent, a final newline."""
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def users_from_env(environ: Mapping[str, str], names: Iterable[str]) -> tuple[BrokerUser, ...]:
-    """Each user's password from ``<USER>_RABBITMQ_PASSWORD`` (all required)."""
+    """Each user's password from ``<USER>_RABBITMQ_PASSWORD`` (all required, and none a
+    development password or shorter than ``MIN_SECRET_CHARS``: this is the production
+    export, and the operator it makes is an administrator)."""
     missing = [n for n in names if not environ.get(f"{n.upper()}_RABBITMQ_PASSWORD")]
     if missing:
         variables = ", ".join(f"{n.upper()}_RABBITMQ_PASSWORD" for n in missing)
         raise SystemExit(f"--passwords-from-env: set {variables}")
+    weak = [
+        f"{n.upper()}_RABBITMQ_PASSWORD"
+        for n in names
+        if len(environ[f"{n.upper()}_RABBITMQ_PASSWORD"]) < MIN_SECRET_CHARS
+        or is_development_value(environ[f"{n.upper()}_RABBITMQ_PASSWORD"])
+    ]
+    if weak:
+        raise SystemExit(
+            f"--passwords-from-env: {', '.join(weak)}: a development password or shorter "
+            f"than {MIN_SECRET_CHARS} characters"
+        )
     return tuple(
         BrokerUser(user.name, environ[f"{user.name.upper()}_RABBITMQ_PASSWORD"], user.tags)
         for user in dev_users()

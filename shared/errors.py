@@ -5,10 +5,12 @@
     │   ├── UndecodableMessage    (not JSON, wrong content type, envelope invalid, no message id)
     │   ├── UnknownEventType      (the catalog has no such type)
     │   ├── InvalidPayload        (the payload does not match the type's schema)
+    │   ├── ForgedEvent           (not signed by the service that owns the event type)
     │   └── DomainRuleViolation   (a handler says the request can never succeed)
     ├── TransientError            -> retried after a delay, dead-lettered when attempts run out
     ├── PublishFailed             (the broker did not confirm a publish)
-    │   └── Unroutable            (a mandatory publish matched no queue)
+    │   ├── Unroutable            (a mandatory publish matched no queue)
+    │   └── PublishRefused        (the login may not publish that: permissions)
     └── TopologyMismatch          (a queue or exchange exists with other arguments)
 
 Handlers raise ``PermanentError`` subclasses for input that can never be processed; any other
@@ -37,6 +39,10 @@ class InvalidPayload(PermanentError):
     pass
 
 
+class ForgedEvent(PermanentError):
+    pass
+
+
 class DomainRuleViolation(PermanentError):
     pass
 
@@ -51,6 +57,11 @@ class PublishFailed(MessagingError):
 
 class Unroutable(PublishFailed):
     """A mandatory publish reached no queue: a topology error, never silently dropped."""
+
+
+class PublishRefused(PublishFailed):
+    """The broker refused the login this publish (its permissions or topic permissions): a
+    configuration error, like ``Unroutable``, never fixed by publishing again at once."""
 
 
 class TopologyMismatch(MessagingError):

@@ -41,6 +41,10 @@ class CoreSettings(BaseSettings):
     # The read-only operators' role (outbox, message_log, queue_controls of every schema).
     ops_db_password: SecretStr = SecretStr("ops-dev-password")
     db_pool_max: int = 10
+    # The publishers' public keys consumers verify events with (``shared.events.signing``):
+    # ``service=<base64>,...``; empty means the development keys, refused in production by
+    # every service that consumes.
+    event_public_keys: str = ""
 
     sweeper_schedule: str = "*/15 * * * *"
     sweeper_retention_hours: float = 168.0
@@ -84,17 +88,49 @@ def _plain(value: Any) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
 
 
+# Passwords the project or its servers ship with, whatever field they end up in.
+KNOWN_DEVELOPMENT_VALUES = frozenset(
+    {"guest", "postgres", "password", "secret", "changeme", "admin", "dev-jwt-secret"}
+    | {"dev-webhook-secret"}
+    | {f"{user}-dev-password" for user in (*SERVICES, "ops", "operator", "admin")}
+)
+# Shorter than this, a secret can be guessed (URLs: their password).
+MIN_SECRET_CHARS = 16
+
+
+def is_development_value(value: str) -> bool:
+    lowered = value.lower()
+    return lowered in KNOWN_DEVELOPMENT_VALUES or lowered.endswith("-dev-password")
+
+
 def development_secrets(settings: BaseSettings, names: tuple[str, ...]) -> list[str]:
-    """The fields among ``names`` that are empty or still at their declared default; a broker
-    URL also when it logs in as guest/guest (which a URL without credentials does too)."""
+    """The fields among ``names`` that are weak: empty, still at their declared default, a
+    known development value (any service's, not only their own), or shorter than
+    ``MIN_SECRET_CHARS``. For a URL the password counts: a broker URL without one logs in as
+    guest; and ``database_url`` (which services may be given without credentials) is checked
+    too whenever it carries a password."""
     fields = type(settings).model_fields
     weak = []
     for name in names:
         value = _plain(getattr(settings, name))
-        if not value or value == _plain(fields[name].default):
+        default = value == _plain(fields[name].default)
+        strength = _weak_url(name, value) if name.endswith("_url") else _weak(value)
+        if not value or default or strength:
             weak.append(name)
-        elif name.endswith("rabbitmq_url"):
-            url = urlsplit(value)
-            if (url.username or "guest") == "guest" and (url.password or "guest") == "guest":
-                weak.append(name)
+    database_url = _plain(getattr(settings, "database_url", ""))
+    if "database_url" not in names and _weak_url("database_url", database_url):
+        weak.append("database_url")
     return weak
+
+
+def _weak_url(name: str, url: str) -> bool:
+    parts = urlsplit(url)
+    if name.endswith("rabbitmq_url"):  # no login is guest/guest
+        return (parts.username or "guest") == "guest" or _weak(parts.password or "")
+    return parts.password is not None and _weak(parts.password)
+
+
+def _weak(secret: str | None) -> bool:
+    if secret is None:
+        return False
+    return len(secret) < MIN_SECRET_CHARS or is_development_value(secret)

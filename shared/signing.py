@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 SIGNATURE_HEADER = "Webhook-Signature"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_MAC = re.compile(r"[0-9a-f]{64}")
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
@@ -36,13 +39,12 @@ def verify_signature(
     if not header:
         raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(fields["t"])
-        mac = fields["v1"]
-    except (KeyError, ValueError):
-        raise InvalidSignature(
-            "malformed signature header: expected t=<seconds>,v1=<hex>"
-        ) from None
+    # Shapes checked before any arithmetic or comparison: a timestamp of hundreds of digits
+    # overflows a float, and a non-ASCII MAC makes hmac.compare_digest raise.
+    stamp, mac = fields.get("t", ""), fields.get("v1", "")
+    if not _TIMESTAMP.fullmatch(stamp) or not _HEX_MAC.fullmatch(mac):
+        raise InvalidSignature("malformed signature header: expected t=<seconds>,v1=<hex>")
+    timestamp = int(stamp)
     if abs(now - timestamp) > tolerance:
         raise InvalidSignature(f"timestamp outside the {tolerance} s tolerance")
     if not hmac.compare_digest(mac, compute_mac(secret, timestamp, body)):

@@ -6,8 +6,15 @@ the in-memory double builds itself from it, and operators' ``definitions.json`` 
 from it, so the three can never disagree.
 
 Retry without head-of-line blocking: a failed message is copied to ``<queue>.retry.<delay>``,
-a queue whose *queue-level* TTL dead-letters it back to the work queue (through the direct
-``retry`` exchange, so it returns to that one queue only, not to every subscriber of the event).
+a queue whose *queue-level* TTL dead-letters it back to the work queue (through the ``retry``
+exchange, bound by exact queue names, so it returns to that one queue only, not to every
+subscriber of the event).
+
+Every exchange a service publishes to is a topic exchange, even where exact names would do
+(``retry``, ``dead``): RabbitMQ's topic permissions (a regex on the routing key per user and
+exchange) apply only to topic exchanges, and they are what keeps one service from routing a
+message into another service's queue (``shared.definitions``). Queue names contain no ``*``
+or ``#``, so an exact binding key matches exactly that routing key.
 """
 
 from __future__ import annotations
@@ -73,6 +80,12 @@ class QueueSpec:
     # 1 where a handler waits on the outside world (SMTP, a provider, document checks), whose
     # concurrency comes from running each message apart.
     batch_size: int = 1
+    # The most messages the work queue holds. Past it the broker refuses new ones
+    # (``x-overflow: reject-publish``): the relay's publish is not confirmed, so the events wait
+    # in the outbox (Postgres) and the relay tries again, instead of the broker's memory and
+    # disk filling up. Applied as a policy operators see and may change without redeclaring
+    # the queue (``shared.definitions``).
+    max_length: int = 100_000
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -196,8 +209,8 @@ def declarations(topology: Topology) -> Iterator[Declaration]:
     """Everything to declare, exchanges first, then each queue with its tiers and bindings."""
     ex = topology.exchanges
     yield ExchangeDeclaration(ex.events, "topic")
-    yield ExchangeDeclaration(ex.retry, "direct")
-    yield ExchangeDeclaration(ex.dead, "direct")
+    yield ExchangeDeclaration(ex.retry, "topic")
+    yield ExchangeDeclaration(ex.dead, "topic")
     yield ExchangeDeclaration(ex.control, "fanout")
     for spec in topology.queues:
         yield QueueDeclaration(spec.name, work_queue_arguments(spec, ex), "work")

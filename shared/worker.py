@@ -15,6 +15,7 @@ from shared.consumer.runtime import Consumer, Handler, Observer
 from shared.control import QueueControl
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PgTxT, PostgresTransaction, PostgresTransactions
+from shared.events.signing import verifier_from
 from shared.faults import Faults
 from shared.metrics import metrics_observer, serve_configured_metrics
 from shared.settings import CoreSettings
@@ -83,6 +84,7 @@ async def run_worker(
     transactions = PostgresTransactions(pool, service, transaction_type)
     # Chaos runs inject faults around every handler; off by default (see shared.faults).
     faults = Faults.from_settings(settings)
+    authenticity = verifier_from(settings.event_public_keys)
     timeline = MessageLog(pool, service)
     consumers = [
         Consumer(
@@ -92,6 +94,7 @@ async def run_worker(
             broker=broker,
             transactions=transactions,
             handler=faults.wrap(handler),
+            authenticity=authenticity,
             observers=[metrics_observer(), timeline.observe, *observers],
         )
         for queue, handler in handlers.items()

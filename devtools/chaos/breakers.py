@@ -23,6 +23,9 @@ import structlog
 
 from devtools.run_system import ROOT
 from devtools.system import RunningSystem
+from shared.errors import UnknownEventType
+from shared.events.catalog import publisher_of
+from shared.events.signing import EventSigner
 from shared.system_topology import SYSTEM_TOPOLOGY
 
 log = structlog.get_logger("chaos")
@@ -59,6 +62,16 @@ def poison_bodies(queue: str) -> list[tuple[str, str, bytes]]:
         ("unknown-type", ids[1], envelope(ids[1], "chaos.no_such_event", {"x": 1})),
         ("schema-invalid", ids[2], envelope(ids[2], known, {"application_id": 42})),
     ]
+
+
+def poison_signature(body: bytes) -> dict[str, str]:
+    """The development signature of a known event type's owner, so that an invalid payload is
+    dead-lettered for its payload (``InvalidPayload``), not as a forgery."""
+    try:
+        event_type = json.loads(body)["type"]
+        return EventSigner.development(publisher_of(event_type)).headers(body)
+    except (ValueError, KeyError, UnknownEventType):
+        return {}
 
 
 @dataclass
@@ -177,7 +190,7 @@ class Breakers:
                         message_id=message_id,
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        headers={"x-chaos-poison": kind},
+                        headers={"x-chaos-poison": kind, **poison_signature(body)},
                     ),
                     routing_key=queue,
                     mandatory=True,

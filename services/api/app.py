@@ -100,7 +100,8 @@ def build_resources(
         pool=pool,
         blobs=blobs,
         blob_publisher=BlobPublisher(blobs, threads=settings.blob_sync_threads),
-        passwords=passwords or Passwords(),
+        passwords=passwords
+        or Passwords(settings.password_hash_concurrency, settings.password_hash_queue),
         tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
         intake=Intake(
             admission=AdmissionLimit(
@@ -180,6 +181,8 @@ def main() -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         access_log=settings.api_access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         timeout_graceful_shutdown=30,
     )

@@ -22,6 +22,7 @@ class ApiSettings(CoreSettings):
         "webhook_secret",
         "admin_password",
         "rabbitmq_management_password",
+        "mail_seal_key",
     )
 
     api_host: str = "127.0.0.1"
@@ -30,6 +31,12 @@ class ApiSettings(CoreSettings):
     # Absolute URLs handed to clients (statusUrl, payUrl) start with this.
     api_public_url: str = "http://127.0.0.1:8000"
     api_access_log: bool = False
+    # The reverse proxies whose X-Forwarded-For gives the client's address (login throttle,
+    # rate limits): comma-separated addresses or networks, e.g. nginx's compose network. Left
+    # at loopback behind a proxy elsewhere, every client would share the proxy's address and
+    # five wrong passwords would lock anyone out. "*" only when nothing but the proxy reaches
+    # the API.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # The Postgres login role, and so the schema (search_path "$user") and the outbox the API
     # writes to. Tests point it at a throw-away role; its password is API_DB_PASSWORD.
@@ -51,6 +58,23 @@ class ApiSettings(CoreSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
+    # Seals reset tokens and one-time codes for the mailer (shared/events/sealed.py); the
+    # mailer holds the same key. Empty: the development key, refused in production.
+    mail_seal_key: SecretStr = SecretStr("")
+    # Flood limits (services/api/rate_limits.py): 429 + Retry-After past these counts, shared by
+    # every replica through Postgres; 0 is no limit. RATE_LIMITS=0 turns them all off (load
+    # generators that send everything from one address as one applicant).
+    rate_limits: bool = True
+    registrations_per_address_per_hour: int = Field(default=20, ge=0)
+    logins_per_address_per_minute: int = Field(default=60, ge=0)
+    password_resets_per_email_per_hour: int = Field(default=3, ge=0)
+    password_resets_per_address_per_hour: int = Field(default=20, ge=0)
+    otp_requests_per_user_per_hour: int = Field(default=10, ge=0)
+    submissions_per_applicant_per_hour: int = Field(default=60, ge=0)
+    # Argon2 hashes (64 MiB each) computed at once per replica; requests beyond these plus
+    # ``password_hash_queue`` waiting get a quick 503 + Retry-After (auth/passwords.py).
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=64, ge=0)
 
     blob_dir: Path = Path(".run/blobs")
     blob_fsync: bool = True
@@ -66,6 +90,9 @@ class ApiSettings(CoreSettings):
     api_busy_retry_after_max_seconds: int = Field(default=60, ge=1)
     # Group commit: submissions written by one statement, at most.
     api_group_commit_max_rows: int = Field(default=64, ge=1)
+    # The projector's blob sweeper removes blobs no row references, and abandoned upload
+    # temporary files, once they are this old (shared/blob_sweeper.py), on SWEEPER_SCHEDULE.
+    blob_orphan_grace_minutes: float = Field(default=60.0, ge=0)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB
@@ -109,4 +136,4 @@ class ProjectorSettings(ApiSettings):
     """The projector works as the API's role on the API's tables, but serves no HTTP: it needs
     none of the HTTP secrets (and is not given them in deployments)."""
 
-    production_secrets: ClassVar[tuple[str, ...]] = ("api_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("api_db_password", "event_public_keys")

@@ -11,6 +11,7 @@ from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpOptions, SmtpSender
+from shared.events.sealed import SecretSealer
 from shared.faults import Faults
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
@@ -64,6 +65,7 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             rate_limiter=rate_limiter,
             mail_from=settings.mail_from,
             api_public_url=settings.api_public_url,
+            sealer=SecretSealer.from_setting(settings.mail_seal_key.get_secret_value()),
         )
         await run_worker(
             service=SERVICE,

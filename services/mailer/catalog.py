@@ -1,4 +1,5 @@
-"""Which emails an event calls for: a pure function from an event to ``EmailSpec``s.
+"""Which emails an event calls for: a pure function from an event (and the key that opens the
+secrets sealed in it) to ``EmailSpec``s.
 
 Events are fat (they carry the applicant's address), so nothing here asks another service.
 ``payment.completed`` sends two: the receipt, and the mail saying the application is complete
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.errors import InvalidPayload
 from shared.events.catalog import (
     AnnouncementPublished,
     ApplicationSubmitted,
@@ -24,6 +26,7 @@ from shared.events.catalog import (
     PaymentInitiated,
     ReportRequested,
 )
+from shared.events.sealed import SealBroken, SecretSealer, seal_context
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,25 @@ def password_reset_url(api_public_url: str, token: str) -> str:
     return f"{api_public_url.rstrip('/')}/auth/password-reset/confirm?{urlencode({'token': token})}"
 
 
-def emails_for(payload: EventPayload, *, api_public_url: str) -> tuple[EmailSpec, ...]:
+def opened(payload: PasswordResetRequested | OtpRequested, sealer: SecretSealer) -> str:
+    """The secret the API sealed for us; a seal that does not open can never be sent
+    (``InvalidPayload``: dead-lettered with the reason)."""
+    sealed = (
+        payload.sealed_token if isinstance(payload, PasswordResetRequested) else payload.sealed_code
+    )
+    try:
+        return sealer.unseal(sealed, seal_context(payload.event_type, payload.email))
+    except SealBroken as error:
+        raise InvalidPayload(f"{payload.event_type}: {error}") from None
+
+
+def emails_for(
+    payload: EventPayload, *, api_public_url: str, sealer: SecretSealer
+) -> tuple[EmailSpec, ...]:
     """The emails ``payload`` calls for, in sending order; none when the event sends no mail."""
     if isinstance(payload, PaymentCompleted):
         return (_receipt(payload), _application_complete(payload))
-    single = _email_for(payload, api_public_url=api_public_url)
+    single = _email_for(payload, api_public_url=api_public_url, sealer=sealer)
     return () if single is None else (single,)
 
 
@@ -77,7 +94,9 @@ def _application_complete(payload: PaymentCompleted) -> EmailSpec:
     )
 
 
-def _email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | None:
+def _email_for(
+    payload: EventPayload, *, api_public_url: str, sealer: SecretSealer
+) -> EmailSpec | None:
     match payload:
         case ApplicationSubmitted():
             return EmailSpec(
@@ -132,10 +151,11 @@ def _email_for(payload: EventPayload, *, api_public_url: str) -> EmailSpec | Non
                 "password_reset",
                 payload.email,
                 "Reset your password",
-                {"reset_url": password_reset_url(api_public_url, payload.reset_token)},
+                {"reset_url": password_reset_url(api_public_url, opened(payload, sealer))},
             )
         case OtpRequested():
-            return EmailSpec("otp", payload.email, "Your one-time code", {"code": payload.code})
+            code = opened(payload, sealer)
+            return EmailSpec("otp", payload.email, "Your one-time code", {"code": code})
         case AnnouncementPublished():
             return EmailSpec(
                 "announcement",

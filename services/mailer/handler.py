@@ -26,6 +26,7 @@ from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
 from shared.consumer.transaction import Transaction
 from shared.db.transactions import PostgresTransaction
+from shared.events.sealed import SecretSealer
 from shared.metrics import Metrics, metrics_for
 
 log = structlog.get_logger("mailer")
@@ -59,12 +60,13 @@ class Mailer:
     rate_limiter: RateLimiter
     mail_from: str
     api_public_url: str
+    sealer: SecretSealer
     # The lane wait itself is measured by the runtime's metrics observer; this adds its part
     # spent on the shared token bucket.
     metrics: Metrics = field(default_factory=metrics_for)
 
     async def handle(self, ctx: MessageContext[MailerWork]) -> None:
-        specs = emails_for(ctx.payload, api_public_url=self.api_public_url)
+        specs = emails_for(ctx.payload, api_public_url=self.api_public_url, sealer=self.sealer)
         if not specs:
             log.info("no email for this event", event_type=ctx.envelope.type)
         for spec in specs:

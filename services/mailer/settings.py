@@ -15,7 +15,11 @@ ALL_LANES: tuple[str, ...] = tuple(MAILER_LANES)
 
 class MailerSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-    production_secrets: ClassVar[tuple[str, ...]] = ("mailer_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = (
+        "mailer_db_password",
+        "event_public_keys",
+        "mail_seal_key",
+    )
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -30,6 +34,8 @@ class MailerSettings(CoreSettings):
     smtp_simulated_ms: int = 0
     mail_from: str = "Admissions Office <no-reply@admissions.local>"
     api_public_url: str = "http://127.0.0.1:8000"
+    # Opens the reset tokens and one-time codes the API sealed (shared/events/sealed.py).
+    mail_seal_key: SecretStr = SecretStr("")
 
     # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
     mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)

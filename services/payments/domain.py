@@ -2,7 +2,12 @@
 
     (none) ──checkout created──> initiated ──webhook paid──> completed
        │                             └─────webhook failed──> failed
-       └──provider gave up / refused──────────────────────> failed
+       ├──provider gave up / refused──────────────────────> failed
+       └──provider gave up, but its paid webhook came first─> completed
+
+The last path: our checkout call's answers were lost while the provider made the checkout and
+took the money; its webhook, with no payment row to settle, was parked. Failing the payment
+then would orphan the money and tell the applicant a lie: the webhook settles it instead.
 
 completed and failed are final: a later webhook for the same payment changes nothing and
 emits nothing (providers deliver webhooks at least once, and may send them twice).
@@ -94,6 +99,32 @@ def fail_to_start(
         reason=reason,
     )
     return payment, event
+
+
+def give_up_starting(
+    verified: DocumentsVerified,
+    fee: Fee,
+    reason: str,
+    parked: list[PaymentWebhookReceived],
+) -> tuple[Payment, PaymentCompleted | PaymentFailed]:
+    """The checkout could not be created (``reason``): a failed payment, unless a webhook
+    parked for this application says the provider was paid."""
+    paid = next((webhook for webhook in parked if webhook.status == "paid"), None)
+    if paid is None:
+        return fail_to_start(verified, fee, reason)
+    # As if the checkout's answer had arrived: a payment initiated with the webhook's id,
+    # settled by the webhook.
+    initiated = Payment(
+        application_id=verified.application_id,
+        applicant_email=verified.applicant_email,
+        status="initiated",
+        amount_cents=fee.amount_cents,
+        currency=fee.currency,
+        payment_id=paid.payment_id,
+    )
+    settlement = settle(initiated, paid)
+    assert settlement.payment is not None and isinstance(settlement.event, PaymentCompleted)
+    return settlement.payment, settlement.event
 
 
 def settle(payment: Payment, webhook: PaymentWebhookReceived) -> Settlement:

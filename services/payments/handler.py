@@ -77,15 +77,19 @@ class PaymentHandler:
             # "verified" for ever, its applicant never told. The provider is down for longer
             # than every retry (or refuses this checkout outright), so the honest outcome is a
             # failed payment: the application reaches payment_failed and the applicant hears.
+            # Unless the provider was paid all the same: its parked webhook settles it.
             reason = _reason(error, ctx.attempt)
-            payment, failed = domain.fail_to_start(verified, self.fee, reason)
+            await payments.serialize(verified.application_id)
+            parked = await payments.take_parked_webhooks(verified.application_id)
+            payment, outcome = domain.give_up_starting(verified, self.fee, reason, parked)
             if await payments.insert(payment):
-                ctx.emit(failed)
+                ctx.emit(outcome)
             log.error(
                 "payment could not be started",
                 application_id=verified.application_id,
                 attempt=ctx.attempt,
                 error=str(error),
+                outcome=outcome.event_type,
             )
             return
         payment, initiated = domain.start(verified, checkout, self.fee)

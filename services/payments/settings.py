@@ -12,7 +12,7 @@ from shared.settings import CoreSettings
 
 class PaymentsSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-    production_secrets: ClassVar[tuple[str, ...]] = ("payments_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("payments_db_password", "event_public_keys")
 
     psp_url: str = "http://127.0.0.1:8100"
     # Per request to the provider; a slower answer counts as the provider being unavailable.

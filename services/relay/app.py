@@ -13,9 +13,11 @@ from typing import ClassVar
 import psycopg
 import psycopg_pool
 import structlog
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.db.pool import role_conninfo
+from shared.events.signing import signers_from
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.metrics import Metrics, metrics_for, serve_configured_metrics
@@ -31,9 +33,12 @@ log = structlog.get_logger("relay")
 
 class RelaySettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-    production_secrets: ClassVar[tuple[str, ...]] = ("relay_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("relay_db_password", "event_signing_keys")
 
     relay_sources: list[str] = ["api", "verifier", "payments", "mailer"]
+    # Each source service's Ed25519 seed (``service=<base64>,...``, shared.events.signing):
+    # the relay signs every row with its source's key. Empty: the development keys.
+    event_signing_keys: SecretStr = SecretStr("")
     relay_batch_size: int = 500
     relay_poll_interval: float = 1.0
     # How often the backlog gauges (unpublished rows, oldest age) are sampled.
@@ -67,6 +72,9 @@ async def run(settings: RelaySettings, stop: asyncio.Event) -> None:
         broker=broker,
         exchange=SYSTEM_TOPOLOGY.exchanges.events,
         schemas=settings.relay_sources,
+        signers=signers_from(
+            settings.event_signing_keys.get_secret_value(), settings.relay_sources
+        ),
         listen_conninfo=role_conninfo(
             settings.database_url.get_secret_value(), SERVICE, settings.db_password(SERVICE)
         ),

@@ -13,7 +13,7 @@ from shared.settings import CoreSettings
 
 class VerifierSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-    production_secrets: ClassVar[tuple[str, ...]] = ("verifier_db_password",)
+    production_secrets: ClassVar[tuple[str, ...]] = ("verifier_db_password", "event_public_keys")
 
     blob_dir: Path = Path(".run/blobs")
     # A file whose checks run longer than this is rejected as "timed out".

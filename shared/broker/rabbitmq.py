@@ -21,7 +21,7 @@ from aio_pika.abc import (
 )
 
 from shared.broker.base import DeliveryHandler, Headers, HeaderValue, OutgoingMessage
-from shared.errors import PublishFailed, TopologyMismatch, Unroutable
+from shared.errors import PublishFailed, PublishRefused, TopologyMismatch, Unroutable
 from shared.topology import (
     BindingDeclaration,
     Declaration,
@@ -150,6 +150,12 @@ class RabbitBroker:
             ) from error
         except aio_pika.exceptions.DeliveryError as error:
             raise PublishFailed(f"broker refused the message: {error}") from error
+        except aiormq.exceptions.ChannelAccessRefused as error:
+            # The channel is closed with it; the next publish opens another.
+            raise PublishRefused(
+                f"the broker refused this login publishing to {exchange!r} with routing key "
+                f"{routing_key!r}: {error}"
+            ) from error
         except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as error:
             raise PublishFailed(f"publish to {exchange!r} failed: {error!r}") from error
 

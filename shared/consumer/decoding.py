@@ -8,6 +8,7 @@ from shared.broker.base import Delivery, OutgoingMessage
 from shared.errors import UndecodableMessage
 from shared.events.catalog import EventPayload, parse_payload
 from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope
+from shared.events.signing import EventVerifier
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -28,8 +29,11 @@ class Received:
         return self.delivery.message
 
 
-def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPayload]:
-    """Bytes on the wire to a validated event, or a ``PermanentError`` saying why not."""
+def decode(
+    message: OutgoingMessage, max_bytes: int, authenticity: EventVerifier
+) -> tuple[Envelope, EventPayload]:
+    """Bytes on the wire to a validated event signed by its type's owner, or a
+    ``PermanentError`` saying why not."""
     if len(message.body) > max_bytes:
         raise UndecodableMessage(f"body of {len(message.body)} bytes exceeds {max_bytes}")
     if message.content_type != CONTENT_TYPE:
@@ -43,6 +47,7 @@ def decode(message: OutgoingMessage, max_bytes: int) -> tuple[Envelope, EventPay
         raise UndecodableMessage(
             f"message_id property {message.message_id!r} differs from the envelope's"
         )
+    authenticity.verify(envelope.type, message.body, message.headers)
     return envelope, parse_payload(
         envelope.type, envelope.version, envelope.payload, published=True
     )

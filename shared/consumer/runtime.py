@@ -1,31 +1,37 @@
 """The consumer runtime: the one place where a message is acknowledged, retried or
 dead-lettered.
 
-    decode -> validate -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
+    decode -> verify the signature -> validate
+           -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
 
 Batches: a queue whose ``batch_size`` is above 1 takes the deliveries in hand through ONE
 transaction (up to ``batch_size``: after a quiet spell what arrives within ``batch_window``,
 under load what arrived while the previous batch ran):
 
-    decode + validate each (once) -> {one multi-row claim; each handler in turn; one multi-row
-    outbox insert + NOTIFY} -> one commit -> the acks
+    decode + verify + validate each (once) -> {one multi-row claim; each handler in turn;
+    one multi-row outbox insert + NOTIFY} -> one commit -> the acks
 
 A handler that fails in a batch must not fail its neighbours: the transaction rolls back and
 the batch's messages are handled again one by one, each in its own transaction, so the failing
 one alone is retried or dead-lettered with its reason, exactly as below. Messages that do not
 decode never enter a batch's transaction: they are dead-lettered at once. Two deliveries of one
 message id in a batch: the first is processed, the second is a duplicate. The database
-unreachable: the whole batch goes back to the queue.
+unreachable: the whole batch is held and tried again, as a single message is (below).
 
 Each message, alone or in a batch, ends in one of these:
 
 - duplicate (id already claimed): ack and skip;
-- permanent error (undecodable, unknown type, invalid payload, domain rule): copy to
-  ``<queue>.dlq`` with headers naming service, exception, message, attempt; ack;
+- permanent error (undecodable, unknown type, not signed by the type's owner (``ForgedEvent``),
+  invalid payload, domain rule): copy to ``<queue>.dlq`` with headers naming service,
+  exception, message, attempt; ack;
 - transient error: copy to ``<queue>.retry.<delay>`` with ``x-attempt`` + 1; ack; when the
   attempts are used up, dead-letter instead;
-- the database unreachable: the message goes back to the queue after a pause, without using
-  up an attempt (the message is not at fault);
+- the database unreachable: the message is held (not acked, not requeued) and handled again
+  after a pause, doubling up to ``MAX_INFRASTRUCTURE_BACKOFF``, until the database answers; it
+  uses up no attempt and is never bounced back to the queue, where a quorum queue would count
+  each requeue against ``x-delivery-limit`` and dead-letter a message that was never at fault.
+  Held messages fill the prefetch, so no more arrive meanwhile. Only a consumer that stops
+  while the database is away gives its held messages back (one redelivery each);
 - a copy that the broker did not confirm: the original is requeued, never acked, so nothing
   is lost (at worst it is processed again, and the claim makes that a no-op).
 """
@@ -39,7 +45,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic
+from typing import Generic, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -52,13 +58,17 @@ from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
 from shared.errors import PublishFailed
 from shared.events.catalog import EventPayload
 from shared.events.envelope import Envelope, new_envelope
+from shared.events.signing import EventVerifier
 from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_queue_name
 
 log = structlog.get_logger("consumer")
 
+_T = TypeVar("_T")
+
 # How long the first delivery of a batch waits for companions: deliveries of a burst arrive
 # within microseconds of each other; a quiet queue pays at most this in latency.
 DEFAULT_BATCH_WINDOW = 0.002
+MAX_INFRASTRUCTURE_BACKOFF = 10.0
 
 # Errors that say "the database is unreachable", not "this message is bad".
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -124,6 +134,7 @@ class Consumer(Generic[TxT]):
         broker: Broker,
         transactions: TransactionFactory[TxT],
         handler: Handler[TxT],
+        authenticity: EventVerifier,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         infrastructure_backoff: float = 1.0,
         observers: Sequence[Observer] = (),
@@ -135,12 +146,14 @@ class Consumer(Generic[TxT]):
         self.broker = broker
         self.transactions = transactions
         self.handler = handler
+        self.authenticity = authenticity
         self.max_message_bytes = max_message_bytes
         self.infrastructure_backoff = infrastructure_backoff
         self.observers = list(observers)
         self.batch_window = batch_window
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._collecting: list[tuple[Delivery, asyncio.Future[None]]] = []
         self._batch_full = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -167,11 +180,15 @@ class Consumer(Generic[TxT]):
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, then let the ones in hand finish (graceful shutdown, and
         pausing: the queue keeps what arrives meanwhile; ``start`` resumes)."""
-        if self._subscription is not None:
-            await self._subscription.cancel()
-            self._subscription = None
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        self._stopping = True  # messages held for the database go back now
+        try:
+            if self._subscription is not None:
+                await self._subscription.cancel()
+                self._subscription = None
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight), timeout=timeout)
+        finally:
+            self._stopping = False
         log.info("stopped", queue=self.spec.name)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
@@ -246,30 +263,19 @@ class Consumer(Generic[TxT]):
         """Decode and validate once; a message that does not decode carries its error."""
         item = Received(delivery, policy.attempt_of(delivery.message.headers), time.perf_counter())
         try:
-            item.envelope, item.payload = decode(delivery.message, self.max_message_bytes)
+            item.envelope, item.payload = decode(
+                delivery.message, self.max_message_bytes, self.authenticity
+            )
         except Exception as error:
             item.error = error
         return item
 
     async def _together(self, batch: list[Received]) -> bool:
         """One transaction for the whole batch; False (nothing written) if a handler failed."""
-        outcomes: list[str] = []
         try:
-            async with self.transactions.begin() as tx:
-                ids = [str(item.envelope.message_id) for item in batch if item.envelope]
-                unclaimed = await tx.claim_many(self.spec.name, ids)
-                outgoing: list[Envelope] = []
-                for item, message_id in zip(batch, ids, strict=True):
-                    if message_id not in unclaimed:  # seen before, or twice in this batch
-                        outcomes.append("duplicate")
-                        continue
-                    unclaimed.discard(message_id)
-                    outgoing.extend(await self._run_handler(item, tx))
-                    outcomes.append("processed")
-                await tx.add_outbox(outgoing)
+            outcomes = await self._when_the_database_answers(lambda: self._batch_in_one(batch))
         except INFRASTRUCTURE_ERRORS as error:
-            log.warning("database unavailable, batch goes back", error=str(error))
-            await asyncio.sleep(self.infrastructure_backoff)
+            log.warning("stopping while the database is unavailable, batch goes back")
             for item in batch:
                 await _settle(item.delivery.requeue())
                 await self._finish(item, "requeued", error)
@@ -289,6 +295,36 @@ class Consumer(Generic[TxT]):
             await self._finish(item, outcome, None)
         log.info("batch", queue=self.spec.name, size=len(batch), **Counter(outcomes))
         return True
+
+    async def _batch_in_one(self, batch: list[Received]) -> list[str]:
+        outcomes: list[str] = []
+        async with self.transactions.begin() as tx:
+            ids = [str(item.envelope.message_id) for item in batch if item.envelope]
+            unclaimed = await tx.claim_many(self.spec.name, ids)
+            outgoing: list[Envelope] = []
+            for item, message_id in zip(batch, ids, strict=True):
+                if message_id not in unclaimed:  # seen before, or twice in this batch
+                    outcomes.append("duplicate")
+                    continue
+                unclaimed.discard(message_id)
+                outgoing.extend(await self._run_handler(item, tx))
+                outcomes.append("processed")
+            await tx.add_outbox(outgoing)
+        return outcomes
+
+    async def _when_the_database_answers(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """``work()``, tried again while the database is unreachable (the messages are held,
+        see the module's docstring); raises the database's error once the consumer stops."""
+        delay = self.infrastructure_backoff
+        while True:
+            try:
+                return await work()
+            except INFRASTRUCTURE_ERRORS as error:
+                if self._stopping:
+                    raise
+                log.warning("database unavailable, message held", error=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_INFRASTRUCTURE_BACKOFF)
 
     async def _run_handler(self, item: Received, tx: TxT) -> list[Envelope]:
         assert item.envelope is not None and item.payload is not None
@@ -321,10 +357,9 @@ class Consumer(Generic[TxT]):
         try:
             if item.error is not None:
                 raise item.error
-            outcome = await self._handle(item)
+            outcome = await self._when_the_database_answers(lambda: self._handle(item))
         except INFRASTRUCTURE_ERRORS as error:
-            log.warning("database unavailable, message goes back", error=str(error))
-            await asyncio.sleep(self.infrastructure_backoff)
+            log.warning("stopping while the database is unavailable, message goes back")
             await _settle(item.delivery.requeue())
             return "requeued", error
         except Exception as error:

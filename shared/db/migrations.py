@@ -109,16 +109,22 @@ async def apply_migrations(
 async def grant_outbox_access(
     admin: psycopg.AsyncConnection, role: str, schemas: list[str]
 ) -> None:
-    """The relay reads and marks every service's outbox, and nothing else of theirs."""
+    """The relay reads and marks every service's outbox, and nothing else of theirs. It never
+    deletes (each service's sweeper trims its own outbox): a DELETE granted by an earlier
+    version is revoked."""
     for schema in schemas:
         await admin.execute(
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
                 sql.Identifier(schema), sql.Identifier(role)
             )
         )
+        outbox = sql.Identifier(schema, "outbox")
         await admin.execute(
-            sql.SQL("GRANT SELECT, UPDATE, DELETE ON {}.outbox TO {}").format(
-                sql.Identifier(schema), sql.Identifier(role)
+            sql.SQL("GRANT SELECT, UPDATE ON {} TO {}").format(outbox, sql.Identifier(role))
+        )
+        await admin.execute(
+            sql.SQL("REVOKE DELETE, INSERT, TRUNCATE ON {} FROM {}").format(
+                outbox, sql.Identifier(role)
             )
         )
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.networks import validate_email
 
 from shared.errors import InvalidPayload, UnknownEventType
+from shared.events.sealed import SEALED_PATTERN
 
 # Whoever builds an event checks its addresses in full (email-validator, as pydantic's
 # EmailStr). A consumer parsing a published event checks only the shape that matters to it
@@ -49,6 +50,9 @@ class EventPayload(BaseModel):
 
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
+    # The one service whose outbox emits this type: the broker lets only it (through the
+    # relay) publish the type, and consumers accept the type only when signed with its key.
+    published_by: ClassVar[str]
 
 
 class DocumentRef(BaseModel):
@@ -77,6 +81,7 @@ class ApplicationSubmitted(EventPayload):
     consumer has to wait for another event or ask another service."""
 
     event_type = "application.submitted"
+    published_by = "api"
 
     application_id: str
     applicant_id: str
@@ -87,6 +92,7 @@ class ApplicationSubmitted(EventPayload):
 
 class DocumentsVerified(EventPayload):
     event_type = "documents.verified"
+    published_by = "verifier"
 
     application_id: str
     applicant_email: EmailAddress
@@ -95,6 +101,7 @@ class DocumentsVerified(EventPayload):
 
 class DocumentsRejected(EventPayload):
     event_type = "documents.rejected"
+    published_by = "verifier"
 
     application_id: str
     applicant_email: EmailAddress
@@ -103,6 +110,7 @@ class DocumentsRejected(EventPayload):
 
 class PaymentInitiated(EventPayload):
     event_type = "payment.initiated"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailAddress
@@ -116,6 +124,7 @@ class PaymentWebhookReceived(EventPayload):
     """The provider's signed notification, as the API accepted it."""
 
     event_type = "payment.webhook_received"
+    published_by = "api"
 
     provider_event_id: str
     payment_id: str
@@ -127,6 +136,7 @@ class PaymentWebhookReceived(EventPayload):
 
 class PaymentCompleted(EventPayload):
     event_type = "payment.completed"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailAddress
@@ -137,6 +147,7 @@ class PaymentCompleted(EventPayload):
 
 class PaymentFailed(EventPayload):
     event_type = "payment.failed"
+    published_by = "payments"
 
     application_id: str
     applicant_email: EmailAddress
@@ -144,23 +155,33 @@ class PaymentFailed(EventPayload):
 
 
 class PasswordResetRequested(EventPayload):
+    """The token is sealed for the mailer (``shared.events.sealed``): events are kept where
+    many can read them."""
+
     event_type = "auth.password_reset_requested"
+    version = 2
+    published_by = "api"
 
     email: EmailAddress
-    reset_token: str
+    sealed_token: str = Field(pattern=SEALED_PATTERN, max_length=512)
 
 
 class OtpRequested(EventPayload):
+    """The code is sealed for the mailer, as the reset token is."""
+
     event_type = "auth.otp_requested"
+    version = 2
+    published_by = "api"
 
     email: EmailAddress
-    code: str = Field(pattern=r"^[0-9]{6}$")
+    sealed_code: str = Field(pattern=SEALED_PATTERN, max_length=512)
 
 
 class AnnouncementPublished(EventPayload):
     """A bulk mail to many recipients: the batch lane."""
 
     event_type = "announcement.published"
+    published_by = "api"
 
     recipient: EmailAddress
     subject: str
@@ -171,6 +192,7 @@ class ReportRequested(EventPayload):
     """A report mailed to an operator: the low lane."""
 
     event_type = "report.requested"
+    published_by = "api"
 
     recipient: EmailAddress
     report: str
@@ -192,6 +214,15 @@ CATALOG: dict[str, type[EventPayload]] = {
         ReportRequested,
     )
 }
+
+
+def publisher_of(event_type: str) -> str:
+    """The service that owns ``event_type`` (``UnknownEventType`` for a type not listed)."""
+    return payload_model(event_type).published_by
+
+
+def types_published_by(service: str) -> tuple[str, ...]:
+    return tuple(sorted(t for t, model in CATALOG.items() if model.published_by == service))
 
 
 def payload_model(event_type: str) -> type[EventPayload]:

@@ -11,14 +11,20 @@ commits come from one or two services, and reading the quiet ones on every wake-
 than publishing. The poll reads every source. When the broker is unreachable nothing is
 marked: the rows wait, and the relay tries again with backoff until the broker returns. A row
 the broker cannot route (no queue bound: a topology error) stays unpublished with its error,
-retried later on its own schedule so it does not hold up the rows behind it.
+retried later on its own schedule so it does not hold up the rows behind it; so does a row the
+broker refuses the relay's login (a type its topic permissions do not list: code newer than the
+definitions the broker loaded).
+
+Each row is signed with the key of the service whose outbox it came from (``signers``, by
+source schema): consumers accept an event only when its type's owner signed it
+(``shared.events.signing``), so a row of a type its source does not own is refused downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -31,8 +37,9 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
 from shared.broker.base import Broker, OutgoingMessage
-from shared.errors import PublishFailed, Unroutable
+from shared.errors import PublishFailed, PublishRefused, Unroutable
 from shared.events.envelope import CONTENT_TYPE
+from shared.events.signing import EventSigner
 from shared.outbox.backlog import read_backlog
 from shared.outbox.writer import OUTBOX_CHANNEL
 
@@ -40,6 +47,10 @@ if TYPE_CHECKING:
     from shared.metrics import Metrics
 
 log = structlog.get_logger("relay")
+
+# Rows the broker will not take until someone fixes the topology or the permissions: each waits
+# with its error on a back-off of its own.
+NOT_FOR_NOW = (Unroutable, PublishRefused)
 
 _CLAIM = """
 SELECT id, message_id, type, correlation_id, body, created_at
@@ -85,6 +96,7 @@ class Relay:
         broker: Broker,
         exchange: str,
         schemas: Sequence[str],
+        signers: Mapping[str, EventSigner],
         listen_conninfo: str,
         options: RelayOptions = RelayOptions(),
         metrics: Metrics | None = None,
@@ -93,6 +105,10 @@ class Relay:
         self.broker = broker
         self.exchange = exchange
         self.schemas = list(schemas)
+        unsigned = [schema for schema in self.schemas if schema not in signers]
+        if unsigned:
+            raise ValueError(f"no event signer for the outbox of {', '.join(unsigned)}")
+        self.signers = dict(signers)
         self.listen_conninfo = listen_conninfo
         self.options = options
         self.metrics = metrics
@@ -113,21 +129,27 @@ class Relay:
                 rows = await cursor.fetchall()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(self._publish(row) for row in rows), return_exceptions=True
+            signer = self.signers[schema]
+            results = list(
+                await asyncio.gather(
+                    *(self._publish(signer, row) for row in rows), return_exceptions=True
+                )
             )
+            await self._tell_refused_apart(signer, rows, results)
             published = [
                 row[0] for row, result in zip(rows, results, strict=True) if result is None
             ]
             unroutable = [
                 (row[0], result)
                 for row, result in zip(rows, results, strict=True)
-                if isinstance(result, Unroutable)
+                if isinstance(result, NOT_FOR_NOW)
             ]
             await conn.execute(sql.SQL(_MARK_PUBLISHED).format(table=table), (published,))
             if unroutable:
                 for row_id, error in unroutable:
-                    log.error("unroutable outbox row", schema=schema, id=row_id, error=str(error))
+                    log.error(
+                        "outbox row not published", schema=schema, id=row_id, error=str(error)
+                    )
                 await conn.execute(
                     sql.SQL(_MARK_UNROUTABLE).format(table=table),
                     ([row_id for row_id, _ in unroutable], [str(e) for _, e in unroutable]),
@@ -136,7 +158,7 @@ class Relay:
             created = [row[5] for row, result in zip(rows, results, strict=True) if result is None]
             self.metrics.record_published(schema, created, datetime.now(UTC))
         failure = next(
-            (r for r in results if isinstance(r, BaseException) and not isinstance(r, Unroutable)),
+            (r for r in results if isinstance(r, BaseException) and not isinstance(r, NOT_FOR_NOW)),
             None,
         )
         if failure is not None:
@@ -153,7 +175,23 @@ class Relay:
             backlog = await read_backlog(conn, schema)
         return backlog.unpublished, backlog.oldest_age_seconds or 0.0
 
-    async def _publish(self, row: tuple[object, ...]) -> None:
+    async def _tell_refused_apart(
+        self,
+        signer: EventSigner,
+        rows: Sequence[tuple[object, ...]],
+        results: list[BaseException | None],
+    ) -> None:
+        """A refusal closes the channel, and every publish in flight on it fails with the same
+        error: publish those rows again one at a time, so only the ones really refused wait."""
+        for index, result in enumerate(results):
+            if isinstance(result, PublishRefused):
+                try:
+                    await self._publish(signer, rows[index])
+                    results[index] = None
+                except PublishFailed as error:
+                    results[index] = error
+
+    async def _publish(self, signer: EventSigner, row: tuple[object, ...]) -> None:
         _row_id, message_id, event_type, correlation_id, body, created_at = row
         assert isinstance(body, bytes) and isinstance(event_type, bytes)
         assert isinstance(correlation_id, bytes)
@@ -165,6 +203,7 @@ class Relay:
             type=routing_key,
             correlation_id=correlation_id.decode(),
             timestamp=created_at,  # type: ignore[arg-type]
+            headers=signer.headers(body),
         )
         await self.broker.publish(self.exchange, routing_key, message)
 

@@ -15,6 +15,7 @@ from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
 from tests.behaviour.test_consumer import start_consumer
+from tests.support.events import signed
 from tests.support.waiting import eventually
 
 POISON = "poison"
@@ -43,7 +44,7 @@ def message(application_id: str) -> OutgoingMessage:
     payload = PaymentFailed(
         reason="declined", application_id=application_id, applicant_email="a@b.org"
     )
-    return OutgoingMessage.from_envelope(new_envelope(payload))
+    return signed(new_envelope(payload))
 
 
 async def consume_all(

@@ -20,10 +20,11 @@ from shared.consumer.policy import (
 )
 from shared.consumer.runtime import Consumer, Handler, MessageContext
 from shared.errors import DomainRuleViolation
-from shared.events.catalog import OtpRequested, PaymentFailed
+from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
+from tests.support.events import DEVELOPMENT_VERIFIER, otp_requested, sign, signed
 from tests.support.waiting import eventually
 
 
@@ -54,7 +55,7 @@ def event_message() -> OutgoingMessage:
             reason="declined", application_id=str(uuid.uuid4()), applicant_email="a@example.org"
         )
     )
-    return OutgoingMessage.from_envelope(envelope)
+    return signed(envelope)
 
 
 async def start_consumer(
@@ -67,6 +68,7 @@ async def start_consumer(
         broker=harness.broker,
         transactions=harness.transactions,
         handler=handler,
+        authenticity=DEVELOPMENT_VERIFIER,
         **options,
     )
     await consumer.start()
@@ -149,14 +151,16 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     await harness.declare(spec)
     handler = Recorder()
     consumer = await start_consumer(harness, spec, handler)
-    unknown = new_envelope(OtpRequested(email="a@example.org", code="123456")).model_copy(
+    unknown = new_envelope(otp_requested("a@example.org", "123456")).model_copy(
         update={"type": "no.such.event"}
     )
     invalid = event_message().body.replace(b'"application_id"', b'"application_ix"')
 
     await harness.send(spec.name, OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4())))
     await harness.send(spec.name, OutgoingMessage.from_envelope(unknown))
-    await harness.send(spec.name, OutgoingMessage(body=invalid, message_id=_message_id(invalid)))
+    await harness.send(
+        spec.name, sign(OutgoingMessage(body=invalid, message_id=_message_id(invalid)), "payments")
+    )
     await harness.send(spec.name, OutgoingMessage(body=b"{}", message_id=None))
     await harness.send(spec.name, event_message())
 
@@ -207,6 +211,7 @@ async def test_a_crash_between_commit_and_ack_has_one_effect(
         broker=crashing,  # type: ignore[arg-type]
         transactions=harness.transactions,
         handler=Recorder(),
+        authenticity=DEVELOPMENT_VERIFIER,
     )
     await first.start()
     await harness.send(spec.name, event_message())

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.events.catalog import AnnouncementPublished
 from shared.events.envelope import new_envelope
 from tests.e2e.conftest import Applicant, mails_to, pdf_bytes, register
+from tests.support.events import signed
 from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
 
@@ -116,7 +116,7 @@ async def test_password_reset_arrives_while_the_batch_lane_holds_a_backlog(
     # Given thousands of bulk announcements waiting in the batch lane
     broker = await RabbitBroker.connect(system.rabbitmq_url, connection_name="e2e-announcer")
     announcements = [
-        OutgoingMessage.from_envelope(
+        signed(
             new_envelope(
                 AnnouncementPublished(
                     recipient=f"bulk-{i}@example.org", subject="Open day", body="Come and see us."

@@ -14,6 +14,7 @@ from shared.broker.rabbitmq import RabbitBroker
 from shared.db.pool import role_conninfo
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
+from shared.events.signing import EventSigner
 from shared.outbox.relay import Relay, RelayOptions
 from shared.outbox.writer import write_outbox
 from shared.topology import Exchanges, QueueSpec, Topology
@@ -41,6 +42,7 @@ def make_relay(
         broker=broker,
         exchange=exchanges.events,
         schemas=[schema],
+        signers={schema: EventSigner.development("api")},
         listen_conninfo=role_conninfo(infra.database_url, schema, f"pw-{schema}"),
         options=RelayOptions(batch_size=100, poll_interval=0.5, max_backoff=0.5),
     )
@@ -254,6 +256,7 @@ async def test_a_notification_sends_the_relay_to_the_source_it_names_only(
         broker=rabbit,
         exchange=exchanges.events,
         schemas=[SourceSpy.QUIET, schema],
+        signers={source: EventSigner.development("api") for source in (SourceSpy.QUIET, schema)},
         listen_conninfo=role_conninfo(infra.database_url, schema, f"pw-{schema}"),
         options=RelayOptions(batch_size=100, poll_interval=30, max_backoff=0.5),
     )

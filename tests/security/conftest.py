@@ -18,3 +18,4 @@ from tests.integration.api.conftest import (  # noqa: F401 (fixtures)
     client,
     db,
 )
+from tests.support.broker_logins import broker_logins  # noqa: F401 (fixture)

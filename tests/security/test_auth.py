@@ -14,7 +14,9 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from services.api import app as app_module
 from services.api.app import create_app
 from services.api.auth.tokens import Principal, issue_token
 from services.api.settings import ApiSettings
@@ -189,7 +191,7 @@ async def test_a_successful_login_clears_the_failures(
 @pytest.fixture
 async def short_window_app(api_settings: ApiSettings) -> AsyncIterator[FastAPI]:
     settings = api_settings.model_copy(
-        update={"login_max_failures": 2, "login_failure_window_seconds": 1.0}
+        update={"login_max_failures": 2, "login_failure_window_seconds": 2.0}
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):
@@ -217,3 +219,65 @@ async def test_unknown_and_nul_addresses_are_counted_without_a_500(
             (await attempt(attacker, "nobody\x00@example.org", "x")).status_code for _ in range(6)
         ]
     assert statuses == [401] * 5 + [429]
+
+
+# --- issue 14, item 5: atomic counting, the client's address behind the proxy ---------------
+
+
+async def test_concurrent_wrong_passwords_are_counted_one_by_one(
+    app: FastAPI, alice: Applicant, api_settings: ApiSettings
+) -> None:
+    # When twenty guesses for Alice arrive at once from one address
+    async with from_address(app, "203.0.113.30") as attacker:
+        answers = await asyncio.gather(
+            *(attempt(attacker, alice.email, f"guess-{n}") for n in range(20))
+        )
+    codes = sorted(a.status_code for a in answers)
+    # Then only the allowed number had their password checked; the others were refused
+    allowed = api_settings.login_max_failures
+    assert codes == [401] * allowed + [429] * (20 - allowed)
+
+
+def behind_proxy(app: FastAPI, proxy: str, trusted: str) -> httpx.AsyncClient:
+    """As uvicorn serves the API (``services.api.app.main``): its proxy-headers middleware
+    with ``FORWARDED_ALLOW_IPS``; the connection comes from ``proxy``."""
+    wrapped = ProxyHeadersMiddleware(app, trusted_hosts=trusted)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=wrapped, client=(proxy, 40000))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test")
+
+
+async def test_behind_the_trusted_proxy_five_wrong_passwords_lock_out_only_the_guesser(
+    app: FastAPI, alice: Applicant, api_settings: ApiSettings
+) -> None:
+    nginx = "10.89.0.5"
+    api_settings.forwarded_allow_ips = "10.89.0.0/24"  # nginx's network, as compose would set it
+    async with behind_proxy(app, nginx, api_settings.forwarded_allow_ips) as proxy:
+        attacker = {"X-Forwarded-For": "203.0.113.40"}
+        owner = {"X-Forwarded-For": "198.51.100.41"}
+        for n in range(5):
+            wrong = await proxy.post(
+                "/auth/token",
+                data={"username": alice.email, "password": f"guess-{n}"},
+                headers=attacker,
+            )
+            assert wrong.status_code == 401
+        blocked = await proxy.post(
+            "/auth/token", data={"username": alice.email, "password": "x"}, headers=attacker
+        )
+        assert blocked.status_code == 429
+        # Then Alice, through the same proxy, still logs in
+        mine = await proxy.post(
+            "/auth/token",
+            data={"username": alice.email, "password": alice.password},
+            headers=owner,
+        )
+        assert mine.status_code == 200
+
+
+def test_the_api_server_trusts_the_configured_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(app_module.uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(app_module, "prepare_multiprocess_metrics", lambda workers: None)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.89.0.0/24")
+    app_module.main()
+    assert seen["forwarded_allow_ips"] == "10.89.0.0/24" and seen["proxy_headers"] is True

@@ -15,21 +15,17 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
 
-import aio_pika
-import aiormq
-import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
 from shared.db.migrations import grant_outbox_access, migrate_service
 from shared.db.pool import role_conninfo
-from shared.definitions import dev_password, dev_users, export_definitions
 from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
+from shared.topology import retry_queue_name
+from tests.support.broker_logins import BrokerLogins, may_consume, may_publish
 from tests.support.infra import Infra
 from tests.support.system import RunningSystem
 
@@ -60,16 +56,19 @@ async def tables_of(admin_url: str, schema: str) -> list[str]:
     return sorted(name for (name,) in rows)
 
 
-async def may_select(database_url: str, login: Login, schema: str, table: str) -> bool:
+async def may_run(database_url: str, login: Login, statement: sql.Composable) -> bool:
     conninfo = role_conninfo(database_url, login.role, login.password)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         try:
-            await conn.execute(
-                sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
-            )
+            await conn.execute(statement)
         except psycopg.errors.InsufficientPrivilege:
             return False
     return True
+
+
+async def may_select(database_url: str, login: Login, schema: str, table: str) -> bool:
+    statement = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
+    return await may_run(database_url, login, statement)
 
 
 async def may_create_in(database_url: str, login: Login, schema: str) -> bool:
@@ -138,6 +137,25 @@ async def throwaway_schemas(infra: Infra) -> AsyncIterator[tuple[dict[str, str],
                 await admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+async def may_delete_from(database_url: str, login: Login, schema: str, table: str) -> bool:
+    statement = sql.SQL("DELETE FROM {} WHERE false").format(sql.Identifier(schema, table))
+    return await may_run(database_url, login, statement)
+
+
+@pytest.mark.integration
+async def test_the_relay_marks_outbox_rows_and_never_deletes_them(
+    infra: Infra, throwaway_schemas: tuple[dict[str, str], dict[str, Login]]
+) -> None:
+    schemas, logins = throwaway_schemas
+    # (each service's own sweeper trims its outbox: the relay needs no DELETE)
+    for owner in OWNERS:
+        assert await may_select(infra.database_url, logins["relay"], schemas[owner], "outbox")
+        assert not await may_delete_from(
+            infra.database_url, logins["relay"], schemas[owner], "outbox"
+        ), owner
+        assert await may_delete_from(infra.database_url, logins[owner], schemas[owner], "outbox")
+
+
 @pytest.mark.integration
 async def test_no_service_role_reads_another_services_schema(
     infra: Infra, throwaway_schemas: tuple[dict[str, str], dict[str, Login]]
@@ -168,101 +186,18 @@ async def test_the_real_roles_of_the_running_system_are_isolated(system: Running
 # --- RabbitMQ --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BrokerLogins:
-    vhost: str
-    users: dict[str, str]  # service -> throw-away user name
-    amqp_base: str  # amqp://host:port
-
-    def url(self, service: str) -> str:
-        user = quote(self.users[service], safe="")
-        return (
-            f"amqp://{user}:{dev_password(service)}@{self.amqp_base}/{quote(self.vhost, safe='')}"
-        )
-
-
-def management(infra: Infra) -> tuple[str, tuple[str, str]]:
-    base = (infra.management_url or "http://127.0.0.1:15672/").rstrip("/")
-    return base, (infra.management_user, infra.management_password)
-
-
-@pytest.fixture
-async def broker_logins(infra: Infra) -> AsyncIterator[BrokerLogins]:
-    """The definitions document's users and permissions, in a vhost of their own."""
-    vhost = f"lp_{uuid.uuid4().hex[:8]}"
-    document = export_definitions(SYSTEM_TOPOLOGY, dev_users(SERVICES), vhost=vhost)
-    users = {entry["user"]: f"{vhost}.{entry['user']}" for entry in document["permissions"]}
-    users.pop("operator")
-    base, auth = management(infra)
-    admin_user = urlsplit(infra.rabbitmq_url).username or "guest"
-    encoded = quote(vhost, safe="")
-    async with httpx.AsyncClient(auth=auth, timeout=30) as client:
-        try:
-            (await client.put(f"{base}/api/vhosts/{encoded}")).raise_for_status()
-            everything = {"configure": ".*", "write": ".*", "read": ".*"}
-            url = f"{base}/api/permissions/{encoded}/{quote(admin_user, safe='')}"
-            (await client.put(url, json=everything)).raise_for_status()
-            # the vhost's own part: exchanges, queues, bindings, policies
-            scoped = {k: document[k] for k in ("exchanges", "queues", "bindings", "policies")}
-            (await client.post(f"{base}/api/definitions/{encoded}", json=scoped)).raise_for_status()
-            # users are global: created under throw-away names, with the document's permissions
-            for entry in document["users"]:
-                if entry["name"] not in users:
-                    continue
-                body = {k: entry[k] for k in ("password_hash", "hashing_algorithm")}
-                body["tags"] = ",".join(entry["tags"])
-                user_url = f"{base}/api/users/{quote(users[entry['name']], safe='')}"
-                (await client.put(user_url, json=body)).raise_for_status()
-            for entry in document["permissions"]:
-                if entry["user"] not in users:
-                    continue
-                granted = {k: entry[k] for k in ("configure", "write", "read")}
-                url = f"{base}/api/permissions/{encoded}/{quote(users[entry['user']], safe='')}"
-                (await client.put(url, json=granted)).raise_for_status()
-            parts = urlsplit(infra.rabbitmq_url)
-            yield BrokerLogins(vhost, users, f"{parts.hostname}:{parts.port or 5672}")
-        finally:
-            for name in users.values():
-                await client.delete(f"{base}/api/users/{quote(name, safe='')}")
-            await client.delete(f"{base}/api/vhosts/{encoded}")
-
-
-@contextlib.asynccontextmanager
-async def channel_of(
-    logins: BrokerLogins, service: str
-) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(logins.url(service))
-    try:
-        yield await connection.channel(publisher_confirms=True)
-    finally:
-        await connection.close()
-
-
-async def may_consume(logins: BrokerLogins, service: str, queue_name: str) -> bool:
-    async with channel_of(logins, service) as channel:
-        try:
-            queue = await channel.get_queue(queue_name, ensure=False)
-            tag = await queue.consume(_ignore)
-            await queue.cancel(tag)
-        except aiormq.exceptions.ChannelAccessRefused:
-            return False
-    return True
-
-
-async def may_publish(logins: BrokerLogins, service: str, exchange_name: str) -> bool:
-    async with channel_of(logins, service) as channel:
-        try:
-            exchange = await channel.get_exchange(exchange_name, ensure=False)
-            await exchange.publish(
-                aio_pika.Message(b"{}", message_id="probe"), routing_key="probe.none"
-            )
-        except aiormq.exceptions.ChannelAccessRefused:
-            return False
-    return True
-
-
-async def _ignore(message: Any) -> None:
-    await message.nack(requeue=True)
+def usable_routing_key(service: str, exchange: str) -> str:
+    """A routing key the service's own work uses on ``exchange`` (topic permissions narrow the
+    keys further: ``tests/security/test_forged_events.py``)."""
+    ex = SYSTEM_TOPOLOGY.exchanges
+    own = [spec for spec in SYSTEM_TOPOLOGY.queues if spec.service == service]
+    if exchange == ex.retry and own:
+        return retry_queue_name(own[0].name, own[0].retry_tiers[0])
+    if exchange == ex.dead and own:
+        return own[0].name
+    if exchange == ex.events:
+        return "application.submitted"
+    return "probe.none"
 
 
 def work_queues() -> dict[str, list[str]]:
@@ -297,7 +232,9 @@ async def test_each_broker_user_publishes_only_where_it_must(broker_logins: Brok
     }
     for exchange, publishers in expected.items():
         for service in SERVICES:
-            allowed = await may_publish(broker_logins, service, exchange)
+            allowed = await may_publish(
+                broker_logins, service, exchange, usable_routing_key(service, exchange)
+            )
             assert allowed == (service in publishers), f"{service} publishing to {exchange}"
     # And a dead-letter queue is not readable by another consumer (only the admin API replays)
     assert not await may_consume(broker_logins, "payments", "verifier.documents.dlq")

@@ -28,12 +28,13 @@ SERVICE_SECRETS: dict[type[CoreSettings], tuple[str, ...]] = {
         "WEBHOOK_SECRET",
         "ADMIN_PASSWORD",
         "RABBITMQ_MANAGEMENT_PASSWORD",
+        "MAIL_SEAL_KEY",
     ),
-    ProjectorSettings: ("RABBITMQ_URL", "API_DB_PASSWORD"),
-    VerifierSettings: ("RABBITMQ_URL", "VERIFIER_DB_PASSWORD"),
-    PaymentsSettings: ("RABBITMQ_URL", "PAYMENTS_DB_PASSWORD"),
-    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD"),
-    RelaySettings: ("RABBITMQ_URL", "RELAY_DB_PASSWORD"),
+    ProjectorSettings: ("RABBITMQ_URL", "API_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    VerifierSettings: ("RABBITMQ_URL", "VERIFIER_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    PaymentsSettings: ("RABBITMQ_URL", "PAYMENTS_DB_PASSWORD", "EVENT_PUBLIC_KEYS"),
+    MailerSettings: ("RABBITMQ_URL", "MAILER_DB_PASSWORD", "EVENT_PUBLIC_KEYS", "MAIL_SEAL_KEY"),
+    RelaySettings: ("RABBITMQ_URL", "RELAY_DB_PASSWORD", "EVENT_SIGNING_KEYS"),
 }
 ALL_SECRETS = sorted({name for names in SERVICE_SECRETS.values() for name in names})
 CASES = [(cls, name) for cls, names in SERVICE_SECRETS.items() for name in names]
@@ -48,7 +49,7 @@ def strong(name: str) -> str:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what each test sets: nothing from the shell or the test infrastructure."""
-    for name in [*ALL_SECRETS, "APP_ENV"]:
+    for name in [*ALL_SECRETS, "APP_ENV", "DATABASE_URL"]:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -58,9 +59,14 @@ def build(cls: type[BaseSettings], monkeypatch: pytest.MonkeyPatch, **env: str) 
     return cls()
 
 
+# As compose gives it to services: the server and database, no credentials (each logs in as
+# its own role with <SERVICE>_DB_PASSWORD).
+DATABASE_URL = "postgresql://postgres.internal:5432/admissions"
+
+
 def production_env(cls: type[CoreSettings], *, leave_out: str = "") -> dict[str, str]:
     env = {name: strong(name) for name in SERVICE_SECRETS[cls] if name != leave_out}
-    return {"APP_ENV": "production", **env}
+    return {"APP_ENV": "production", "DATABASE_URL": DATABASE_URL, **env}
 
 
 @pytest.mark.parametrize("cls", SERVICE_SECRETS, ids=lambda cls: cls.__name__)
@@ -139,3 +145,46 @@ def test_the_refusal_does_not_print_the_secrets_it_was_given(
     # Then the error, which ends up in logs, names settings but shows none of the values
     message = str(refused.value)
     assert not [value for name, value in env.items() if name != "APP_ENV" and value in message]
+
+
+# --- issue 14, item 8: strength, not only "not the default" ---------------------------------
+
+
+@pytest.mark.parametrize("cls", SERVICE_SECRETS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "hunter2",  # short
+        "operator-dev-password",  # another user's development password
+        "relay-dev-password",
+        "guest",
+        "dev-jwt-secret",
+        "Postgres",
+    ],
+)
+def test_a_weak_or_known_development_secret_is_refused_in_any_field(
+    cls: type[CoreSettings], weak: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = next(name for name in SERVICE_SECRETS[cls] if name != "RABBITMQ_URL")
+    env = {**production_env(cls), secret: weak}
+    with pytest.raises(ValidationError, match=secret):
+        build(cls, monkeypatch, **env)
+
+
+@pytest.mark.parametrize("cls", SERVICE_SECRETS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("RABBITMQ_URL", "amqp://api:api-dev-password@rabbitmq.internal:5672/admissions"),
+        ("RABBITMQ_URL", "amqp://relay:short@rabbitmq.internal:5672/admissions"),
+        ("RABBITMQ_URL", "amqp://api@rabbitmq.internal:5672/admissions"),
+        ("DATABASE_URL", "postgresql://postgres:postgres@db.internal:5432/admissions"),
+        ("DATABASE_URL", "postgresql://api:api-dev-password@db.internal:5432/admissions"),
+    ],
+)
+def test_no_development_password_in_any_url(
+    cls: type[CoreSettings], variable: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**production_env(cls), variable: url}
+    with pytest.raises(ValidationError, match=variable):
+        build(cls, monkeypatch, **env)

@@ -10,7 +10,7 @@ import pytest
 
 from shared.broker.rabbitmq import RabbitBroker
 from shared.system_topology import SYSTEM_TOPOLOGY
-from tests.security.test_least_privilege import (  # noqa: F401 (the fixture)
+from tests.support.broker_logins import (  # noqa: F401 (the fixture)
     BrokerLogins,
     broker_logins,
     management,

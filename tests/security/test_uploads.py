@@ -125,6 +125,21 @@ async def test_file_names_are_stored_sanitised_and_never_used_as_paths(
     assert {sha for _, sha in rows} == {path.name for path in written}
 
 
+async def test_a_file_arriving_in_one_chunk_larger_than_the_spool_is_stored_whole(
+    client: httpx.AsyncClient, alice: Applicant, db: AsyncConnectionPool, api_settings: ApiSettings
+) -> None:
+    # Given a 1 MiB file the server reads in one chunk (the in-process client sends it so):
+    # an empty first write to the streaming writer used to read as the end of the file, and
+    # the document was stored empty (a 500 from the size check, or an empty blob)
+    content = PDF + b"x" * (MIB - len(PDF))
+    response = await submit(client, alice, [FilePart("one-chunk.pdf", content)])
+    assert response.status_code == 202
+    sha256 = hashlib.sha256(content).hexdigest()
+    assert await scalar(db, "SELECT size FROM application_documents") == MIB
+    (stored,) = files_under(api_settings.blob_dir)
+    assert stored.name == sha256 and stored.stat().st_size == MIB
+
+
 async def test_six_files_are_422_and_nothing_is_written(
     client: httpx.AsyncClient, alice: Applicant, db: AsyncConnectionPool
 ) -> None:

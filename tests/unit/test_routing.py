@@ -16,6 +16,7 @@ from shared.events.catalog import EventPayload, OtpRequested, ReportRequested
 from shared.events.envelope import new_envelope
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import QueueSpec
+from tests.support.events import otp_requested
 
 SPEC = QueueSpec("work", "tests", ("auth.otp_requested", "report.requested"))
 
@@ -35,7 +36,7 @@ async def test_each_payload_reaches_the_handler_listed_for_its_type() -> None:
         seen.append(("report", payload))
 
     handle = routed({OtpRequested: on_code, ReportRequested: on_report})
-    code = OtpRequested(email="a@example.org", code="123456")
+    code = otp_requested("a@example.org", "123456")
     report = ReportRequested(recipient="ops@example.org", report="all well")
     await handle(context(report))
     await handle(context(code))
@@ -45,7 +46,7 @@ async def test_each_payload_reaches_the_handler_listed_for_its_type() -> None:
 async def test_a_payload_without_a_route_is_a_permanent_domain_error() -> None:
     handle = routed({ReportRequested: lambda ctx, payload: None})  # type: ignore[arg-type, return-value]
     with pytest.raises(DomainRuleViolation, match=r"work has no handler for auth\.otp_requested"):
-        await handle(context(OtpRequested(email="a@example.org", code="123456")))
+        await handle(context(otp_requested("a@example.org", "123456")))
     assert issubclass(DomainRuleViolation, PermanentError)  # the runtime dead-letters it at once
 
 

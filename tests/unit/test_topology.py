@@ -56,7 +56,7 @@ def test_a_retry_tier_returns_to_its_own_queue_only() -> None:
     assert tier.arguments["x-dead-letter-routing-key"] == "verifier.documents"
     assert tier.arguments["x-dead-letter-strategy"] == "at-least-once"
     assert tier.arguments["x-overflow"] == "reject-publish"
-    # the direct retry exchange takes the message back to the work queue, not the topic exchange
+    # the retry exchange takes the message back to the work queue, not the events exchange
     assert BindingDeclaration(exchanges.retry, "verifier.documents", "verifier.documents") in items
     assert (
         BindingDeclaration(exchanges.dead, "verifier.documents.dlq", "verifier.documents") in items

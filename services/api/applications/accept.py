@@ -10,6 +10,10 @@ takes ``POST /applications`` before FastAPI's routing, dependency injection and 
 middleware see it; on the hottest path those cost a fifth of a submission's CPU. The
 middlewares outside it (request id, metrics, the 500 handler) still apply.
 
+Floods: an applicant past ``SUBMISSIONS_PER_APPLICANT_PER_HOUR`` gets ``429`` with
+``Retry-After`` before anything else happens (``rate_limits.py``); counted here, not as a route
+dependency, so that the fast path counts too.
+
 Overload (``admission.py``): a process reads and writes at most
 ``api_max_submissions_in_flight`` submissions at once. One more is answered at once, before its
 body is read, with ``503 Service Unavailable``, ``Retry-After`` (longer the longer the
@@ -48,6 +52,7 @@ from services.api.applications.validation import (
 from services.api.auth.dependencies import authenticate
 from services.api.auth.tokens import Principal
 from services.api.errors import database_unavailable, error_response
+from services.api.rate_limits import limit_submissions
 from services.api.resources import Resources
 from services.api.statuses import Status
 from shared.events.catalog import ApplicationSubmitted, DocumentRef
@@ -122,6 +127,9 @@ def busy(intake: Intake) -> JSONResponse:
 async def accept_submission(
     request: Request, deps: Resources, user: Principal, correlation_id: str
 ) -> Response:
+    # Before the admission limit and the body: a flooding applicant costs one upsert, not
+    # a slot and an upload. Raises the 429 (both doors turn HTTPException into the answer).
+    await limit_submissions(deps, user)
     intake = deps.intake
     if not intake.admission.try_enter():
         return busy(intake)

@@ -54,6 +54,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "body or a file too large"},
     415: {"description": "a file's declared type is not PDF, PNG or JPEG"},
     422: {"description": "missing field, empty file, more than 5 files"},
+    429: {
+        "model": ErrorBody,
+        "headers": _RETRY_AFTER,
+        "description": "too many submissions from this applicant this hour; nothing was stored."
+        " Wait Retry-After seconds.",
+    },
     503: {
         "model": ErrorBody,
         "headers": _RETRY_AFTER,

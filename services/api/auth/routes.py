@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field
 
+from services.api import rate_limits
 from services.api.auth import repository, throttle
 from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
 from services.api.auth.dependencies import CurrentUser
@@ -19,6 +20,7 @@ from services.api.errors import ErrorBody
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import OtpRequested, PasswordResetRequested
 from shared.events.envelope import new_envelope
+from shared.events.sealed import SecretSealer, seal_context
 from shared.outbox.writer import write_outbox
 
 router = APIRouter(
@@ -62,15 +64,32 @@ class Accepted(BaseModel):
     detail: str
 
 
+RESET = PasswordResetRequested.event_type
+OTP = OtpRequested.event_type
+
+
+def seal_for_mailer(deps: Resources, secret: str, event_type: str, recipient: str) -> str:
+    """Only the mailer opens it: the outbox, the broker and dead letters keep it sealed."""
+    sealer = SecretSealer.from_setting(deps.settings.mail_seal_key.get_secret_value())
+    return sealer.seal(secret, seal_context(event_type, recipient))
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+TOO_MANY = {"model": ErrorBody, "description": "over a rate limit; see Retry-After"}
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisteredUser,
-    responses={409: {"model": ErrorBody, "description": "the address already has an account"}},
+    responses={
+        409: {"model": ErrorBody, "description": "the address already has an account"},
+        429: TOO_MANY,
+    },
+    dependencies=[Depends(rate_limits.limit_registrations)],
 )
 async def register(body: Registration, deps: Deps) -> RegisteredUser:
     email = normalise_email(body.email)
@@ -90,6 +109,7 @@ async def register(body: Registration, deps: Deps) -> RegisteredUser:
         401: {"model": ErrorBody, "description": "wrong e-mail or password"},
         429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
     },
+    dependencies=[Depends(rate_limits.limit_logins)],
 )
 async def token(
     request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], deps: Deps
@@ -102,7 +122,7 @@ async def token(
         timedelta(seconds=deps.settings.login_failure_window_seconds),
     )
     async with deps.connection() as conn:
-        wait = await throttle.blocked_for(conn, key, policy)
+        wait = await throttle.reserve_attempt(conn, key, policy)
         found = None
         # Postgres text cannot hold NUL, so such a name has no account (rather than a 500).
         if wait is None and "\x00" not in email:
@@ -116,7 +136,7 @@ async def token(
     valid = await deps.passwords.verify(form.password, found.password_hash if found else None)
     if found is None or not valid:
         async with deps.connection() as conn:
-            await throttle.record_failure(conn, key, policy)
+            await throttle.forget_expired(conn, policy)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong e-mail or password",
@@ -131,17 +151,25 @@ async def token(
     return AccessToken(access_token=access, expires_in=int(ttl.total_seconds()))
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={429: TOO_MANY},
+)
 async def request_password_reset(
-    body: ResetRequest, deps: Deps, correlation: RequestId
+    request: Request, body: ResetRequest, deps: Deps, correlation: RequestId
 ) -> Accepted:
     """Answers the same whether or not the address has an account (no account discovery)."""
     email = normalise_email(body.email)
+    await rate_limits.limit_password_resets(request, deps, email)
     token = new_reset_token()
     ttl = timedelta(minutes=deps.settings.password_reset_ttl_minutes)
     async with deps.connection() as conn, conn.transaction():
         if await repository.store_reset_token(conn, email, hash_reset_token(token), ttl):
-            event = PasswordResetRequested(email=email, reset_token=token)
+            event = PasswordResetRequested(
+                email=email, sealed_token=seal_for_mailer(deps, token, RESET, email)
+            )
             await write_outbox(
                 conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
             )
@@ -162,7 +190,8 @@ async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Respons
     "/otp",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={401: {"model": ErrorBody, "description": "not authenticated"}},
+    responses={401: {"model": ErrorBody, "description": "not authenticated"}, 429: TOO_MANY},
+    dependencies=[Depends(rate_limits.limit_otp_requests)],
 )
 async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> Accepted:
     code = new_otp_code()
@@ -170,7 +199,9 @@ async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> 
     ttl = timedelta(minutes=deps.settings.otp_ttl_minutes)
     async with deps.connection() as conn, conn.transaction():
         await repository.store_otp_code(conn, user.user_id, code_hash, ttl)
-        event = OtpRequested(email=user.email, code=code)
+        event = OtpRequested(
+            email=user.email, sealed_code=seal_for_mailer(deps, code, OTP, user.email)
+        )
         await write_outbox(
             conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
         )

@@ -8,13 +8,14 @@ account does not slow down other people logging in from the same address (a camp
 A successful login clears its pair.
 
 The client address is the one uvicorn reports. Behind a proxy (nginx in compose) uvicorn
-must trust the proxy's X-Forwarded-For (``FORWARDED_ALLOW_IPS``, read by uvicorn itself);
-otherwise every client shares the proxy's address and an attacker could block an account's
-owner too.
+must trust the proxy's X-Forwarded-For: ``FORWARDED_ALLOW_IPS`` (``ApiSettings``) lists the
+proxies' addresses; otherwise every client shares the proxy's address and an attacker could
+block an account's owner too.
 
-The counts live in Postgres (``login_failures``) so every API replica shares them. The check
-and the count are two statements, so concurrent guesses may each get through before the
-count catches up: the limit holds to within the number of requests in flight.
+The counts live in Postgres (``login_failures``) so every API replica shares them. Each
+attempt is counted *before* its password is checked, as a failure until the password proves
+right, in the one statement that also says whether the pair is over the limit: concurrent
+guesses are counted one by one, so no more than ``max_failures`` of them are ever checked.
 """
 
 from __future__ import annotations
@@ -45,28 +46,29 @@ def retry_after_seconds(remaining: float) -> int:
     return max(1, math.ceil(remaining))
 
 
-async def blocked_for(conn: AsyncConnection[Any], key: str, policy: ThrottlePolicy) -> float | None:
-    """Seconds until the pair may try again, or None when it may try now."""
+async def reserve_attempt(
+    conn: AsyncConnection[Any], key: str, policy: ThrottlePolicy
+) -> float | None:
+    """Count this attempt as a failure (``clear`` forgets it when the password is right);
+    return the seconds until the pair may try again when it is over the limit, else None.
+    An expired window starts again at 1."""
     cursor = await conn.execute(
-        "SELECT extract(epoch FROM window_started + %s - now()) FROM login_failures"
-        " WHERE key = %s AND failures >= %s AND window_started + %s > now()",
-        (policy.window, key, policy.max_failures, policy.window),
-    )
-    row = await cursor.fetchone()
-    return None if row is None else float(row[0])
-
-
-async def record_failure(conn: AsyncConnection[Any], key: str, policy: ThrottlePolicy) -> None:
-    """Count one failure; an expired window starts again at 1. Expired pairs are removed on
-    the way, so the table only holds pairs that failed within the last window."""
-    await conn.execute(
         "INSERT INTO login_failures AS f (key, failures, window_started) VALUES (%s, 1, now())"
         " ON CONFLICT (key) DO UPDATE SET"
         "  failures = CASE WHEN f.window_started + %s <= now() THEN 1 ELSE f.failures + 1 END,"
         "  window_started = CASE WHEN f.window_started + %s <= now()"
-        "                        THEN now() ELSE f.window_started END",
-        (key, policy.window, policy.window),
+        "                        THEN now() ELSE f.window_started END"
+        " RETURNING failures, extract(epoch FROM window_started + %s - now())",
+        (key, policy.window, policy.window, policy.window),
     )
+    row = await cursor.fetchone()
+    assert row is not None
+    failures, remaining = int(row[0]), float(row[1])
+    return remaining if failures > policy.max_failures else None
+
+
+async def forget_expired(conn: AsyncConnection[Any], policy: ThrottlePolicy) -> None:
+    """The table only holds pairs that failed within the last window."""
     await conn.execute(
         "DELETE FROM login_failures WHERE window_started < now() - %s", (policy.window,)
     )

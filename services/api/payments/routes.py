@@ -89,7 +89,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     "/webhooks/payments",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        401: {"description": "bad or missing signature, stale timestamp, or a replayed event"},
+        200: {"description": "an event id received before: acknowledged, nothing done"},
+        401: {"description": "bad or missing signature, or a stale timestamp"},
         404: {"description": "the application is unknown"},
         413: {"model": ErrorBody, "description": "the body is too large"},
     },
@@ -129,7 +130,9 @@ async def payment_webhook(
         if recorded is None:
             return error_response(status.HTTP_404_NOT_FOUND, "application not found")
         if not recorded.first_time:
-            return error_response(status.HTTP_401_UNAUTHORIZED, "replayed")
+            # Signed by the provider, so it is the provider retrying (our answer was lost):
+            # acknowledge it, or it retries for ever; it was handed on the first time.
+            return JSONResponse({"detail": "already received"}, status_code=status.HTTP_200_OK)
         event = PaymentWebhookReceived(
             provider_event_id=notification.event_id,
             payment_id=notification.payment_id,

@@ -12,7 +12,6 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import MessageContext
 from shared.db.migrations import provision_ops_role
@@ -24,6 +23,7 @@ from shared.topology import Exchanges, QueueSpec, Topology
 from shared.worker import run_worker
 from tests.support.amqp import AmqpInspector
 from tests.support.database import role_password
+from tests.support.events import signed
 from tests.support.infra import Infra
 
 
@@ -122,7 +122,7 @@ def announcement(index: int = 0) -> Envelope:
 async def publish_to_queue(rabbit: RabbitBroker, topology: Topology, envelope: Envelope) -> None:
     """Straight into the work queue (the retry exchange is bound to it by its name)."""
     queue = topology.queues[0].name
-    await rabbit.publish(topology.exchanges.retry, queue, OutgoingMessage.from_envelope(envelope))
+    await rabbit.publish(topology.exchanges.retry, queue, signed(envelope))
 
 
 async def fetch(pool: AsyncConnectionPool, query: str, *params: object) -> list[tuple[object, ...]]:

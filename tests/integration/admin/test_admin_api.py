@@ -17,7 +17,6 @@ from psycopg_pool import AsyncConnectionPool
 from services.api.admin.resources import AdminResources
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer import policy
 from shared.db.pool import role_conninfo
@@ -33,6 +32,7 @@ from tests.integration.admin.conftest import (
 )
 from tests.support.amqp import AmqpInspector
 from tests.support.database import open_role_pool, role_password, service_schema
+from tests.support.events import signed
 from tests.support.infra import Infra
 from tests.support.waiting import eventually
 
@@ -122,7 +122,7 @@ async def dead_letter(
         kind="permanent",
         now=at,
     )
-    message = OutgoingMessage.from_envelope(envelope, headers=headers)
+    message = signed(envelope, headers=headers)
     await rabbit.publish(topology.exchanges.dead, queue, message)
     return str(envelope.message_id)
 

@@ -37,6 +37,7 @@ from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Exchanges, Topology
 from tests.integration.api.conftest import Applicant, scalar
 from tests.support.database import open_role_pool, service_schema
+from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.support.infra import Infra
 from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, valid_fields
 
@@ -66,10 +67,11 @@ class Projector:
             broker=self.broker,
             transactions=PostgresTransactions(pool, schema, ProjectionTransaction),
             handler=handle,
+            authenticity=DEVELOPMENT_VERIFIER,
         )
 
     async def deliver(self, envelope: Envelope) -> None:
-        delivery = HandDelivery(OutgoingMessage.from_envelope(envelope))
+        delivery = HandDelivery(signed(envelope))
         await self.consumer.process(delivery)
         assert delivery.acked
 
@@ -284,7 +286,7 @@ async def test_one_batch_holding_every_event_of_an_application_applies_them_in_t
     events = events_for(application_id)
     verified = new_envelope(events["verified"])
     batch = [verified, new_envelope(events["initiated"]), new_envelope(events["paid"]), verified]
-    deliveries = [HandDelivery(OutgoingMessage.from_envelope(e)) for e in batch]
+    deliveries = [HandDelivery(signed(e)) for e in batch]
     # When they reach the projector as one batch (one transaction)
     await projector.consumer.process_batch(deliveries)
     # Then each handler saw what the one before it wrote: every step once, in order

@@ -13,17 +13,17 @@ from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender, SmtpUnavailable
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.db.transactions import PostgresTransactions
-from shared.events.catalog import EventPayload, OtpRequested, PaymentCompleted
+from shared.events.catalog import EventPayload, PaymentCompleted
 from shared.events.envelope import Envelope, new_envelope
 from shared.system_topology import MAILER_LANES
 from shared.topology import Exchanges, QueueSpec, Topology
 from tests.integration.mailer.conftest import REFUSED_DOMAIN, SmtpServer, free_port
 from tests.support.amqp import AmqpInspector
+from tests.support.events import DEVELOPMENT_SEALER, DEVELOPMENT_VERIFIER, otp_requested, signed
 from tests.support.waiting import eventually
 from tests.unit.mailer.samples import one_of_each, submitted
 
@@ -39,6 +39,7 @@ def make_mailer(host: str, port: int, timeout: float = 5.0) -> Mailer:
         ),
         mail_from=SENDER,
         api_public_url="http://127.0.0.1:8000",
+        sealer=DEVELOPMENT_SEALER,
     )
 
 
@@ -88,15 +89,14 @@ async def test_a_mail_is_sent_once_and_its_redelivery_is_deduplicated(
         broker=rabbit,
         transactions=PostgresTransactions(mailer_pool, mailer_schema, MailerTransaction),
         handler=make_mailer(smtp_server.host, smtp_server.port).handle,
+        authenticity=DEVELOPMENT_VERIFIER,
     )
     await consumer.start()
     try:
         # When one application.submitted event is delivered twice (a publisher's retry)
         envelope = new_envelope(submitted(email="ada@example.org"))
         for _ in range(2):
-            await rabbit.publish(
-                exchanges.events, envelope.type, OutgoingMessage.from_envelope(envelope)
-            )
+            await rabbit.publish(exchanges.events, envelope.type, signed(envelope))
         await eventually(
             lambda: consumer.outcomes["processed"] + consumer.outcomes["duplicate"] == 2,
             what="both deliveries handled",
@@ -157,7 +157,7 @@ async def test_a_mail_already_recorded_is_not_sent_again_even_without_the_claim(
     # Given an OTP mail that was sent and recorded
     mailer = make_mailer(smtp_server.host, smtp_server.port)
     spec = namespaced_lane(mailer_schema, "critical")
-    payload = OtpRequested(email="u@example.org", code="123456")
+    payload = otp_requested("u@example.org", "123456")
     envelope = new_envelope(payload)
     await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload, envelope)
     # When the same event is handled again (its claim trimmed by the sweeper long ago)
@@ -176,7 +176,7 @@ async def test_an_smtp_server_that_is_down_is_a_transient_error(
     # When an OTP mail is handled
     with pytest.raises(SmtpUnavailable) as raised:
         await handle_directly(
-            mailer, mailer_pool, mailer_schema, spec, OtpRequested(email="u@x.org", code="654321")
+            mailer, mailer_pool, mailer_schema, spec, otp_requested("u@x.org", "654321")
         )
     # Then the runtime retries it on the lane's policy, and nothing was recorded (rolled back)
     assert isinstance(policy.decide(spec, 1, raised.value), policy.Retry)
@@ -190,7 +190,7 @@ async def test_a_recipient_refused_permanently_is_a_domain_rule_violation(
     # Given an SMTP server that answers 550 for this recipient
     mailer = make_mailer(smtp_server.host, smtp_server.port)
     spec = namespaced_lane(mailer_schema, "critical")
-    payload = OtpRequested(email=f"nobody@{REFUSED_DOMAIN}", code="111111")
+    payload = otp_requested(f"nobody@{REFUSED_DOMAIN}", "111111")
     # When the mail is handled
     with pytest.raises(RecipientRefused) as raised:
         await handle_directly(mailer, mailer_pool, mailer_schema, spec, payload)

@@ -14,9 +14,11 @@ from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.events.catalog import OtpRequested, ReportRequested
+from shared.events.signing import EventSigner
 from shared.outbox.relay import Relay
 from shared.topology import Exchanges, QueueSpec, Topology
 from tests.integration.api.conftest import Applicant
+from tests.support.events import DEVELOPMENT_VERIFIER
 from tests.support.waiting import eventually
 
 
@@ -34,6 +36,7 @@ async def test_an_event_emitted_downstream_carries_the_requests_correlation_id(
         broker=broker,
         exchange=exchanges.events,
         schemas=[api_schema],
+        signers={api_schema: EventSigner.development("api")},
         listen_conninfo="unused: the test calls publish_batch",
     )
     bound_in_handler: list[dict[str, Any]] = []
@@ -51,6 +54,7 @@ async def test_an_event_emitted_downstream_carries_the_requests_correlation_id(
         broker=broker,
         transactions=transactions,
         handler=send_code,
+        authenticity=DEVELOPMENT_VERIFIER,
     )
     await consumer.start()
     correlation_id = f"corr-{uuid.uuid4()}"

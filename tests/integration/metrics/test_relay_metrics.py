@@ -12,6 +12,7 @@ from services.relay.app import sample_backlog
 from shared.broker.memory import InMemoryBroker
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
+from shared.events.signing import EventSigner
 from shared.metrics import metrics_for
 from shared.outbox.relay import Relay, RelayOptions
 from shared.outbox.writer import write_outbox
@@ -52,6 +53,7 @@ async def relay_with_metrics(
         broker=broker,
         exchange=exchanges.events,
         schemas=[schema],
+        signers={schema: EventSigner.development("api")},
         listen_conninfo="unused: these tests call publish_batch directly",
         options=RelayOptions(batch_size=100),
         metrics=metrics_for(registry),

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.broker.base import OutgoingMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import MessageContext
 from shared.events.catalog import AnnouncementPublished
@@ -19,6 +18,7 @@ from shared.topology import Exchanges, QueueSpec, Topology
 from shared.worker import run_worker
 from tests.support.amqp import AmqpInspector
 from tests.support.database import role_password
+from tests.support.events import signed
 from tests.support.infra import Infra
 from tests.support.system import free_port
 from tests.support.waiting import eventually
@@ -107,7 +107,7 @@ async def test_a_workers_metrics_answer_and_move_when_messages_flow(
                 payload = AnnouncementPublished(
                     recipient="a@example.org", subject=f"news {n}", body="hello"
                 )
-                message = OutgoingMessage.from_envelope(new_envelope(payload))
+                message = signed(new_envelope(payload))
                 await rabbit.publish(exchanges.events, "announcement.published", message)
 
             async def all_processed() -> bool:

@@ -244,3 +244,39 @@ async def test_a_webhook_out_of_retries_waits_for_its_payment_and_then_settles_i
     assert [e.type for e in emitted] == ["payment.initiated", "payment.completed"]
     assert await payments.rows("SELECT status FROM payments") == [("completed",)]
     assert await payments.rows("SELECT * FROM early_webhooks") == []
+
+
+# --- issue 14, item 10: a parked paid webhook when the payment's last attempt fails ----------
+
+
+async def test_a_parked_paid_webhook_settles_a_payment_whose_start_gave_up(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    # Given the provider made and (auto-paying) paid a checkout whose answer we lost; its paid
+    # webhook ran out of retries before our payment row existed and was parked
+    checkout = await provider.create_checkout("app-1", 5000, "EUR", "app-1")
+    await payments.deliver(webhook(checkout.payment_id), attempt=QUEUE.max_attempts)
+    assert await payments.rows("SELECT application_id FROM early_webhooks") == [("app-1",)]
+    # When the provider is down on documents.verified's last attempt too
+    provider.failures.append(ProviderUnavailable("payment provider answered 503"))
+    emitted = await payments.deliver(verified(), attempt=QUEUE.max_attempts)
+    # Then the money the provider took is not orphaned: the payment is completed by that
+    # webhook, and the applicant hears the truth (payment.completed, not payment.failed)
+    assert [e.type for e in emitted] == ["payment.completed"]
+    assert emitted[0].payload["payment_id"] == checkout.payment_id
+    assert await payments.rows("SELECT status, payment_id FROM payments") == [
+        ("completed", checkout.payment_id)
+    ]
+    assert await payments.rows("SELECT * FROM early_webhooks") == []
+
+
+async def test_a_parked_failed_webhook_leaves_a_payment_whose_start_gave_up_failed(
+    payments: Payments, provider: FakeProvider
+) -> None:
+    checkout = await provider.create_checkout("app-1", 5000, "EUR", "app-1")
+    await payments.deliver(webhook(checkout.payment_id, "failed"), attempt=QUEUE.max_attempts)
+    provider.failures.append(ProviderUnavailable("payment provider answered 503"))
+    emitted = await payments.deliver(verified(), attempt=QUEUE.max_attempts)
+    assert [e.type for e in emitted] == ["payment.failed"]
+    assert await payments.rows("SELECT status FROM payments") == [("failed",)]
+    assert await payments.rows("SELECT * FROM early_webhooks") == []

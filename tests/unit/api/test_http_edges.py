@@ -29,7 +29,10 @@ def passwords() -> Passwords:
 @pytest.fixture
 def app(tmp_path: Path, passwords: Passwords) -> Iterator[FastAPI]:
     """The app with resources that refuse any database use (the pool is never opened)."""
-    settings = ApiSettings(jwt_secret=SECRET, blob_dir=tmp_path / "blobs", blob_fsync=False)
+    # No rate limits: they count in the database (tests/security/test_floods.py)
+    settings = ApiSettings(
+        jwt_secret=SECRET, blob_dir=tmp_path / "blobs", blob_fsync=False, rate_limits=False
+    )
     application = create_app(settings)
     resources = build_resources(settings, unopened_pool(), passwords)
     application.state.resources = resources

@@ -18,12 +18,12 @@ from shared.events.catalog import (
     DocumentsVerified,
     DocumentVerdict,
     EventPayload,
-    OtpRequested,
     PaymentCompleted,
     PaymentInitiated,
 )
 from shared.events.envelope import new_envelope
 from shared.system_topology import SYSTEM_TOPOLOGY
+from tests.support.events import otp_requested
 
 
 @dataclass
@@ -130,7 +130,7 @@ async def test_the_events_of_an_application_complete_it_with_each_step_in_histor
             DocumentsVerified(application_id="not-a-uuid", applicant_email="a@b.org", documents=[]),
             "is not a UUID",
         ),
-        (OtpRequested(email="a@b.org", code="123456"), "has no handler for auth.otp_requested"),
+        (otp_requested("a@b.org", "123456"), "has no handler for auth.otp_requested"),
     ],
     ids=["unknown application", "not a uuid", "not routed"],
 )

@@ -208,7 +208,7 @@ def test_passwords_from_the_environment_get_random_salts(
 ) -> None:
     # Given a password per user in the environment
     for user in dev_users():
-        monkeypatch.setenv(f"{user.name.upper()}_RABBITMQ_PASSWORD", f"secret-{user.name}")
+        monkeypatch.setenv(f"{user.name.upper()}_RABBITMQ_PASSWORD", f"secret-{user.name}-7f3a9c21")
     # When the document is exported twice with them
     main(["--passwords-from-env"])
     first = json.loads(capsys.readouterr().out)
@@ -216,7 +216,7 @@ def test_passwords_from_the_environment_get_random_salts(
     second = json.loads(capsys.readouterr().out)
     # Then each hash checks against that password, salted differently each time
     for a, b in zip(first["users"], second["users"], strict=True):
-        assert password_matches(a["password_hash"], f"secret-{a['name']}")
+        assert password_matches(a["password_hash"], f"secret-{a['name']}-7f3a9c21")
         assert not password_matches(a["password_hash"], dev_password(a["name"]))
         assert a["password_hash"] != b["password_hash"]
 
@@ -238,3 +238,30 @@ def test_the_development_admin_is_guest_on_the_default_vhost() -> None:
     assert "administrator" in guest["tags"]
     assert {p["vhost"] for p in document["permissions"]} == {"/", "admissions"}
     assert [v["name"] for v in document["vhosts"]] == ["/"]
+
+
+def test_every_work_queue_is_bounded_by_a_policy_operators_see() -> None:
+    document = export_definitions(SYSTEM_TOPOLOGY, dev_users())
+    bounding = [p for p in document["policies"] if "max-length" in p["definition"]]
+    for spec in SYSTEM_TOPOLOGY.queues:
+        (policy,) = [p for p in bounding if re.fullmatch(p["pattern"], spec.name)]
+        assert policy["definition"]["max-length"] == spec.max_length
+        assert policy["definition"]["overflow"] == "reject-publish"
+        # a queue takes only the highest-priority policy: the leader locator must come along
+        assert policy["definition"]["queue-leader-locator"] == "balanced"
+        assert policy["priority"] > 0
+    # retry tiers and dead-letter queues are not work queues
+    assert not any(re.fullmatch(p["pattern"], "verifier.documents.dlq") for p in bounding)
+
+
+@pytest.mark.parametrize("weak", ["operator-dev-password", "guest", "short-but-new"])
+def test_the_production_export_refuses_weak_passwords(
+    monkeypatch: pytest.MonkeyPatch, weak: str
+) -> None:
+    # Given strong passwords for everyone but the operator (an administrator)
+    for user in dev_users():
+        monkeypatch.setenv(f"{user.name.upper()}_RABBITMQ_PASSWORD", f"{user.name}-7f3a9c21e8d4")
+    monkeypatch.setenv("OPERATOR_RABBITMQ_PASSWORD", weak)
+    # Then the export refuses, naming it
+    with pytest.raises(SystemExit, match="OPERATOR_RABBITMQ_PASSWORD"):
+        main(["--passwords-from-env"])

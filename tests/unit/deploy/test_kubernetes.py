@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from services.api.settings import ApiSettings
+from services.api.settings import ApiSettings, ProjectorSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings
 from services.payments.settings import PaymentsSettings
@@ -382,3 +382,36 @@ def test_uploads_are_shared_by_api_and_verifier_at_blob_dir() -> None:
     assert not [
         m for m in templates["api"]["spec"]["containers"][0]["volumeMounts"] if m.get("readOnly")
     ]
+
+
+# APP_ENV=production (config.yaml): each service refuses to start without the secrets its
+# settings class lists; the projector is the API's ProjectorSettings (no HTTP secrets).
+PRODUCTION_SETTINGS: dict[str, type[CoreSettings]] = {
+    "api": ApiSettings,
+    "projector": ProjectorSettings,
+    "relay": RelaySettings,
+    "verifier": VerifierSettings,
+    "payments": PaymentsSettings,
+    "mailer": MailerSettings,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTION_SETTINGS))
+def test_each_service_is_given_every_secret_production_requires(name: str) -> None:
+    settings_class = PRODUCTION_SETTINGS[name]
+    required = {"RABBITMQ_URL", *(s.upper() for s in settings_class.production_secrets)}
+    (container,) = dict(pod_templates())[name]["spec"]["containers"]
+    config = of_kind("ConfigMap")["admissions-config"]["data"]
+    given = {variable["name"] for variable in container.get("env", [])} | set(config)
+    assert not required - given, f"{name} is not given {sorted(required - given)}"
+
+
+def test_the_projector_sweeps_the_uploads_it_can_write() -> None:
+    # The blob sweeper runs in the projector (the API's role knows which blobs rows reference)
+    blob_dir = of_kind("ConfigMap")["admissions-config"]["data"]["BLOB_DIR"]
+    spec = dict(pod_templates())["projector"]["spec"]
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == blob_dir]
+    assert not mount.get("readOnly")
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == "blobs"

@@ -9,13 +9,12 @@ from shared.events.catalog import (
     DocumentsRejected,
     DocumentVerdict,
     EventPayload,
-    OtpRequested,
-    PasswordResetRequested,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
     ReportRequested,
 )
+from tests.support.events import otp_requested, reset_requested
 
 SHA = "ab" * 32
 
@@ -84,8 +83,8 @@ def one_of_each() -> list[EventPayload]:
             currency="EUR",
         ),
         PaymentFailed(application_id="app-5", applicant_email="ed@example.org", reason="declined"),
-        PasswordResetRequested(email="gu@example.org", reset_token="tok/en+1=="),
-        OtpRequested(email="ha@example.org", code="042917"),
+        reset_requested("gu@example.org", "tok/en+1=="),
+        otp_requested("ha@example.org", "042917"),
         AnnouncementPublished(
             recipient="io@example.org", subject="Open day", body="Come on Friday.\n\nBring a pen."
         ),

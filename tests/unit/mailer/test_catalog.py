@@ -11,9 +11,9 @@ from shared.events.catalog import (
     DocumentsVerified,
     DocumentVerdict,
     EventPayload,
-    PasswordResetRequested,
 )
 from shared.system_topology import MAILER_LANES
+from tests.support.events import DEVELOPMENT_SEALER, reset_requested
 from tests.unit.mailer.samples import one_of_each, rejected
 
 API = "http://portal.example:8000"
@@ -39,7 +39,7 @@ EXPECTED = {
 def test_each_mail_event_picks_its_template_and_recipient(payload: EventPayload) -> None:
     # Given an event the mailer consumes
     # When it is mapped to its emails
-    specs = emails_for(payload, api_public_url=API)
+    specs = emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)
     # Then the templates, recipients and application ids are the expected ones
     assert [(s.template, s.recipient, s.application_id) for s in specs] == EXPECTED[
         payload.event_type
@@ -66,12 +66,12 @@ def test_every_event_routed_to_a_mailer_lane_has_an_email() -> None:
     ids=lambda p: p.event_type,
 )
 def test_events_without_a_mail_give_none(payload: EventPayload) -> None:
-    assert emails_for(payload, api_public_url=API) == ()
+    assert emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER) == ()
 
 
 def test_rejected_documents_list_each_rejected_file_with_its_reason() -> None:
     # Given a rejection of two files out of three
-    [spec] = emails_for(rejected(), api_public_url=API)
+    [spec] = emails_for(rejected(), api_public_url=API, sealer=DEVELOPMENT_SEALER)
     # Then the context names both rejected files with their reasons, and the accepted one apart
     assert spec.context["rejected"] == [
         {"filename": "scan.pdf", "reason": "PDF is encrypted"},
@@ -82,9 +82,9 @@ def test_rejected_documents_list_each_rejected_file_with_its_reason() -> None:
 
 def test_password_reset_link_points_at_the_api_and_carries_the_token_encoded() -> None:
     # Given a token with characters that are special in a URL
-    payload = PasswordResetRequested(email="u@example.org", reset_token="a/b+c==&d")
+    payload = reset_requested("u@example.org", "a/b+c==&d")
     # When mapped
-    [spec] = emails_for(payload, api_public_url=API + "/")
+    [spec] = emails_for(payload, api_public_url=API + "/", sealer=DEVELOPMENT_SEALER)
     # Then the link is the API's confirm endpoint, and decoding it gives the token back
     url = urlsplit(spec.context["reset_url"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == API + "/auth/password-reset/confirm"

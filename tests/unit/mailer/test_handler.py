@@ -15,6 +15,7 @@ from shared.consumer.runtime import MessageContext
 from shared.events.catalog import EventPayload, PaymentCompleted
 from shared.events.envelope import Envelope, new_envelope
 from shared.system_topology import MAILER_LANES
+from tests.support.events import DEVELOPMENT_SEALER
 from tests.unit.mailer.samples import one_of_each
 
 
@@ -43,6 +44,7 @@ def mailer(sender: MemorySender) -> Mailer:
         rate_limiter=MemoryRateLimiter(rates),
         mail_from="no-reply@admissions.local",
         api_public_url="http://api.test",
+        sealer=DEVELOPMENT_SEALER,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from services.mailer.catalog import EmailSpec, emails_for
 from services.mailer.rendering import message_id_header, render_email, template_environment
 from shared.events.catalog import EventPayload
+from tests.support.events import DEVELOPMENT_SEALER
 from tests.unit.mailer.samples import one_of_each, rejected, submitted
 
 API = "http://127.0.0.1:8000"
@@ -26,11 +27,15 @@ def templates() -> jinja2.Environment:
 
 def spec_of(payload: EventPayload) -> EmailSpec:
     """The event's first mail."""
-    return emails_for(payload, api_public_url=API)[0]
+    return emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)[0]
 
 
 def every_mail() -> list[EmailSpec]:
-    return [spec for payload in one_of_each() for spec in emails_for(payload, api_public_url=API)]
+    return [
+        spec
+        for payload in one_of_each()
+        for spec in emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)
+    ]
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:

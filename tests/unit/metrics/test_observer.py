@@ -18,6 +18,7 @@ from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.metrics import metrics_for, metrics_observer, seconds_between
 from shared.topology import Exchanges, QueueSpec, Topology
+from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.support.waiting import eventually
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -141,7 +142,7 @@ def message(application_id: str) -> OutgoingMessage:
             reason="declined", application_id=application_id, applicant_email="a@example.org"
         )
     )
-    return OutgoingMessage.from_envelope(envelope)
+    return signed(envelope)
 
 
 async def test_the_runtime_reports_every_outcome_to_the_counters() -> None:
@@ -159,6 +160,7 @@ async def test_the_runtime_reports_every_outcome_to_the_counters() -> None:
         transactions=InMemoryTransactions(),
         handler=FailsOnMarker(),
         observers=[metrics_observer(registry)],
+        authenticity=DEVELOPMENT_VERIFIER,
     )
     await consumer.start()
     # When two good events arrive (one of them twice), one that keeps failing (retried once,

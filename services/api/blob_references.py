@@ -1,0 +1,35 @@
+"""Which blobs the API's rows still reference: what the blob sweeper (run by the projector,
+which works as the API's role) must keep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from services.api.settings import ApiSettings
+from shared.blob_sweeper import BlobSweeper, References
+
+
+def referenced_in(pool: AsyncConnectionPool, schema: str) -> References:
+    query = sql.SQL("SELECT DISTINCT sha256 FROM {} WHERE sha256 = ANY(%s)").format(
+        sql.Identifier(schema, "application_documents")
+    )
+
+    async def referenced(hashes: Sequence[str]) -> set[str]:
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(query, (list(hashes),))).fetchall()
+        return {str(sha256) for (sha256,) in rows}
+
+    return referenced
+
+
+def blob_sweeper(settings: ApiSettings, pool: AsyncConnectionPool) -> BlobSweeper:
+    return BlobSweeper(
+        settings.blob_dir,
+        referenced_in(pool, settings.db_role),
+        grace=timedelta(minutes=settings.blob_orphan_grace_minutes),
+        schedule=settings.sweeper_schedule,
+    )

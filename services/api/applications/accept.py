@@ -30,8 +30,8 @@ import psycopg
 import structlog
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.applications import views
@@ -133,12 +133,13 @@ async def accept_submission(
     intake = deps.intake
     if not intake.admission.try_enter():
         return busy(intake)
-    response: Response | None = None
+    accepted = False
     try:
         response = await _accept(request, deps, user, correlation_id)
+        accepted = response.status_code == status.HTTP_202_ACCEPTED
         return response
     finally:
-        intake.admission.leave(accepted=response is not None and response.status_code == 202)
+        intake.admission.leave(accepted)
 
 
 async def _accept(
@@ -183,16 +184,21 @@ async def _accept(
 
 class SubmissionFastPath:
     """Takes ``POST /applications`` straight to ``accept_submission``; everything else goes on
-    to the app. ``route`` is the documented FastAPI route: metrics label requests by it."""
+    to the app. ``route`` is the documented FastAPI route: it says which path and method are
+    taken, and metrics label requests by it."""
 
-    PATH = "/applications"
-
-    def __init__(self, app: ASGIApp, route: BaseRoute) -> None:
+    def __init__(self, app: ASGIApp, route: APIRoute) -> None:
         self.app = app
         self.route = route
+        self.path = route.path
+        self.methods = route.methods or set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.PATH:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != self.path
+            or scope["method"] not in self.methods
+        ):
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route

@@ -52,7 +52,8 @@ MAILER_LANES: dict[str, QueueSpec] = {
     "batch": QueueSpec(
         "mailer.batch",
         "mailer",
-        ("announcement.published",),
+        # The announcement, then one delivery per recipient that its expansion emits.
+        ("announcement.published", "announcement.delivery"),
         max_attempts=1,
         prefetch=2,
         lane="batch",

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
+from services.api.admin.announcements import router as announcements_router
+from services.api.admin.reports import router as reports_router
 from services.api.admin.routes import router as admin_router
 from services.api.applications.accept import Intake, SubmissionFastPath
 from services.api.applications.admission import AdmissionLimit, RetryAdvice
@@ -36,6 +38,7 @@ from services.api.payments.routes import router as payments_router
 from services.api.pooling import pooled_connection
 from services.api.resources import Resources
 from services.api.settings import ApiSettings
+from services.api.unsubscribe import router as unsubscribe_router
 from shared.blobs import BlobPublisher, BlobStore
 from shared.logs import configure_logging
 from shared.worker import open_pool
@@ -160,6 +163,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(health.router)
     app.include_router(admin_router)
+    app.include_router(reports_router)
+    app.include_router(announcements_router)
+    app.include_router(unsubscribe_router)
     return app
 
 

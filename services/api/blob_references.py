@@ -13,14 +13,21 @@ from services.api.settings import ApiSettings
 from shared.blob_sweeper import BlobSweeper, References
 
 
-def referenced_in(pool: AsyncConnectionPool, schema: str) -> References:
-    query = sql.SQL("SELECT DISTINCT sha256 FROM {} WHERE sha256 = ANY(%s)").format(
-        sql.Identifier(schema, "application_documents")
+def referenced_in(pool: AsyncConnectionPool, schema: str, mailer_schema: str) -> References:
+    """Documents of applications, and report files whose download link has not expired
+    (the mailer's ``report_status`` view): an expired report's file is swept."""
+    query = sql.SQL(
+        "SELECT sha256 FROM {documents} WHERE sha256 = ANY(%(hashes)s)"
+        " UNION SELECT sha256 FROM {reports}"
+        " WHERE sha256 = ANY(%(hashes)s) AND (expires_at IS NULL OR expires_at > now())"
+    ).format(
+        documents=sql.Identifier(schema, "application_documents"),
+        reports=sql.Identifier(mailer_schema, "report_status"),
     )
 
     async def referenced(hashes: Sequence[str]) -> set[str]:
         async with pool.connection() as conn:
-            rows = await (await conn.execute(query, (list(hashes),))).fetchall()
+            rows = await (await conn.execute(query, {"hashes": list(hashes)})).fetchall()
         return {str(sha256) for (sha256,) in rows}
 
     return referenced
@@ -29,7 +36,7 @@ def referenced_in(pool: AsyncConnectionPool, schema: str) -> References:
 def blob_sweeper(settings: ApiSettings, pool: AsyncConnectionPool) -> BlobSweeper:
     return BlobSweeper(
         settings.blob_dir,
-        referenced_in(pool, settings.db_role),
+        referenced_in(pool, settings.db_role, settings.mailer_schema),
         grace=timedelta(minutes=settings.blob_orphan_grace_minutes),
         schedule=settings.sweeper_schedule,
     )

@@ -113,6 +113,9 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_password: SecretStr = SecretStr("guest")
     ops_db_role: str = "ops"
     ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
+    # The mailer's schema: the API reads the progress of reports and announcements, and which
+    # report files are still linked, from its read-only views.
+    mailer_schema: str = "mailer"
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.
     admin_dead_letter_scan: int = Field(default=1000, ge=1, le=100_000)
 

@@ -4,21 +4,34 @@ default), each lane its own queue with its own concurrency, retry policy and SLA
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from functools import partial
 
+from psycopg_pool import AsyncConnectionPool
+
+from services.mailer.announcements import Announcements
 from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
+from services.mailer.report_queries import ReportSources
+from services.mailer.reports import ReportBuilder
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpOptions, SmtpSender
+from shared.blobs import BlobStore
+from shared.consumer.routing import routed
+from shared.consumer.runtime import Handler
+from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished
 from shared.events.sealed import SecretSealer
 from shared.faults import Faults
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.system_topology import MAILER_LANES
+from shared.unsubscribe import UnsubscribeSigner
 from shared.worker import open_pool, run_worker
 
 SERVICE = "mailer"
+# The low lane's builders (a snapshot and progress rows each) and the batch lane's ledger.
+WORK_POOL_SIZE = 2 * (MAILER_LANES["low"].prefetch + MAILER_LANES["batch"].prefetch)
 
 
 def lane_rates(settings: MailerSettings) -> dict[str, LaneRate]:
@@ -50,9 +63,47 @@ def worker_settings(settings: MailerSettings) -> MailerSettings:
     return settings.model_copy(update={"db_pool_max": max(settings.db_pool_max, in_flight)})
 
 
+def lane_handlers(
+    settings: MailerSettings, mailer: Mailer, work_pool: AsyncConnectionPool
+) -> dict[str, Handler[MailerTransaction]]:
+    """The queue of each lane this process consumes, and its handler: reports on the low lane,
+    announcements on the batch lane, the transactional mails on the others."""
+    reports = ReportBuilder(
+        mailer=mailer,
+        pool=work_pool,
+        blobs=BlobStore(settings.blob_dir, fsync=settings.blob_fsync),
+        sources=ReportSources(
+            api=settings.api_schema,
+            payments=settings.payments_schema,
+            message_logs=tuple(settings.report_message_log_schemas),
+        ),
+        link_ttl=timedelta(hours=settings.report_link_ttl_hours),
+    )
+    announcements = Announcements(
+        mailer=mailer,
+        pool=work_pool,
+        unsubscribe=UnsubscribeSigner.from_seal_setting(settings.mail_seal_key.get_secret_value()),
+        api_schema=settings.api_schema,
+    )
+    special: dict[str, Handler[MailerTransaction]] = {
+        "low": reports.handle,
+        "batch": routed(
+            {
+                AnnouncementPublished: announcements.expand,
+                AnnouncementDelivery: announcements.deliver,
+            }
+        ),
+    }
+    return {
+        MAILER_LANES[lane].name: special.get(lane, mailer.handle) for lane in settings.mailer_lanes
+    }
+
+
 async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
-    # Tokens are taken on connections of their own, never inside a message's transaction.
+    # Tokens are taken on connections of their own, never inside a message's transaction;
+    # so are the reports' progress and snapshots and the announcements' ledger rows.
     rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
+    work_pool = await open_pool(settings, SERVICE, max_size=WORK_POOL_SIZE)
     sender = SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp)
     try:
         rate_limiter = PostgresRateLimiter(
@@ -70,12 +121,13 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
         await run_worker(
             service=SERVICE,
             settings=worker_settings(settings),
-            handlers={MAILER_LANES[lane].name: mailer.handle for lane in settings.mailer_lanes},
+            handlers=lane_handlers(settings, mailer, work_pool),
             stop=stop,
             transaction_type=MailerTransaction,
         )
     finally:
         await sender.close()
+        await work_pool.close()
         await rate_pool.close()
 
 

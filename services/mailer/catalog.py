@@ -10,12 +10,13 @@ complete application: no separate event is needed to say so).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from shared.errors import InvalidPayload
 from shared.events.catalog import (
-    AnnouncementPublished,
+    AnnouncementDelivery,
     ApplicationSubmitted,
     DocumentsRejected,
     EventPayload,
@@ -38,6 +39,8 @@ class EmailSpec:
     subject: str
     context: dict[str, Any] = field(default_factory=dict)
     application_id: str | None = None
+    # Extra headers (an announcement's List-Unsubscribe)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def format_amount(amount_cents: int, currency: str) -> str:
@@ -156,15 +159,38 @@ def _email_for(
         case OtpRequested():
             code = opened(payload, sealer)
             return EmailSpec("otp", payload.email, "Your one-time code", {"code": code})
-        case AnnouncementPublished():
-            return EmailSpec(
-                "announcement",
-                payload.recipient,
-                payload.subject,
-                {"subject": payload.subject, "body": payload.body},
-            )
-        case ReportRequested():
-            return EmailSpec(
-                "report", payload.recipient, "Your requested report", {"report": payload.report}
-            )
     return None
+
+
+def report_email(
+    payload: ReportRequested, *, rows: int, filename: str, url: str, expires_at: datetime
+) -> EmailSpec:
+    """The link to a built report (the file itself stays in the blob store: a report can be
+    larger than any mailbox takes)."""
+    return EmailSpec(
+        "report",
+        payload.recipient,
+        f"Your report is ready: {payload.kind}",
+        {
+            "kind": payload.kind,
+            "rows": rows,
+            "filename": filename,
+            "url": url,
+            "expires_at": expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+
+
+def announcement_email(payload: AnnouncementDelivery, unsubscribe_url: str) -> EmailSpec:
+    """One recipient's copy; the unsubscribe link also as the List-Unsubscribe header
+    (RFC 8058: mail clients offer it as a button and POST to it)."""
+    return EmailSpec(
+        "announcement",
+        payload.recipient,
+        payload.subject,
+        {"body": payload.body, "unsubscribe_url": unsubscribe_url},
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )

@@ -11,12 +11,14 @@ per mail crosses the broker.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import jinja2
 import structlog
+from psycopg import AsyncConnection
 
 from services.mailer.catalog import EmailSpec, emails_for
 from services.mailer.rate_limit import RateLimiter
@@ -46,6 +48,10 @@ class MailerWork(Transaction, Protocol):
     @property
     def sent_emails(self) -> SentEmails: ...
 
+    @property
+    def connection(self) -> AsyncConnection[Any]:
+        """The transaction's connection, for the reports' and announcements' own rows."""
+
 
 class MailerTransaction(PostgresTransaction):
     @property
@@ -72,7 +78,16 @@ class Mailer:
         for spec in specs:
             await self.send(ctx, spec)
 
-    async def send(self, ctx: MessageContext[MailerWork], spec: EmailSpec) -> None:
+    async def send(
+        self,
+        ctx: MessageContext[MailerWork],
+        spec: EmailSpec,
+        *,
+        before_smtp: Callable[[], Awaitable[bool]] | None = None,
+    ) -> bool:
+        """Send ``spec`` (once its lane's token is taken); whether it was handed to SMTP now.
+        ``before_smtp`` runs after the token, right before the SMTP call, and may call it
+        off (an announcement's at-most-once ledger)."""
         lane = ctx.queue.lane or ctx.queue.name
         message = render_email(
             self.templates,
@@ -87,11 +102,13 @@ class Mailer:
         # back after the sweeper trimmed the claim.
         if await sent_emails.already_sent(message_id_header):
             log.info("already sent", message_id_header=message_id_header)
-            return
+            return False
 
         rate_wait = await self.rate_limiter.acquire(lane)
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
+        if before_smtp is not None and not await before_smtp():
+            return False
         await self.sender.send(message, lane)
 
         await sent_emails.record(
@@ -111,3 +128,4 @@ class Mailer:
             log.warning(
                 "sla breached", lane=lane, sla_seconds=sla, lane_wait_seconds=round(waited, 4)
             )
+        return True

@@ -63,6 +63,8 @@ def render_email(
     message["X-Lane"] = lane
     if spec.application_id is not None:
         message["X-Application-Id"] = spec.application_id
+    for name, value in spec.headers.items():
+        message[name] = value
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
@@ -37,6 +38,21 @@ class MailerSettings(CoreSettings):
     # Opens the reset tokens and one-time codes the API sealed (shared/events/sealed.py).
     mail_seal_key: SecretStr = SecretStr("")
 
+    # Reports (low lane): files go to the blob store the API serves them from, and the link
+    # in the mail works this long.
+    blob_dir: Path = Path(".run/blobs")
+    blob_fsync: bool = True
+    report_link_ttl_hours: PositiveFloat = 72.0
+    # The schemas whose read-only views reports and announcements read (each service's role).
+    api_schema: str = "api"
+    payments_schema: str = "payments"
+    report_message_log_schemas: Annotated[list[str], NoDecode] = [
+        "api",
+        "verifier",
+        "payments",
+        "mailer",
+    ]
+
     # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
     mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)
 
@@ -54,7 +70,7 @@ class MailerSettings(CoreSettings):
     # bucket holds), then hands to its mails one by one.
     mailer_token_block: int = Field(default=8, ge=1)
 
-    @field_validator("mailer_lanes", mode="before")
+    @field_validator("mailer_lanes", "report_message_log_schemas", mode="before")
     @classmethod
     def _split_lanes(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -26,8 +26,23 @@ from shared.settings import CoreSettings
 
 RELAY = "relay"
 # The views a service publishes for another to read: (owner, view, reader). The API shows the
-# mail sent about an application in its status history from the mailer's own record.
-READ_ONLY_VIEWS: tuple[tuple[str, str, str], ...] = (("mailer", "application_mail", "api"),)
+# mail sent about an application in its status history from the mailer's own record, and the
+# progress of reports and announcements from the mailer's; the mailer builds reports and
+# finds an announcement's recipients from the API's and the payments' views, and summarises
+# dead letters from every service's message log.
+READ_ONLY_VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("mailer", "application_mail", "api"),
+    ("mailer", "report_status", "api"),
+    ("mailer", "announcement_progress", "api"),
+    ("api", "report_applications", "mailer"),
+    ("api", "announcement_audience", "mailer"),
+    ("api", "announcement_state", "mailer"),
+    ("api", "announcement_opt_out", "mailer"),
+    ("payments", "payment_reconciliation", "mailer"),
+    ("api", "message_log", "mailer"),
+    ("verifier", "message_log", "mailer"),
+    ("payments", "message_log", "mailer"),
+)
 
 
 async def migrate_all(settings: CoreSettings, targets: list[tuple[str, list[str]]]) -> None:

@@ -7,6 +7,7 @@ version they do not know (a permanent error: the message goes to the DLQ with th
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.networks import validate_email
 
@@ -177,25 +179,81 @@ class OtpRequested(EventPayload):
     sealed_code: str = Field(pattern=SEALED_PATTERN, max_length=512)
 
 
-class AnnouncementPublished(EventPayload):
-    """A bulk mail to many recipients: the batch lane."""
+REPORT_KINDS = ("applications", "payments", "dead_letters")
+ReportKind = Literal["applications", "payments", "dead_letters"]
+ReportFormat = Literal["csv", "xlsx"]
 
-    event_type = "announcement.published"
-    published_by = "api"
 
-    recipient: EmailAddress
-    subject: str
-    body: str
+class ReportFilters(BaseModel):
+    """What a report covers. Each kind reads the filters that apply to it (``program`` and
+    ``status`` the applications, ``status`` the payments too); dates bound when the row was
+    created, ``created_from`` included, ``created_to`` excluded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    program: str | None = Field(default=None, max_length=200)
+    status: str | None = Field(default=None, max_length=40)
+    created_from: datetime | None = None
+    created_to: datetime | None = None
 
 
 class ReportRequested(EventPayload):
-    """A report mailed to an operator: the low lane."""
+    """An administrator asked for a report: the low lane builds the file, stores it and mails
+    ``recipient`` a link to it."""
 
     event_type = "report.requested"
+    version = 2
     published_by = "api"
 
+    report_id: str
+    kind: ReportKind
+    format: ReportFormat = "csv"
+    filters: ReportFilters = ReportFilters()
     recipient: EmailAddress
-    report: str
+
+
+class Audience(BaseModel):
+    """Who an announcement goes to: every applicant, those who applied to ``value`` (a
+    program), or those whose application is in ``value`` (a status)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["all", "program", "status"] = "all"
+    value: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _value_when_needed(self) -> Audience:
+        if (self.kind == "all") != (self.value is None):
+            raise ValueError("audience 'all' takes no value; 'program' and 'status' need one")
+        return self
+
+
+class AnnouncementPublished(EventPayload):
+    """An administrator published an announcement: the batch lane expands its audience into
+    one ``announcement.delivery`` per recipient."""
+
+    event_type = "announcement.published"
+    version = 2
+    published_by = "api"
+
+    announcement_id: str
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=50_000)
+    audience: Audience = Audience()
+
+
+class AnnouncementDelivery(EventPayload):
+    """One recipient of an announcement: the mailer's own work item on the batch lane, sent at
+    the lane's rate. Its message id is derived from (announcement, recipient), so expanding an
+    announcement twice yields the same messages, and the consumer's claim drops the copies."""
+
+    event_type = "announcement.delivery"
+    published_by = "mailer"
+
+    announcement_id: str
+    recipient: EmailAddress
+    subject: str
+    body: str
 
 
 CATALOG: dict[str, type[EventPayload]] = {
@@ -210,8 +268,9 @@ CATALOG: dict[str, type[EventPayload]] = {
         PaymentFailed,
         PasswordResetRequested,
         OtpRequested,
-        AnnouncementPublished,
         ReportRequested,
+        AnnouncementPublished,
+        AnnouncementDelivery,
     )
 }
 

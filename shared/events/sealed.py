@@ -38,9 +38,13 @@ class SecretSealer:
             raise ValueError("MAIL_SEAL_KEY: expected 32 bytes, base64-encoded")
         self._aead = AESGCM(key)
 
+    @staticmethod
+    def development_key() -> bytes:
+        return hashlib.sha256(b"admissions-dev-mail-seal-key").digest()
+
     @classmethod
     def development(cls) -> SecretSealer:
-        return cls(hashlib.sha256(b"admissions-dev-mail-seal-key").digest())
+        return cls(cls.development_key())
 
     @classmethod
     def from_setting(cls, text: str) -> SecretSealer:

@@ -37,7 +37,7 @@ async def test_each_payload_reaches_the_handler_listed_for_its_type() -> None:
 
     handle = routed({OtpRequested: on_code, ReportRequested: on_report})
     code = otp_requested("a@example.org", "123456")
-    report = ReportRequested(recipient="ops@example.org", report="all well")
+    report = ReportRequested(report_id="all well", kind="applications", recipient="ops@example.org")
     await handle(context(report))
     await handle(context(code))
     assert seen == [("report", report), ("code", code)]

@@ -22,8 +22,8 @@ def test_generated_keys_sign_and_verify_for_every_publisher() -> None:
     private, public = generate()
     signers = signers_from(private, PUBLISHERS)
     verifier = verifier_from(public)
-    # the mailer publishes nothing since email.sent was retired (issue 12)
-    assert set(PUBLISHERS) == {"api", "verifier", "payments"}
+    # the mailer publishes its own announcement deliveries (issue 18)
+    assert set(PUBLISHERS) == {"api", "verifier", "payments", "mailer"}
     verifier.verify("payment.completed", BODY, signers["payments"].headers(BODY))
     verifier.verify("documents.verified", BODY, signers["verifier"].headers(BODY))
     # the development keys are other keys

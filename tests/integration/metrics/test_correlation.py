@@ -44,7 +44,11 @@ async def test_an_event_emitted_downstream_carries_the_requests_correlation_id(
     async def send_code(ctx: MessageContext[Any]) -> None:
         bound_in_handler.append(structlog.contextvars.get_contextvars())
         assert isinstance(ctx.payload, OtpRequested)
-        ctx.emit(ReportRequested(recipient=ctx.payload.email, report="a code was sent"))
+        ctx.emit(
+            ReportRequested(
+                report_id="a code was sent", kind="applications", recipient=ctx.payload.email
+            )
+        )
 
     transactions = InMemoryTransactions()
     consumer: Consumer[Any] = Consumer(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.events.catalog import (
-    AnnouncementPublished,
+    AnnouncementDelivery,
     ApplicationSubmitted,
     DocumentRef,
     DocumentsRejected,
@@ -85,8 +85,27 @@ def one_of_each() -> list[EventPayload]:
         PaymentFailed(application_id="app-5", applicant_email="ed@example.org", reason="declined"),
         reset_requested("gu@example.org", "tok/en+1=="),
         otp_requested("ha@example.org", "042917"),
-        AnnouncementPublished(
-            recipient="io@example.org", subject="Open day", body="Come on Friday.\n\nBring a pen."
-        ),
-        ReportRequested(recipient="ops@example.org", report="applications: 12\ncompleted: 7"),
     ]
+
+
+def report_requested() -> ReportRequested:
+    return ReportRequested(
+        report_id="7d4f0a52-9a0e-4c39-8d1e-0a7c1f3e2b10",
+        kind="applications",
+        recipient="ops@example.org",
+    )
+
+
+def announcement_delivery() -> AnnouncementDelivery:
+    return AnnouncementDelivery(
+        announcement_id="0b5d1c7e-3f0a-4d8e-9c2b-5e6f7a8b9c0d",
+        recipient="io@example.org",
+        subject="Open day",
+        body="Come on Friday.\n\nBring a pen.",
+    )
+
+
+# The lanes whose events do not map to mails one to one: reports (low), announcements (batch).
+BULK_EVENT_TYPES = frozenset(
+    {"report.requested", "announcement.published", "announcement.delivery"}
+)

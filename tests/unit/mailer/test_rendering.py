@@ -10,11 +10,17 @@ from email.message import EmailMessage
 import jinja2
 import pytest
 
-from services.mailer.catalog import EmailSpec, emails_for
+from services.mailer.catalog import EmailSpec, announcement_email, emails_for, report_email
 from services.mailer.rendering import message_id_header, render_email, template_environment
 from shared.events.catalog import EventPayload
 from tests.support.events import DEVELOPMENT_SEALER
-from tests.unit.mailer.samples import one_of_each, rejected, submitted
+from tests.unit.mailer.samples import (
+    announcement_delivery,
+    one_of_each,
+    rejected,
+    report_requested,
+    submitted,
+)
 
 API = "http://127.0.0.1:8000"
 SENDER = "Admissions <no-reply@admissions.local>"
@@ -30,12 +36,30 @@ def spec_of(payload: EventPayload) -> EmailSpec:
     return emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)[0]
 
 
+REPORT_EXPIRES = datetime(2026, 12, 10, 9, 30, tzinfo=UTC)
+UNSUBSCRIBE = f"{API}/announcements/unsubscribe?email=io%40example.org&token=abc"
+
+
+def report_mail() -> EmailSpec:
+    return report_email(
+        report_requested(),
+        rows=12,
+        filename="applications-7d4f0a52.csv",
+        url=f"{API}/admin/reports/7d4f0a52/download",
+        expires_at=REPORT_EXPIRES,
+    )
+
+
+def announcement_mail() -> EmailSpec:
+    return announcement_email(announcement_delivery(), UNSUBSCRIBE)
+
+
 def every_mail() -> list[EmailSpec]:
     return [
         spec
         for payload in one_of_each()
         for spec in emails_for(payload, api_public_url=API, sealer=DEVELOPMENT_SEALER)
-    ]
+    ] + [report_mail(), announcement_mail()]
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:
@@ -75,17 +99,19 @@ def test_every_template_renders_text_and_html_with_headers(
         (one_of_each()[4], ["declined"]),
         (one_of_each()[5], [f"{API}/auth/password-reset/confirm?token=tok%2Fen%2B1%3D%3D"]),
         (one_of_each()[6], ["042917"]),
-        (one_of_each()[7], ["Come on Friday.", "Bring a pen."]),
-        (one_of_each()[8], ["applications: 12"]),
+        (
+            announcement_mail(),
+            ["Come on Friday.", "Bring a pen.", "unsubscribe?email=io%40example.org"],
+        ),
+        (report_mail(), ["12 rows", f"{API}/admin/reports/7d4f0a52/download", "2026-12-10 09:30"]),
     ],
-    ids=lambda value: getattr(value, "event_type", ""),
+    ids=lambda value: getattr(value, "event_type", getattr(value, "template", "")),
 )
 def test_both_alternatives_show_the_event_data(
-    templates: jinja2.Environment, payload: EventPayload, must_show: list[str]
+    templates: jinja2.Environment, payload: EventPayload | EmailSpec, must_show: list[str]
 ) -> None:
-    message = render_email(
-        templates, spec_of(payload), event_message_id="e", lane="high", sender=SENDER
-    )
+    spec = payload if isinstance(payload, EmailSpec) else spec_of(payload)
+    message = render_email(templates, spec, event_message_id="e", lane="high", sender=SENDER)
     text, html = bodies(message)
     for fragment in must_show:
         assert fragment in text

@@ -1,0 +1,198 @@
+"""Announcements on the batch lane: ``announcement.published`` is expanded into one
+``announcement.delivery`` per recipient, and each delivery is mailed at the lane's rate.
+
+Expansion: the recipients are read from the API's ``announcement_audience`` view through a
+server-side cursor, a page at a time, and written to the mailer's own outbox in the message's
+transaction (memory stays flat whatever the audience). Each delivery's message id is derived
+from (announcement, recipient): an announcement expanded twice yields the same messages, and
+the consumers' claim drops the copies. ``announcement_runs`` records the expansion and its
+total; a second expansion of the same announcement stops there.
+
+Delivery, at most once per (announcement, recipient), whatever is killed when:
+
+1. cancelled, or the recipient has unsubscribed since: recorded (``cancelled`` /
+   ``unsubscribed``), no mail, no token;
+2. the lane's token is taken (``Mailer.send``), then a ledger row ``sending`` is committed on
+   a connection of its own, right before the SMTP call;
+3. SMTP accepted it: the row becomes ``sent`` in the message's transaction.
+
+A delivery that finds its row already there was done before (a redelivery); one that finds
+``sending`` follows a mailer that died between 2 and the commit of 3: the mail may or may not
+have gone out, and it is not sent again (``interrupted``, counted as failed). A permanent
+refusal is ``refused``; a transient SMTP failure removes the row (nothing was accepted) and the
+message is dead-lettered, to be replayed from the admin API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from services.mailer.catalog import announcement_email
+from services.mailer.handler import Mailer, MailerWork
+from services.mailer.smtp import RecipientRefused
+from shared.consumer.runtime import MessageContext
+from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
+from shared.events.envelope import Envelope, new_envelope
+from shared.unsubscribe import UnsubscribeSigner
+
+log = structlog.get_logger("mailer.announcements")
+
+# Recipients read and written to the outbox per round trip.
+EXPANSION_PAGE = 1000
+_DELIVERY_IDS = uuid.UUID("5b0e7f43-3d52-4c1e-9a57-6f1f3b8a2c11")
+
+
+def delivery_message_id(announcement_id: str, recipient: str) -> uuid.UUID:
+    """The same (announcement, recipient) always gets the same message id."""
+    return uuid.uuid5(_DELIVERY_IDS, f"{announcement_id}\n{recipient.lower()}")
+
+
+def audience_query(api_schema: str, audience: Audience) -> sql.Composed:
+    view = sql.Identifier(api_schema, "announcement_audience")
+    where: sql.Composable = sql.SQL("true")
+    if audience.kind == "program":
+        where = sql.SQL("program = {}").format(sql.Literal(audience.value))
+    elif audience.kind == "status":
+        where = sql.SQL("status = {}").format(sql.Literal(audience.value))
+    return sql.SQL("SELECT DISTINCT email FROM {} WHERE {} ORDER BY email").format(view, where)
+
+
+_RUN = """
+INSERT INTO announcement_runs (announcement_id, total) VALUES (%s, 0)
+ON CONFLICT DO NOTHING RETURNING 1
+"""
+_RUN_TOTAL = "UPDATE announcement_runs SET total = %s WHERE announcement_id = %s"
+_STATE = """
+SELECT coalesce((SELECT cancelled FROM {state} WHERE announcement_id = %s), false),
+       EXISTS (SELECT 1 FROM {opt_out} WHERE email = %s)
+"""
+_RECORD = """
+INSERT INTO announcement_deliveries (announcement_id, recipient, outcome) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_CLAIM = """
+INSERT INTO announcement_deliveries (announcement_id, recipient, outcome)
+VALUES (%s, %s, 'sending') ON CONFLICT DO NOTHING RETURNING 1
+"""
+_INTERRUPTED = """
+UPDATE announcement_deliveries SET outcome = 'interrupted', updated_at = now()
+WHERE announcement_id = %s AND recipient = %s AND outcome = 'sending'
+"""
+_SETTLE = """
+UPDATE announcement_deliveries SET outcome = %s, updated_at = now()
+WHERE announcement_id = %s AND recipient = %s
+"""
+_RELEASE = """
+DELETE FROM announcement_deliveries
+WHERE announcement_id = %s AND recipient = %s AND outcome = 'sending'
+"""
+
+
+@dataclass(frozen=True)
+class Announcements:
+    mailer: Mailer
+    # Autocommit connections of its own: a ledger row is committed before the SMTP call.
+    pool: AsyncConnectionPool
+    unsubscribe: UnsubscribeSigner
+    api_schema: str = "api"
+
+    async def expand(self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished) -> None:
+        conn = ctx.tx.connection
+        if await (await conn.execute(_RUN, (payload.announcement_id,))).fetchone() is None:
+            log.info("announcement already expanded", announcement_id=payload.announcement_id)
+            return
+        cancelled, _ = await self._state(conn, payload.announcement_id, "")
+        total = 0
+        if not cancelled:
+            total = await self._write_deliveries(ctx, payload)
+        await conn.execute(_RUN_TOTAL, (total, payload.announcement_id))
+        log.info(
+            "announcement expanded",
+            announcement_id=payload.announcement_id,
+            recipients=total,
+            cancelled=cancelled,
+        )
+
+    async def _write_deliveries(
+        self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished
+    ) -> int:
+        total = 0
+        async with ctx.tx.connection.cursor(name="audience") as cursor:
+            await cursor.execute(audience_query(self.api_schema, payload.audience))
+            while page := await cursor.fetchmany(EXPANSION_PAGE):
+                await ctx.tx.add_outbox([self._delivery(ctx, payload, email) for (email,) in page])
+                total += len(page)
+        return total
+
+    def _delivery(
+        self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished, email: str
+    ) -> Envelope:
+        delivery = AnnouncementDelivery(
+            announcement_id=payload.announcement_id,
+            recipient=email,
+            subject=payload.subject,
+            body=payload.body,
+        )
+        return new_envelope(
+            delivery,
+            correlation_id=ctx.envelope.correlation_id,
+            causation_id=str(ctx.envelope.message_id),
+            message_id=delivery_message_id(payload.announcement_id, email),
+        )
+
+    async def deliver(self, ctx: MessageContext[MailerWork], payload: AnnouncementDelivery) -> None:
+        conn = ctx.tx.connection
+        key = (payload.announcement_id, payload.recipient)
+        cancelled, opted_out = await self._state(conn, *key)
+        if cancelled or opted_out:
+            outcome = "cancelled" if cancelled else "unsubscribed"
+            await conn.execute(_RECORD, (*key, outcome))
+            log.info("announcement not sent", announcement_id=key[0], outcome=outcome)
+            return
+        claimed = False
+
+        async def claim() -> bool:
+            nonlocal claimed
+            async with self.pool.connection() as ledger:
+                claimed = await (await ledger.execute(_CLAIM, key)).fetchone() is not None
+                if not claimed:
+                    await ledger.execute(_INTERRUPTED, key)
+                    log.warning("announcement delivery seen before", announcement_id=key[0])
+            return claimed
+
+        spec = announcement_email(
+            payload, self.unsubscribe.url(self.mailer.api_public_url, payload.recipient)
+        )
+        try:
+            sent = await self.mailer.send(ctx, spec, before_smtp=claim)
+        except RecipientRefused:
+            await self._settle_alone("refused", key)
+            return
+        except Exception:
+            if claimed:  # nothing was accepted: a replay may send it
+                async with self.pool.connection() as ledger:
+                    await ledger.execute(_RELEASE, key)
+            raise
+        if sent:
+            await conn.execute(_SETTLE, ("sent", *key))
+
+    async def _settle_alone(self, outcome: str, key: tuple[str, str]) -> None:
+        async with self.pool.connection() as ledger:
+            await ledger.execute(_SETTLE, (outcome, *key))
+
+    async def _state(
+        self, conn: AsyncConnection[Any], announcement_id: str, recipient: str
+    ) -> tuple[bool, bool]:
+        query = sql.SQL(_STATE).format(
+            state=sql.Identifier(self.api_schema, "announcement_state"),
+            opt_out=sql.Identifier(self.api_schema, "announcement_opt_out"),
+        )
+        row = await (await conn.execute(query, (announcement_id, recipient))).fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1])

@@ -42,8 +42,10 @@ class ApiSettings(CoreSettings):
     # writes to. Tests point it at a throw-away role; its password is API_DB_PASSWORD.
     db_role: str = "api"
 
-    # The mailer's schema, whose read-only view ``application_mail`` adds the mail sent to an
-    # application's status history; none: the history shows no mail.
+    # The mailer's schema, whose read-only views add the mail sent to an application's status
+    # history (``application_mail``) and show the progress of reports and announcements
+    # (``report_status``, ``announcement_progress``); none: the history shows no mail, and
+    # reports and announcements answer 503.
     mail_history_schema: str | None = "mailer"
 
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret")
@@ -113,9 +115,6 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_password: SecretStr = SecretStr("guest")
     ops_db_role: str = "ops"
     ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
-    # The mailer's schema: the API reads the progress of reports and announcements, and which
-    # report files are still linked, from its read-only views.
-    mailer_schema: str = "mailer"
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.
     admin_dead_letter_scan: int = Field(default=1000, ge=1, le=100_000)
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shared.broker.rabbitmq import RabbitBroker
-from shared.events.catalog import AnnouncementPublished
+from shared.events.catalog import AnnouncementDelivery
 from shared.events.envelope import new_envelope
 from tests.e2e.conftest import Applicant, mails_to, pdf_bytes, register
 from tests.support.events import signed
@@ -118,15 +118,18 @@ async def test_password_reset_arrives_while_the_batch_lane_holds_a_backlog(
     announcements = [
         signed(
             new_envelope(
-                AnnouncementPublished(
-                    recipient=f"bulk-{i}@example.org", subject="Open day", body="Come and see us."
+                AnnouncementDelivery(
+                    announcement_id="00000000-0000-4000-8000-00000000b10c",
+                    recipient=f"bulk-{i}@example.org",
+                    subject="Open day",
+                    body="Come and see us.",
                 )
             )
         )
         for i in range(3000)
     ]
     await asyncio.gather(
-        *(broker.publish("admissions.events", "announcement.published", m) for m in announcements)
+        *(broker.publish("admissions.events", "announcement.delivery", m) for m in announcements)
     )
 
     # When the applicant asks for a password reset

@@ -306,7 +306,10 @@ async def test_a_type_the_broker_refuses_the_relay_is_parked_and_the_rest_flows(
     # Given the relay's login, and an outbox where a type the broker does not let it publish
     # (code newer than the definitions the broker loaded) sits between two good rows
     good = [
-        new_envelope(ReportRequested(recipient="ops@b.org", report=f"report {n}")) for n in range(2)
+        new_envelope(
+            ReportRequested(report_id=f"report {n}", kind="applications", recipient="ops@b.org")
+        )
+        for n in range(2)
     ]
     bogus = good[0].model_copy(update={"type": "application.renamed", "message_id": uuid.uuid4()})
     async with pool.connection() as conn, conn.transaction():

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from services.api.admin.views import View
+from services.api.admin.views import View, mailer_schema
 from services.api.auth.dependencies import AdminUser, require_admin
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import AnnouncementPublished, Audience
@@ -116,7 +116,7 @@ async def publish_announcement(
 @router.get("/{announcement_id}", response_model=AnnouncementView)
 async def announcement_status(announcement_id: uuid.UUID, deps: Deps) -> AnnouncementView:
     async with deps.connection() as conn:
-        return await _view(conn, deps.settings.mailer_schema, announcement_id)
+        return await _view(conn, mailer_schema(deps), announcement_id)
 
 
 @router.post("/{announcement_id}", response_model=AnnouncementView)
@@ -137,7 +137,7 @@ async def cancel_announcement(
             " WHERE id = %s AND cancelled_at IS NULL",
             (admin.email, announcement_id),
         )
-        return await _view(conn, deps.settings.mailer_schema, announcement_id)
+        return await _view(conn, mailer_schema(deps), announcement_id)
 
 
 async def _view(

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from services.api.admin.views import View
+from services.api.admin.views import View, mailer_schema
 from services.api.auth.dependencies import AdminUser, require_admin
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import ReportFilters, ReportFormat, ReportKind, ReportRequested
@@ -111,7 +111,7 @@ async def request_report(
 @router.get("/{report_id}", response_model=ReportView)
 async def report_status(report_id: uuid.UUID, deps: Deps) -> ReportView:
     async with deps.connection() as conn:
-        row = await _report(conn, deps.settings.mailer_schema, report_id)
+        row = await _report(conn, mailer_schema(deps), report_id)
     return _view(row, deps.settings.public_url)
 
 
@@ -125,7 +125,7 @@ async def report_status(report_id: uuid.UUID, deps: Deps) -> ReportView:
 )
 async def download_report(report_id: uuid.UUID, deps: Deps) -> FileResponse:
     async with deps.connection() as conn:
-        row = await _report(conn, deps.settings.mailer_schema, report_id)
+        row = await _report(conn, mailer_schema(deps), report_id)
     view = _view(row, deps.settings.public_url)
     if view.status == "expired":
         raise HTTPException(status.HTTP_410_GONE, "the report's link has expired; ask again")

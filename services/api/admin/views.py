@@ -6,12 +6,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from fastapi import HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from services.api.resources import Resources
 
 
 class View(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def mailer_schema(deps: Resources) -> str:
+    """Where the mailer's views are (reports, announcements); 503 when none is configured."""
+    schema = deps.settings.mail_history_schema
+    if schema is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no mailer schema configured (MAIL_HISTORY_SCHEMA)"
+        )
+    return schema
 
 
 @dataclass(frozen=True)

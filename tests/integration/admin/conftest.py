@@ -114,7 +114,7 @@ async def worker(
 
 def announcement(index: int = 0) -> Envelope:
     return new_envelope(
-        AnnouncementPublished(recipient=f"r{index}@example.org", subject="s", body="b"),
+        AnnouncementPublished(announcement_id=f"a{index}", subject="s", body="b"),
         correlation_id=f"corr-{index}",
     )
 

@@ -105,7 +105,7 @@ async def test_a_workers_metrics_answer_and_move_when_messages_flow(
             # When three events reach its queue
             for n in range(3):
                 payload = AnnouncementPublished(
-                    recipient="a@example.org", subject=f"news {n}", body="hello"
+                    announcement_id=f"a{n}", subject=f"news {n}", body="hello"
                 )
                 message = signed(new_envelope(payload))
                 await rabbit.publish(exchanges.events, "announcement.published", message)

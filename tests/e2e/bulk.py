@@ -4,7 +4,6 @@ and the caught mail of one announcement or report."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email import message_from_bytes
@@ -16,35 +15,12 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from devtools.seeding import seed_applicants
 from devtools.smtp_catcher import MAIL_SUFFIX
 
+__all__ = ["admin_client", "caught", "plain_text", "scalar", "seed_applicants"]
+
 ADMIN = {"username": "admin@example.org", "password": "admin-dev-password"}
-
-_SEED = """
-WITH applicants AS (
-    INSERT INTO api.users (id, email, password_hash, role)
-    SELECT gen_random_uuid(), format('%%s-%%s@example.org', %(tag)s::text, n), 'seeded', 'applicant'
-    FROM generate_series(1, %(count)s) AS n
-    RETURNING id
-)
-INSERT INTO api.applications
-    (id, applicant_id, program, personal_statement, status, progress, correlation_id)
-SELECT gen_random_uuid(), id, %(program)s, 'seeded', %(status)s, 100, 'seeded'
-FROM applicants
-"""
-
-
-async def seed_applicants(
-    database_url: str, count: int, program: str, status: str = "completed"
-) -> str:
-    """``count`` applicants with one application each to ``program``; their addresses are
-    ``<tag>-<n>@example.org``, the tag returned."""
-    tag = f"seed{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute(
-            _SEED, {"tag": tag, "count": count, "program": program, "status": status}
-        )
-    return tag
 
 
 async def scalar(database_url: str, query: str, *params: object) -> object:

@@ -1,6 +1,7 @@
 """``python -m bench.bulk``: the low and batch lanes under real sizes.
 
-- **report**: ``--applications`` (200,000) applications, then a CSV report of all of them
+- **report**: ``--applications`` (200,000) applications, then a report (``--report-format``
+  csv or xlsx) of all of them
   asked for over HTTP: the time from the request to the file (and the builder's own time),
   and the mailer's resident memory before and at its peak while building (sampled from
   /proc every 50 ms: the report must not load its rows).
@@ -52,7 +53,9 @@ async def _wait_status(
         await asyncio.sleep(0.05)
 
 
-async def report_scenario(system: RunningSystem, applications: int) -> dict[str, Any]:
+async def report_scenario(
+    system: RunningSystem, applications: int, report_format: str = "csv"
+) -> dict[str, Any]:
     program = f"Bench {uuid.uuid4().hex[:6]}"
     seeded = time.monotonic()
     await seed_applicants(system.database_url, applications, program)
@@ -70,7 +73,12 @@ async def report_scenario(system: RunningSystem, applications: int) -> dict[str,
     try:
         asked = time.monotonic()
         response = await admin.post(
-            "/admin/reports", json={"kind": "applications", "filters": {"program": program}}
+            "/admin/reports",
+            json={
+                "kind": "applications",
+                "format": report_format,
+                "filters": {"program": program},
+            },
         )
         response.raise_for_status()
         status = await _wait_status(
@@ -92,6 +100,7 @@ async def report_scenario(system: RunningSystem, applications: int) -> dict[str,
             builder_seconds = float(row[0]) if row else None
     return {
         "applications": applications,
+        "format": report_format,
         "status": status["status"],
         "rows": status.get("rowsTotal"),
         "bytes": status.get("bytes"),
@@ -100,6 +109,7 @@ async def report_scenario(system: RunningSystem, applications: int) -> dict[str,
         "builder_seconds": round(builder_seconds, 2) if builder_seconds else None,
         "mailer_rss_before_mb": before,
         "mailer_rss_peak_mb": peak,
+        "error": status.get("error"),
     }
 
 
@@ -153,7 +163,9 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         await system.start()
         try:
             if arguments.scenario in ("report", "all"):
-                results["report"] = await report_scenario(system, arguments.applications)
+                results["report"] = await report_scenario(
+                    system, arguments.applications, arguments.report_format
+                )
                 print(json.dumps(results["report"]), flush=True)
             if arguments.scenario in ("fanout", "all"):
                 results["fanout"] = await fanout_scenario(
@@ -169,6 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=("report", "fanout", "all"), default="all")
     parser.add_argument("--applications", type=int, default=200_000)
+    parser.add_argument("--report-format", choices=("csv", "xlsx"), default="csv")
     parser.add_argument("--recipients", type=int, default=2_000)
     parser.add_argument("--batch-rate", type=float, default=100.0)
     results = asyncio.run(run(parser.parse_args()))

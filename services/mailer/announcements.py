@@ -84,8 +84,10 @@ _INTERRUPTED = """
 UPDATE announcement_deliveries SET outcome = 'interrupted', updated_at = now()
 WHERE announcement_id = %s AND recipient = %s AND outcome = 'sending'
 """
+# clock_timestamp(): in the message's transaction now() is when it began, before the token
+# wait; the ledger's times are when each mail went out (the fan-out rate is read from them).
 _SETTLE = """
-UPDATE announcement_deliveries SET outcome = %s, updated_at = now()
+UPDATE announcement_deliveries SET outcome = %s, updated_at = clock_timestamp()
 WHERE announcement_id = %s AND recipient = %s
 """
 _RELEASE = """

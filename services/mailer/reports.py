@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.mailer.catalog import report_email
 from services.mailer.handler import Mailer, MailerWork
 from services.mailer.report_queries import ReportQuery, ReportSources, report_query
-from shared.blobs import TEMP_PREFIX, BlobRef, BlobStore
+from shared.blobs import BlobRef, BlobStore
 from shared.consumer.runtime import MessageContext
 from shared.events.catalog import ReportRequested
 
@@ -60,11 +60,13 @@ UPDATE report_runs SET rows_total = %s, rows_written = %s, bytes = %s WHERE repo
 _FAILED = (
     "UPDATE report_runs SET status = 'failed', error = %s, finished_at = now() WHERE report_id = %s"
 )
+# clock_timestamp(), not now(): in the message's transaction now() is when it began, before
+# the file was built.
 _DONE = """
 UPDATE report_runs
 SET status = 'done', rows_total = %(rows)s, rows_written = %(rows)s, bytes = %(bytes)s,
     sha256 = %(sha256)s, content_type = %(content_type)s, filename = %(filename)s,
-    finished_at = now(), expires_at = %(expires_at)s
+    finished_at = clock_timestamp(), expires_at = %(expires_at)s
 WHERE report_id = %(report_id)s
 """
 
@@ -176,21 +178,26 @@ class ReportBuilder:
 
         # A temporary name the blob sweeper recognises: a process killed mid-file leaves
         # nothing behind for good.
-        path = self.blobs.root / f"{TEMP_PREFIX}{uuid.uuid4().hex}.xlsx"
+        path = Path(f"{self.blobs.temp_name()}.xlsx")  # its folder created if need be
         try:
             sheet = XlsxWriter(path, query.columns)
             written = 0
             async with conn.cursor(name="report") as cursor:
                 await cursor.execute(query.select)
                 while page := await cursor.fetchmany(XLSX_PAGE_ROWS):
-                    sheet.write_rows(page)
+                    # A page's cells are formatted and written to disk off the event loop,
+                    # which serves the other lanes meanwhile.
+                    await asyncio.to_thread(sheet.write_rows, page)
                     written += len(page)
                     await progress(rows, written, 0)
             await asyncio.to_thread(sheet.close)
-            with path.open("rb") as source:
-                return await asyncio.to_thread(self.blobs.put, source, MAX_REPORT_BYTES)
+            return await asyncio.to_thread(self._store, path)
         finally:
-            path.unlink(missing_ok=True)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    def _store(self, path: Path) -> BlobRef:
+        with path.open("rb") as source:
+            return self.blobs.put(source, MAX_REPORT_BYTES)
 
     def _progress_writer(self, report_id: str) -> Progress:
         last = 0.0

@@ -122,9 +122,9 @@ def _parse(text: str, what: str) -> dict[str, bytes]:
 def signers_from(text: str, services: Iterable[str]) -> dict[str, EventSigner]:
     """The relay's signers (``EVENT_SIGNING_KEYS``; development keys when empty).
 
-    A source that owns no event type
-    needs no key: it signs with a throwaway one, so a row it ever publishes is dead-lettered
-    downstream as forged, visibly, instead of waiting in its outbox for ever."""
+    A source that owns no event type needs no key: it signs with a throwaway one, so a row it
+    ever publishes is dead-lettered downstream as forged, visibly, instead of waiting in its
+    outbox for ever."""
     wanted = list(services)
     if not text:
         return {service: EventSigner.development(service) for service in wanted}

@@ -1,0 +1,220 @@
+"""Announcements on the batch lane against real Postgres: the expansion reads the API's
+audience view, and each recipient is mailed at most once, whatever came before."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from services.mailer.announcements import Announcements, delivery_message_id
+from services.mailer.handler import Mailer, MailerTransaction
+from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
+from services.mailer.rendering import template_environment
+from services.mailer.smtp import MemorySender, RecipientRefused, SmtpUnavailable
+from shared.consumer.runtime import MessageContext
+from shared.db.migrate import READ_ONLY_VIEWS
+from shared.db.migrations import grant_select
+from shared.db.transactions import PostgresTransactions
+from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
+from shared.events.envelope import new_envelope
+from shared.system_topology import MAILER_LANES
+from shared.unsubscribe import UnsubscribeSigner
+from tests.support.database import service_schema
+from tests.support.events import DEVELOPMENT_SEALER
+from tests.support.infra import Infra
+
+pytestmark = pytest.mark.integration
+BATCH = MAILER_LANES["batch"]
+SIGNER = UnsubscribeSigner(b"k" * 32)
+
+
+@pytest.fixture
+async def api_schema(infra: Infra, mailer_schema: str) -> AsyncIterator[str]:
+    """The API's tables beside the mailer's, with the views it publishes for the mailer."""
+    async with service_schema(infra, f"{mailer_schema}api", ["services.api.migrations"]) as api:
+        async with await psycopg.AsyncConnection.connect(
+            infra.database_url, autocommit=True
+        ) as admin:
+            views = [
+                view
+                for owner, view, reader in READ_ONLY_VIEWS
+                if (owner, reader) == ("api", "mailer")
+            ]
+            await grant_select(admin, mailer_schema, api, views)
+        yield api
+
+
+@dataclasses.dataclass
+class Lane:
+    sender: MemorySender
+    announcements: Announcements
+    pool: AsyncConnectionPool
+    schema: str
+    api: str
+    admin_url: str
+
+    async def run(self, payload: AnnouncementPublished | AnnouncementDelivery) -> None:
+        """The handler in its message transaction, as the runtime calls it."""
+        envelope = new_envelope(payload)
+        async with PostgresTransactions(self.pool, self.schema, MailerTransaction).begin() as tx:
+            context = MessageContext(envelope, payload, 1, BATCH, tx)
+            if isinstance(payload, AnnouncementPublished):
+                await self.announcements.expand(context, payload)
+            else:
+                await self.announcements.deliver(context, payload)
+
+    async def rows(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    async def as_api(self, statement: str, *params: object) -> None:
+        async with await psycopg.AsyncConnection.connect(self.admin_url, autocommit=True) as conn:
+            await conn.execute(f"SET search_path TO {self.api}")
+            await conn.execute(statement, params)
+
+
+@pytest.fixture
+def lane(
+    infra: Infra, mailer_schema: str, mailer_pool: AsyncConnectionPool, api_schema: str
+) -> Lane:
+    sender = MemorySender()
+    mailer = Mailer(
+        templates=template_environment(),
+        sender=sender,
+        rate_limiter=MemoryRateLimiter(
+            {"batch": LaneRate(refill_per_second=1000.0, capacity=1000.0)}
+        ),
+        mail_from="Admissions <no-reply@admissions.local>",
+        api_public_url="http://portal.example",
+        sealer=DEVELOPMENT_SEALER,
+    )
+    announcements = Announcements(mailer, mailer_pool, SIGNER, api_schema=api_schema)
+    return Lane(sender, announcements, mailer_pool, mailer_schema, api_schema, infra.database_url)
+
+
+def delivery(announcement_id: str, recipient: str = "ada@example.org") -> AnnouncementDelivery:
+    return AnnouncementDelivery(
+        announcement_id=announcement_id, recipient=recipient, subject="Open day", body="Friday."
+    )
+
+
+async def outcome(lane: Lane, announcement_id: str) -> list[tuple[Any, ...]]:
+    return await lane.rows(
+        "SELECT recipient, outcome FROM announcement_deliveries WHERE announcement_id = %s"
+        " ORDER BY recipient",
+        announcement_id,
+    )
+
+
+async def test_a_delivery_is_mailed_once_with_its_unsubscribe_link(lane: Lane) -> None:
+    announcement_id = str(uuid.uuid4())
+    # When the same delivery is handled twice (a redelivery the claim did not catch)
+    await lane.run(delivery(announcement_id))
+    await lane.run(delivery(announcement_id))
+    # Then one mail went out, with a signed link for its recipient, and the ledger says sent
+    [mail] = lane.sender.sent
+    link = SIGNER.url("http://portal.example", "ada@example.org")
+    assert mail["List-Unsubscribe"] == f"<{link}>"
+    assert link in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert await outcome(lane, announcement_id) == [("ada@example.org", "sent")]
+
+
+async def test_a_delivery_a_killed_mailer_left_half_way_is_not_sent_again(lane: Lane) -> None:
+    # Given a ledger row a mailer committed before its SMTP call, then died (mail or not)
+    announcement_id = str(uuid.uuid4())
+    async with lane.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO announcement_deliveries VALUES (%s, 'ada@example.org', 'sending')",
+            (announcement_id,),
+        )
+    # When the message comes back
+    await lane.run(delivery(announcement_id))
+    # Then nothing is sent: at most once; the row says it may not have arrived
+    assert lane.sender.sent == []
+    assert await outcome(lane, announcement_id) == [("ada@example.org", "interrupted")]
+
+
+async def test_an_unavailable_server_leaves_the_recipient_to_a_replay(lane: Lane) -> None:
+    announcement_id = str(uuid.uuid4())
+    lane.sender.failure = SmtpUnavailable("down")
+    with pytest.raises(SmtpUnavailable):
+        await lane.run(delivery(announcement_id))
+    assert await outcome(lane, announcement_id) == []
+    # And a replay sends it
+    lane.sender.failure = None
+    await lane.run(delivery(announcement_id))
+    assert len(lane.sender.sent) == 1
+    assert await outcome(lane, announcement_id) == [("ada@example.org", "sent")]
+
+
+async def test_a_refused_recipient_is_recorded_and_not_retried(lane: Lane) -> None:
+    announcement_id = str(uuid.uuid4())
+    lane.sender.failure = RecipientRefused("550 no such user")
+    await lane.run(delivery(announcement_id))  # acknowledged, not dead-lettered
+    assert await outcome(lane, announcement_id) == [("ada@example.org", "refused")]
+
+
+async def test_cancelled_and_unsubscribed_are_skipped_without_mail(lane: Lane) -> None:
+    # Given a cancelled announcement, and an applicant who opted out
+    cancelled = str(uuid.uuid4())
+    await lane.as_api(
+        "INSERT INTO announcements (id, subject, body, audience, created_by, cancelled_at)"
+        " VALUES (%s, 's', 'b', '{}', 'admin@example.org', now())",
+        cancelled,
+    )
+    await lane.as_api("INSERT INTO announcement_opt_outs (email) VALUES ('quiet@example.org')")
+    other = str(uuid.uuid4())
+    # When their deliveries come
+    await lane.run(delivery(cancelled))
+    await lane.run(delivery(other, "quiet@example.org"))
+    # Then no mail, and each is recorded as skipped with its reason
+    assert lane.sender.sent == []
+    assert await outcome(lane, cancelled) == [("ada@example.org", "cancelled")]
+    assert await outcome(lane, other) == [("quiet@example.org", "unsubscribed")]
+
+
+async def test_the_expansion_writes_one_delivery_per_audience_member_once(lane: Lane) -> None:
+    # Given three applicants of a program (one opted out) and one of another
+    for email, program in (
+        ("a@example.org", "Law"),
+        ("b@example.org", "Law"),
+        ("c@example.org", "Law"),
+        ("d@example.org", "Art"),
+    ):
+        user = uuid.uuid4()
+        await lane.as_api(
+            "INSERT INTO users (id, email, password_hash) VALUES (%s, %s, 'x')", user, email
+        )
+        await lane.as_api(
+            "INSERT INTO applications (id, applicant_id, program, personal_statement,"
+            " correlation_id) VALUES (%s, %s, %s, 's', 'c')",
+            uuid.uuid4(),
+            user,
+            program,
+        )
+    await lane.as_api("INSERT INTO announcement_opt_outs (email) VALUES ('c@example.org')")
+    announcement_id = str(uuid.uuid4())
+    published = AnnouncementPublished(
+        announcement_id=announcement_id,
+        subject="Law day",
+        body="Come.",
+        audience=Audience(kind="program", value="Law"),
+    )
+    # When it is expanded, twice (a redelivery the claim did not catch)
+    await lane.run(published)
+    await lane.run(published)
+    # Then one delivery each for the two who may get it, under ids derived from the pair
+    outbox = await lane.rows("SELECT message_id, type, body FROM outbox ORDER BY message_id")
+    assert {row[1] for row in outbox} == {"announcement.delivery"}
+    assert sorted(row[0] for row in outbox) == sorted(
+        delivery_message_id(announcement_id, email) for email in ("a@example.org", "b@example.org")
+    )
+    assert await lane.rows(
+        "SELECT total FROM announcement_runs WHERE announcement_id = %s", announcement_id
+    ) == [(2,)]

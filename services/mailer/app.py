@@ -75,7 +75,7 @@ def lane_handlers(
         sources=ReportSources(
             api=settings.api_schema,
             payments=settings.payments_schema,
-            message_logs=tuple(settings.report_message_log_schemas),
+            dead_letter_logs=tuple(settings.report_dead_letter_schemas),
         ),
         link_ttl=timedelta(hours=settings.report_link_ttl_hours),
     )

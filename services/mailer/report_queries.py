@@ -2,7 +2,7 @@
 
 Reports read other services' data only through the read-only views they publish for the
 mailer (``shared.db.migrate.READ_ONLY_VIEWS``): the API's applications, the payments'
-reconciliation, and every service's message log for the dead-letter summary. Filters are
+reconciliation, and every service's ``dead_letter_log`` for the dead-letter summary. Filters are
 composed as literals, not bound parameters, because ``COPY (...) TO STDOUT`` takes none; the
 values go through ``sql.Literal`` (quoted by the driver), never through string formatting.
 """
@@ -23,8 +23,8 @@ class ReportSources:
 
     api: str = "api"
     payments: str = "payments"
-    # Every schema whose message log the dead-letter summary reads (the mailer's own included).
-    message_logs: Sequence[str] = ("api", "verifier", "payments", "mailer")
+    # Every schema whose dead-letter log the summary reads (the mailer's own included).
+    dead_letter_logs: Sequence[str] = ("api", "verifier", "payments", "mailer")
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,10 @@ def _payments(filters: ReportFilters, sources: ReportSources) -> ReportQuery:
 
 def _dead_letters(filters: ReportFilters, sources: ReportSources) -> ReportQuery:
     logs = sql.SQL(" UNION ALL ").join(
-        sql.SQL(
-            "SELECT {} AS service, queue, error_type, error, at FROM {}"
-            " WHERE outcome = 'dead-lettered'"
-        ).format(sql.Literal(schema), sql.Identifier(schema, "message_log"))
-        for schema in sources.message_logs
+        sql.SQL("SELECT {} AS service, queue, error_type, error, at FROM {}").format(
+            sql.Literal(schema), sql.Identifier(schema, "dead_letter_log")
+        )
+        for schema in sources.dead_letter_logs
     )
     time_bounds = ReportFilters(created_from=filters.created_from, created_to=filters.created_to)
     select = sql.SQL(

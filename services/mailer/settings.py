@@ -46,7 +46,7 @@ class MailerSettings(CoreSettings):
     # The schemas whose read-only views reports and announcements read (each service's role).
     api_schema: str = "api"
     payments_schema: str = "payments"
-    report_message_log_schemas: Annotated[list[str], NoDecode] = [
+    report_dead_letter_schemas: Annotated[list[str], NoDecode] = [
         "api",
         "verifier",
         "payments",
@@ -70,7 +70,7 @@ class MailerSettings(CoreSettings):
     # bucket holds), then hands to its mails one by one.
     mailer_token_block: int = Field(default=8, ge=1)
 
-    @field_validator("mailer_lanes", "report_message_log_schemas", mode="before")
+    @field_validator("mailer_lanes", "report_dead_letter_schemas", mode="before")
     @classmethod
     def _split_lanes(cls, value: Any) -> Any:
         if isinstance(value, str):

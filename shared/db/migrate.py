@@ -29,7 +29,7 @@ RELAY = "relay"
 # mail sent about an application in its status history from the mailer's own record, and the
 # progress of reports and announcements from the mailer's; the mailer builds reports and
 # finds an announcement's recipients from the API's and the payments' views, and summarises
-# dead letters from every service's message log.
+# dead letters from every service's log of them.
 READ_ONLY_VIEWS: tuple[tuple[str, str, str], ...] = (
     ("mailer", "application_mail", "api"),
     ("mailer", "report_status", "api"),
@@ -39,9 +39,9 @@ READ_ONLY_VIEWS: tuple[tuple[str, str, str], ...] = (
     ("api", "announcement_state", "mailer"),
     ("api", "announcement_opt_out", "mailer"),
     ("payments", "payment_reconciliation", "mailer"),
-    ("api", "message_log", "mailer"),
-    ("verifier", "message_log", "mailer"),
-    ("payments", "message_log", "mailer"),
+    ("api", "dead_letter_log", "mailer"),
+    ("verifier", "dead_letter_log", "mailer"),
+    ("payments", "dead_letter_log", "mailer"),
 )
 
 

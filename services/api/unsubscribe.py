@@ -10,6 +10,7 @@ sign-in mails still go out.
 from __future__ import annotations
 
 import html
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -18,16 +19,23 @@ from fastapi.responses import HTMLResponse
 from services.api.resources import Resources, resources
 from shared.unsubscribe import UnsubscribeSigner
 
-router = APIRouter(prefix="/announcements", tags=["announcements"])
+router = APIRouter(
+    prefix="/announcements",
+    tags=["announcements"],
+    responses={400: {"description": "not a valid unsubscribe link"}},
+)
 Deps = Annotated[Resources, Depends(resources)]
 Email = Annotated[str, Query(min_length=3, max_length=320)]
 Token = Annotated[str, Query(min_length=10, max_length=100)]
+# The shape of an address (the links are made for real ones): one @, no spaces or control
+# characters, and text UTF-8 can carry; anything else is refused before it is hashed or stored.
+_ADDRESS = re.compile(r"[^\s@\x00-\x1f\x7f\ud800-\udfff]+@[^\s@\x00-\x1f\x7f\ud800-\udfff]+")
 
 
 def _checked(deps: Resources, email: str, token: str) -> str:
     signer = UnsubscribeSigner.from_seal_setting(deps.settings.mail_seal_key.get_secret_value())
     address = email.strip().lower()
-    if not signer.verify(address, token):
+    if not _ADDRESS.fullmatch(address) or not signer.verify(address, token):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "this unsubscribe link is not valid")
     return address
 

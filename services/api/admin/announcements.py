@@ -31,7 +31,11 @@ router = APIRouter(
     prefix="/admin/announcements",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses={401: {"description": "not authenticated"}, 403: {"description": "not an admin"}},
+    responses={
+        400: {"description": "the body could not be parsed"},
+        401: {"description": "not authenticated"},
+        403: {"description": "not an admin"},
+    },
 )
 Deps = Annotated[Resources, Depends(resources)]
 RequestId = Annotated[str, Depends(request_id)]

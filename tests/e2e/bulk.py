@@ -11,14 +11,25 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 
 from devtools.seeding import seed_applicants
 from devtools.smtp_catcher import MAIL_SUFFIX
+from devtools.system import RunningSystem
+from tests.support.waiting import eventually
 
-__all__ = ["admin_client", "caught", "plain_text", "scalar", "seed_applicants"]
+__all__ = [
+    "admin_client",
+    "caught",
+    "lane_in_queue_view",
+    "lane_wait_count",
+    "plain_text",
+    "scalar",
+    "seed_applicants",
+]
 
 ADMIN = {"username": "admin@example.org", "password": "admin-dev-password"}
 
@@ -59,3 +70,29 @@ def plain_text(file: Path) -> str:
     body = message.get_body(("plain",))
     assert body is not None
     return str(body.get_content())
+
+
+async def lane_wait_count(system: RunningSystem, lane: str) -> float:
+    """How many messages the mailer's lane handled, from its lane-wait histogram on /metrics
+    (the figure the lanes' SLA dashboards read)."""
+    port = system.metrics_ports["mailer"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    prefix = f'admissions_lane_wait_seconds_count{{lane="{lane}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def lane_in_queue_view(admin: httpx.AsyncClient, lane: str) -> dict[str, Any]:
+    """The lane's queue in the admin API's queue view, once the broker's statistics (refreshed
+    every few seconds) show its consumer."""
+    found: dict[str, Any] = {}
+
+    async def consumed() -> bool:
+        nonlocal found
+        response = await admin.get("/admin/queues")
+        assert response.status_code == 200, response.text
+        [found] = [q for q in response.json()["queues"] if q["lane"] == lane]
+        return int(found["consumers"]) >= 1
+
+    await eventually(consumed, timeout=30, interval=1, what=f"the {lane} lane's consumer")
+    return found

@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.bulk import admin_client, caught, seed_applicants
+from tests.e2e.bulk import (
+    admin_client,
+    caught,
+    lane_in_queue_view,
+    lane_wait_count,
+    seed_applicants,
+)
 from tests.e2e.conftest import Applicant, pdf_bytes, status_once
 from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
@@ -77,6 +83,10 @@ async def test_an_announcement_to_500_applicants_mails_each_once_though_the_mail
 
         # Then, after its restart, every applicant gets the announcement, and none twice
         final = await settled(admin, announcement_id, timeout=120)
+        # And the batch lane showed the work with the other lanes (queue view, lane metrics)
+        batch = await lane_in_queue_view(admin, "batch")
+        assert batch["name"] == "mailer.batch"
+        assert await lane_wait_count(system, "batch") >= final["sent"] - at_kill
     mailed = recipients_of(system, subject)
     assert system.supervisor.restarts("mailer") == restarts + 1
     assert final["total"] == 500

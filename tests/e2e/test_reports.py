@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.bulk import admin_client, caught, plain_text, scalar, seed_applicants
+from tests.e2e.bulk import (
+    admin_client,
+    caught,
+    lane_in_queue_view,
+    lane_wait_count,
+    plain_text,
+    scalar,
+    seed_applicants,
+)
 from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
 
@@ -71,6 +79,12 @@ async def test_a_report_of_1000_applications_arrives_as_a_link_and_downloads_as_
         assert len(rows) == in_database == 1000
         assert {row["program"] for row in rows} == {program}
         assert len({row["application_id"] for row in rows}) == 1000
+
+        # And the low lane shows the work with the other lanes: in the queue view and in the
+        # lane-wait metrics its SLA is read from
+        low = await lane_in_queue_view(admin, "low")
+        assert low["name"] == "mailer.low"
+        assert await lane_wait_count(system, "low") >= 1
 
         # And its status says so
         status = (await admin.get(f"/admin/reports/{report_id}")).json()

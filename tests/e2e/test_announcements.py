@@ -44,6 +44,13 @@ async def progress(admin: httpx.AsyncClient, announcement_id: str) -> dict[str, 
     return body
 
 
+async def sent_at_least(admin: httpx.AsyncClient, announcement_id: str, count: int) -> None:
+    async def reached() -> bool:
+        return int((await progress(admin, announcement_id))["sent"]) >= count
+
+    await eventually(reached, timeout=60, interval=0.2, what=f"{count} mails sent")
+
+
 async def settled(admin: httpx.AsyncClient, announcement_id: str, timeout: float) -> dict[str, Any]:
     latest: dict[str, Any] = {}
 
@@ -72,10 +79,7 @@ async def test_an_announcement_to_500_applicants_mails_each_once_though_the_mail
         announcement_id = await publish(admin, subject, {"kind": "program", "value": program})
 
         # And the mailer is killed (-9) once a hundred have gone out
-        async def a_hundred_sent() -> bool:
-            return (await progress(admin, announcement_id))["sent"] >= 100
-
-        await eventually(a_hundred_sent, timeout=60, interval=0.2, what="100 mails sent")
+        await sent_at_least(admin, announcement_id, 100)
         restarts = system.supervisor.restarts("mailer")
         system.supervisor.kill("mailer")
         at_kill = (await progress(admin, announcement_id))["sent"]
@@ -109,11 +113,7 @@ async def test_cancel_stops_an_announcement(system: RunningSystem) -> None:
     subject = f"Cancelled news {uuid.uuid4().hex[:6]}"
     async with admin_client(system.api) as admin:
         announcement_id = await publish(admin, subject, {"kind": "program", "value": program})
-
-        async def some_sent() -> bool:
-            return (await progress(admin, announcement_id))["sent"] >= 20
-
-        await eventually(some_sent, timeout=60, interval=0.2, what="20 mails sent")
+        await sent_at_least(admin, announcement_id, 20)
 
         # When an administrator cancels it
         cancelled = await admin.post(

@@ -14,29 +14,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import Depends, Response, status
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
+from services.api.admin.requests import accept, admin_router, read_status
 from services.api.admin.views import View, mailer_schema
-from services.api.auth.dependencies import AdminUser, require_admin
+from services.api.auth.dependencies import AdminUser
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import AnnouncementPublished, Audience
-from shared.events.envelope import new_envelope
-from shared.outbox.writer import write_outbox
 
-router = APIRouter(
-    prefix="/admin/announcements",
-    tags=["admin"],
-    dependencies=[Depends(require_admin)],
-    responses={
-        400: {"description": "the body could not be parsed"},
-        401: {"description": "not authenticated"},
-        403: {"description": "not an admin"},
-    },
-)
+router = admin_router("/admin/announcements")
 Deps = Annotated[Resources, Depends(resources)]
 RequestId = Annotated[str, Depends(request_id)]
 
@@ -93,23 +82,23 @@ async def publish_announcement(
         body=body.body,
         audience=body.audience,
     )
-    async with deps.connection() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO announcements (id, subject, body, audience, created_by)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (
-                announcement_id,
-                body.subject,
-                body.body,
-                Jsonb(body.audience.model_dump(mode="json")),
-                admin.email,
-            ),
-        )
-        await write_outbox(
-            conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
-        )
     url = announcement_url(deps.settings.public_url, announcement_id)
-    response.headers["Location"] = url
+    await accept(
+        deps,
+        response,
+        insert="INSERT INTO announcements (id, subject, body, audience, created_by)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        row=(
+            announcement_id,
+            body.subject,
+            body.body,
+            Jsonb(body.audience.model_dump(mode="json")),
+            admin.email,
+        ),
+        event=event,
+        correlation=correlation,
+        status_url=url,
+    )
     return AnnouncementAccepted(
         announcement_id=announcement_id,
         status_url=url,
@@ -152,11 +141,7 @@ async def _view(
         " p.total, p.sent, p.failed, p.skipped, p.last_update"
         " FROM announcements a LEFT JOIN {} p ON p.announcement_id = a.id WHERE a.id = %s"
     ).format(sql.Identifier(mailer_schema, "announcement_progress"))
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, (announcement_id,))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such announcement")
+    row = await read_status(conn, query, announcement_id, "announcement")
     sent, failed, skipped = row["sent"] or 0, row["failed"] or 0, row["skipped"] or 0
     return AnnouncementView(
         announcement_id=str(row["id"]),

@@ -12,30 +12,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import Depends, HTTPException, Response, status
 from fastapi.responses import FileResponse
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
+from services.api.admin.requests import accept, admin_router, read_status
 from services.api.admin.views import View, mailer_schema
-from services.api.auth.dependencies import AdminUser, require_admin
+from services.api.auth.dependencies import AdminUser
 from services.api.resources import Resources, request_id, resources
 from shared.events.catalog import ReportFilters, ReportFormat, ReportKind, ReportRequested
-from shared.events.envelope import new_envelope
-from shared.outbox.writer import write_outbox
 
-router = APIRouter(
-    prefix="/admin/reports",
-    tags=["admin"],
-    dependencies=[Depends(require_admin)],
-    responses={
-        400: {"description": "the body could not be parsed"},
-        401: {"description": "not authenticated"},
-        403: {"description": "not an admin"},
-    },
-)
+router = admin_router("/admin/reports")
 Deps = Annotated[Resources, Depends(resources)]
 RequestId = Annotated[str, Depends(request_id)]
 
@@ -88,23 +77,23 @@ async def request_report(
         filters=body.filters,
         recipient=admin.email,
     )
-    async with deps.connection() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO reports (id, kind, format, filters, requested_by)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (
-                report_id,
-                body.kind,
-                body.format,
-                Jsonb(body.filters.model_dump(mode="json", exclude_none=True)),
-                admin.email,
-            ),
-        )
-        await write_outbox(
-            conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
-        )
     url = report_url(deps.settings.public_url, report_id)
-    response.headers["Location"] = url
+    await accept(
+        deps,
+        response,
+        insert="INSERT INTO reports (id, kind, format, filters, requested_by)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        row=(
+            report_id,
+            body.kind,
+            body.format,
+            Jsonb(body.filters.model_dump(mode="json", exclude_none=True)),
+            admin.email,
+        ),
+        event=event,
+        correlation=correlation,
+        status_url=url,
+    )
     return ReportAccepted(
         report_id=report_id,
         status_url=url,
@@ -150,12 +139,7 @@ async def _report(
         " s.filename, s.error, s.finished_at, s.expires_at"
         " FROM reports r LEFT JOIN {} s ON s.report_id = r.id WHERE r.id = %s"
     ).format(sql.Identifier(mailer_schema, "report_status"))
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, (report_id,))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
-    return row
+    return await read_status(conn, query, report_id, "report")
 
 
 def report_state(row: dict[str, Any], now: datetime) -> ReportState:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -18,36 +17,17 @@ from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.smtp import MemorySender, RecipientRefused, SmtpUnavailable
 from shared.consumer.runtime import MessageContext
-from shared.db.migrate import READ_ONLY_VIEWS
-from shared.db.migrations import grant_select
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
 from shared.events.envelope import new_envelope
 from shared.system_topology import MAILER_LANES
 from shared.unsubscribe import UnsubscribeSigner
-from tests.support.database import service_schema
 from tests.support.events import DEVELOPMENT_SEALER
 from tests.support.infra import Infra
 
 pytestmark = pytest.mark.integration
 BATCH = MAILER_LANES["batch"]
 SIGNER = UnsubscribeSigner(b"k" * 32)
-
-
-@pytest.fixture
-async def api_schema(infra: Infra, mailer_schema: str) -> AsyncIterator[str]:
-    """The API's tables beside the mailer's, with the views it publishes for the mailer."""
-    async with service_schema(infra, f"{mailer_schema}api", ["services.api.migrations"]) as api:
-        async with await psycopg.AsyncConnection.connect(
-            infra.database_url, autocommit=True
-        ) as admin:
-            views = [
-                view
-                for owner, view, reader in READ_ONLY_VIEWS
-                if (owner, reader) == ("api", "mailer")
-            ]
-            await grant_select(admin, mailer_schema, api, views)
-        yield api
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from shared.system_topology import MAILER_LANES
 from tests.e2e.bulk import (
     admin_client,
     caught,
@@ -97,11 +98,11 @@ async def test_an_announcement_to_500_applicants_mails_each_once_though_the_mail
     assert max(mailed.values()) == 1, mailed.most_common(3)
     assert set(mailed) <= {f"{tag}-{n}@example.org" for n in range(1, 501)}
     # A mail the kill caught between the ledger and SMTP's answer is not sent again: it shows
-    # as failed ("interrupted"), and there is at most one such per kill.
-    assert final["failed"] <= 1
+    # as failed ("interrupted"): at most the deliveries the mailer had in hand (its prefetch).
+    assert final["failed"] <= MAILER_LANES["batch"].prefetch
     assert final["sent"] + final["failed"] == 500
     assert final["sent"] <= len(mailed) <= 500
-    assert len(mailed) >= 499
+    assert len(mailed) >= 500 - final["failed"]
     if final["failed"] == 0:
         assert len(mailed) == sum(mailed.values()) == 500  # exactly 500 mails
 

@@ -29,7 +29,7 @@ import httpx
 import psycopg
 
 from bench.backlog import admin_client
-from bench.processes import current_rss_mb
+from bench.processes import cpu_seconds, current_rss_mb, services_cpu_seconds
 from devtools.infra import infrastructure
 from devtools.run_system import ROOT
 from devtools.seeding import seed_applicants
@@ -69,6 +69,7 @@ async def report_scenario(
         nonlocal peak
         peak = max(peak, current_rss_mb(mailer).get("mailer", 0.0))
 
+    mailer_cpu = cpu_seconds(mailer["mailer"] or 0, family=True)
     admin = await admin_client(system.api)
     try:
         asked = time.monotonic()
@@ -85,6 +86,7 @@ async def report_scenario(
             admin, response.json()["statusUrl"], "done", timeout=600, on_tick=sample
         )
         total_seconds = time.monotonic() - asked
+        mailer_cpu = cpu_seconds(mailer["mailer"] or 0, family=True) - mailer_cpu
     finally:
         await admin.aclose()
     builder_seconds = None
@@ -109,6 +111,7 @@ async def report_scenario(
         "builder_seconds": round(builder_seconds, 2) if builder_seconds else None,
         "mailer_rss_before_mb": before,
         "mailer_rss_peak_mb": peak,
+        "mailer_cpu_seconds": round(mailer_cpu, 2),
         "error": status.get("error"),
     }
 
@@ -116,6 +119,8 @@ async def report_scenario(
 async def fanout_scenario(system: RunningSystem, recipients: int, rate: float) -> dict[str, Any]:
     program = f"Bench fan-out {uuid.uuid4().hex[:6]}"
     await seed_applicants(system.database_url, recipients, program)
+    pids = system.supervisor.pids()
+    cpu_before = services_cpu_seconds(pids), cpu_seconds(pids["mailer"], family=True)
     admin = await admin_client(system.api)
     try:
         asked = time.monotonic()
@@ -131,6 +136,8 @@ async def fanout_scenario(system: RunningSystem, recipients: int, rate: float) -
         url = response.json()["statusUrl"]
         status = await _wait_status(admin, url, "done", timeout=recipients / rate * 3 + 120)
         total_seconds = time.monotonic() - asked
+        services_cpu = services_cpu_seconds(pids) - cpu_before[0]
+        mailer_cpu = cpu_seconds(pids["mailer"], family=True) - cpu_before[1]
     finally:
         await admin.aclose()
     async with await psycopg.AsyncConnection.connect(system.database_url) as conn:
@@ -152,6 +159,9 @@ async def fanout_scenario(system: RunningSystem, recipients: int, rate: float) -
         "first_to_last_sent_seconds": round(spread, 2),
         "measured_rate_per_second": round((sent - 1) / spread, 1) if spread else None,
         "request_to_done_seconds": round(total_seconds, 2),
+        # CPU per mail (status polling by this script included in the api's share)
+        "mailer_cpu_ms_per_mail": round(mailer_cpu * 1000 / max(sent, 1), 2),
+        "services_cpu_ms_per_mail": round(services_cpu * 1000 / max(sent, 1), 2),
     }
 
 

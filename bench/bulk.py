@@ -143,19 +143,28 @@ async def fanout_scenario(system: RunningSystem, recipients: int, rate: float) -
     async with await psycopg.AsyncConnection.connect(system.database_url) as conn:
         row = await (
             await conn.execute(
-                "SELECT count(*), extract(epoch FROM max(updated_at) - min(updated_at))"
-                " FROM mailer.announcement_deliveries"
-                " WHERE announcement_id = %s AND outcome = 'sent'",
+                "SELECT count(*), extract(epoch FROM max(d.updated_at) - min(d.updated_at)),"
+                " extract(epoch FROM r.expanded_at - a.created_at),"
+                " extract(epoch FROM min(d.updated_at) - r.expanded_at)"
+                " FROM mailer.announcement_deliveries d"
+                " JOIN mailer.announcement_runs r USING (announcement_id)"
+                " JOIN api.announcements a ON a.id = d.announcement_id"
+                " WHERE d.announcement_id = %s AND d.outcome = 'sent'"
+                " GROUP BY r.expanded_at, a.created_at",
                 (response.json()["announcementId"],),
             )
         ).fetchone()
     assert row is not None
     sent, spread = int(row[0]), float(row[1] or 0)
+    expansion, first_mail = float(row[2]), float(row[3])
     return {
         "recipients": recipients,
         "configured_rate_per_second": rate,
         "sent": sent,
         "failed": status["failed"],
+        # from the request's commit to the expansion's start, and from there to the first mail
+        "request_to_expansion_seconds": round(expansion, 2),
+        "expansion_to_first_mail_seconds": round(first_mail, 2),
         "first_to_last_sent_seconds": round(spread, 2),
         "measured_rate_per_second": round((sent - 1) / spread, 1) if spread else None,
         "request_to_done_seconds": round(total_seconds, 2),

@@ -141,6 +141,9 @@ class ReportBuilder:
         async with self.pool.connection() as conn, conn.transaction():
             # One snapshot for the count and the rows; read-only: a report never writes.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # The XLSX rows come through a server-side cursor, planned by default for its
+            # first rows; a report reads all of them.
+            await conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             rows = await _count(conn, query)
             await progress(rows, 0, 0)
             if payload.format == "xlsx":

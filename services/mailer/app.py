@@ -20,7 +20,7 @@ from services.mailer.smtp import SmtpOptions, SmtpSender
 from shared.blobs import BlobStore
 from shared.consumer.routing import routed
 from shared.consumer.runtime import Handler
-from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished
+from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, ReportRequested
 from shared.events.sealed import SecretSealer
 from shared.faults import Faults
 from shared.lifecycle import run_service
@@ -86,7 +86,7 @@ def lane_handlers(
         api_schema=settings.api_schema,
     )
     special: dict[str, Handler[MailerTransaction]] = {
-        "low": reports.handle,
+        "low": routed({ReportRequested: reports.handle}),
         "batch": routed(
             {
                 AnnouncementPublished: announcements.expand,

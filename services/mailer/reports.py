@@ -94,9 +94,7 @@ class ReportBuilder:
     sources: ReportSources
     link_ttl: timedelta
 
-    async def handle(self, ctx: MessageContext[MailerWork]) -> None:
-        payload = ctx.payload
-        assert isinstance(payload, ReportRequested)  # the low lane carries reports only
+    async def handle(self, ctx: MessageContext[MailerWork], payload: ReportRequested) -> None:
         started = time.monotonic()
         await self._execute(_START, (payload.report_id,))
         try:
@@ -144,6 +142,8 @@ class ReportBuilder:
             # The XLSX rows come through a server-side cursor, planned by default for its
             # first rows; a report reads all of them.
             await conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            # Times in UTC in every file, whatever the server's zone (XLSX cells carry none).
+            await conn.execute("SET LOCAL TimeZone = 'UTC'")
             rows = await _count(conn, query)
             await progress(rows, 0, 0)
             if payload.format == "xlsx":

@@ -98,11 +98,37 @@ class ReportBuilder:
         started = time.monotonic()
         await self._execute(_START, (payload.report_id,))
         try:
-            built = await self.build(payload)
+            rows, size = await self._build_and_mail(ctx, payload)
         except Exception as error:
+            # The message's transaction rolls back; the status must not stay "running".
             await self._execute(_FAILED, (f"{type(error).__name__}: {error}", payload.report_id))
             raise
+        log.info(
+            "report built",
+            report_id=payload.report_id,
+            kind=payload.kind,
+            format=payload.format,
+            rows=rows,
+            bytes=size,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _build_and_mail(
+        self, ctx: MessageContext[MailerWork], payload: ReportRequested
+    ) -> tuple[int, int]:
+        built = await self.build(payload)
         expires_at = datetime.now(UTC) + self.link_ttl
+        spec = report_email(
+            payload,
+            rows=built.rows,
+            filename=built.filename,
+            url=download_url(self.mailer.api_public_url, payload.report_id),
+            expires_at=expires_at,
+        )
+        await self.mailer.send(ctx, spec)
+        # Last, after everything that may fail: this row is locked by the message's
+        # transaction until it commits, and marking the report failed (on another connection)
+        # would wait for that lock for ever.
         await ctx.tx.connection.execute(
             _DONE,
             {
@@ -115,23 +141,7 @@ class ReportBuilder:
                 "expires_at": expires_at,
             },
         )
-        spec = report_email(
-            payload,
-            rows=built.rows,
-            filename=built.filename,
-            url=download_url(self.mailer.api_public_url, payload.report_id),
-            expires_at=expires_at,
-        )
-        await self.mailer.send(ctx, spec)
-        log.info(
-            "report built",
-            report_id=payload.report_id,
-            kind=payload.kind,
-            format=payload.format,
-            rows=built.rows,
-            bytes=built.blob.size,
-            seconds=round(time.monotonic() - started, 3),
-        )
+        return built.rows, built.blob.size
 
     async def build(self, payload: ReportRequested) -> BuiltReport:
         query = report_query(payload.kind, payload.filters, self.sources)

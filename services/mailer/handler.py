@@ -74,14 +74,14 @@ class Mailer:
 
     async def send(self, ctx: MessageContext[MailerWork], spec: EmailSpec) -> None:
         lane = ctx.queue.lane or ctx.queue.name
-        message = render_email(
+        mail = render_email(
             self.templates,
             spec,
             event_message_id=str(ctx.envelope.message_id),
             lane=lane,
             sender=self.mail_from,
         )
-        message_id_header = str(message["Message-ID"])
+        message_id_header = mail.message_id
         sent_emails = ctx.tx.sent_emails
         # The runtime's claim already dedups redeliveries; this also covers one that comes
         # back after the sweeper trimmed the claim.
@@ -92,7 +92,7 @@ class Mailer:
         rate_wait = await self.rate_limiter.acquire(lane)
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
-        await self.sender.send(message, lane)
+        await self.sender.send(mail)
 
         await sent_emails.record(
             SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
@@ -13,7 +12,6 @@ from services.mailer.smtp import (
     RecipientRefused,
     SmtpUnavailable,
     classify_refusal,
-    envelope_addresses,
 )
 from shared.errors import PermanentError
 
@@ -45,14 +43,3 @@ def test_lane_wait_is_measured_from_the_event_time() -> None:
     assert lane_wait_seconds(datetime(2024, 5, 1, 14, 0, 7, tzinfo=plus_two), now) == 3.0
     assert lane_wait_seconds(datetime(2024, 5, 1, 12, 0, 8), now) == 2.0  # naive = UTC
     assert lane_wait_seconds(now + timedelta(seconds=1), now) == 0.0  # clock skew
-
-
-def test_envelope_addresses_come_from_the_headers() -> None:
-    message = EmailMessage()
-    message["From"] = "Admissions <no-reply@admissions.local>"
-    message["To"] = "Ada <ada@example.org>, bob@example.org"
-    message["Cc"] = "cy@example.org"
-    assert envelope_addresses(message) == (
-        "no-reply@admissions.local",
-        ["ada@example.org", "bob@example.org", "cy@example.org"],
-    )

@@ -82,10 +82,12 @@ class Mailer:
             sender=self.mail_from,
         )
         message_id_header = mail.message_id
-        sent_emails = ctx.tx.sent_emails
-        # The runtime's claim already dedups redeliveries; this also covers one that comes
-        # back after the sweeper trimmed the claim.
-        if await sent_emails.already_sent(message_id_header):
+        # The runtime's claim already dedups redeliveries; the record also covers one that
+        # comes back after the sweeper trimmed the claim (one statement: insert or find).
+        record = SentEmail(
+            message_id_header, spec.template, spec.recipient, lane, spec.application_id
+        )
+        if not await ctx.tx.sent_emails.record(record):
             log.info("already sent", message_id_header=message_id_header)
             return
 
@@ -93,10 +95,6 @@ class Mailer:
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
         await self.sender.send(mail)
-
-        await sent_emails.record(
-            SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id)
-        )
         log.info(
             "email sent",
             template=spec.template,

@@ -23,11 +23,11 @@ from tests.unit.mailer.samples import one_of_each
 class FakeSentEmails:
     recorded: list[SentEmail] = field(default_factory=list)
 
-    async def already_sent(self, message_id_header: str) -> bool:
-        return any(e.message_id_header == message_id_header for e in self.recorded)
-
-    async def record(self, email: SentEmail) -> None:
+    async def record(self, email: SentEmail) -> bool:
+        if any(e.message_id_header == email.message_id_header for e in self.recorded):
+            return False
         self.recorded.append(email)
+        return True
 
 
 class FakeMailerWork(MemoryTransaction):

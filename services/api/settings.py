@@ -23,6 +23,7 @@ class ApiSettings(CoreSettings):
         "admin_password",
         "rabbitmq_management_password",
         "mail_seal_key",
+        "ops_rabbitmq_url",
     )
 
     api_host: str = "127.0.0.1"
@@ -111,6 +112,11 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_url: str = "http://127.0.0.1:15672/"
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")
+    # The broker login of dead-letter listings, replays and pause / resume: ``ops`` in the
+    # definitions (shared/definitions.py), apart from RABBITMQ_URL's api login, which reads no
+    # dead-letter queue because reading one also allows purging it. Unset: RABBITMQ_URL's login
+    # (a development broker's administrator does it all; the api login is refused: 503).
+    ops_rabbitmq_url: SecretStr | None = None
     ops_db_role: str = "ops"
     ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.

@@ -55,6 +55,7 @@ import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,9 @@ EXTRA_PUBLISHED_EXCHANGES: Mapping[str, tuple[str, ...]] = {
     "relay": ("events",),  # the outbox relay
 }
 SERVICE_TAGS: Mapping[str, tuple[str, ...]] = {"api": ("management",)}
+# How long a dead letter waits for an operator (list, replay) before the broker drops it: the
+# DLQs' retention, shown as the policy ``dead-letter-queues-max-age`` in the management UI.
+DEAD_LETTER_MAX_AGE = timedelta(days=14)
 
 
 @dataclass(frozen=True)
@@ -347,9 +351,10 @@ def export_definitions(
 
 def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
     """Quorum queue leaders spread over the cluster's nodes instead of piling up on the node
-    that happened to import the definitions (all of them, at boot); and each work queue
-    bounded (``QueueSpec.max_length``). A queue takes one policy, the highest priority's, so
-    the bounding policies repeat the leader locator."""
+    that happened to import the definitions (all of them, at boot); each work queue
+    bounded (``QueueSpec.max_length``); each dead-letter queue's messages dropped after
+    ``DEAD_LETTER_MAX_AGE``. A queue takes one policy, the highest priority's, so the others
+    repeat the leader locator."""
     balanced = {"queue-leader-locator": "balanced"}
     found = [
         {
@@ -375,6 +380,19 @@ def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
                 "definition": {**balanced, "max-length": length, "overflow": "reject-publish"},
             }
         )
+    found.append(
+        {
+            "name": "dead-letter-queues-max-age",
+            "vhost": vhost,
+            "pattern": _any_of(dead_letter_queue_name(spec.name) for spec in topology.queues),
+            "apply-to": "queues",
+            "priority": 1,
+            "definition": {
+                **balanced,
+                "message-ttl": int(DEAD_LETTER_MAX_AGE.total_seconds() * 1000),
+            },
+        }
+    )
     return found
 
 

@@ -94,6 +94,16 @@ class ApiSettings(CoreSettings):
     # The projector's blob sweeper removes blobs no row references, and abandoned upload
     # temporary files, once they are this old (shared/blob_sweeper.py), on SWEEPER_SCHEDULE.
     blob_orphan_grace_minutes: float = Field(default=60.0, ge=0)
+    # Retention of the API's tables (services/api/retention.py), swept by the projector on
+    # SWEEPER_SCHEDULE. Idempotency keys outlive any client's retries of one submission;
+    # reset tokens and one-time codes are kept this long after they expire (support
+    # questions), never used again; a webhook event id outlives the provider's retries (and
+    # its signed timestamp refuses a replay after WEBHOOK_TOLERANCE_SECONDS anyway); replays
+    # are the operators' audit trail.
+    idempotency_key_retention_hours: float = Field(default=168.0, ge=1)
+    expired_secret_retention_hours: float = Field(default=24.0, ge=0)
+    webhook_event_retention_days: float = Field(default=30.0, ge=1)
+    replay_audit_retention_days: float = Field(default=365.0, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aio_pika
+import aiormq
 import psycopg
 import psycopg_pool
 import structlog
-import aiormq
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool

@@ -237,3 +237,27 @@ async def test_provider_latency_is_added_to_api_calls(tmp_path: Path) -> None:
         await psp.create("key-1")
         elapsed = time.perf_counter() - started
     assert elapsed >= 0.15
+
+
+async def test_delivered_webhooks_are_forgotten_after_their_retention(tmp_path: Path) -> None:
+    """issue 14, item 11: the sandbox's store of webhooks does not grow for ever."""
+    # Given one delivered webhook and one the receiver keeps refusing
+    async with running_sandbox(tmp_path, statuses=[200, 500, 500]) as psp:
+        paid = (await psp.create("key-1")).json()["payment_id"]
+        declined = (await psp.create("key-2")).json()["payment_id"]
+        await psp.client.post(f"/checkout/{paid}/pay")
+        await psp.sandbox.dispatcher.deliver_due()
+        await psp.client.post(f"/checkout/{declined}/decline")
+        await psp.sandbox.dispatcher.deliver_due()
+        dispatcher = psp.sandbox.dispatcher
+        store = psp.sandbox.store
+        now = time.time()
+        # When the retention has not passed yet, nothing goes
+        dispatcher.clock = lambda: now + dispatcher.delivered_retention - 60
+        assert dispatcher.forget_delivered() == 0
+        # When it has, the delivered webhook goes and the undelivered one stays
+        dispatcher.clock = lambda: now + dispatcher.delivered_retention + 120
+        assert dispatcher.forget_delivered() == 1
+        assert store.webhook(f"evt_{paid}_paid") is None
+        assert store.webhook(f"evt_{declined}_failed") is not None
+        assert store.undelivered_webhooks() == 1

@@ -5,8 +5,8 @@ tried: publishing it to ``admissions.events``, routing it through ``admissions.r
 another service's work queue or retry tier, and into another service's dead-letter queue
 through ``admissions.dead``. The broker refuses each (topic permissions), except what it cannot
 tell apart from legitimate work: the relay publishing any type (it publishes for every service)
-and the admin API's dead-letter replay (its ``ops`` login) into any work queue. Those reach a consumer, which
-dead-letters them unless the type's owner signed them (``test_unsigned_*`` below).
+and the admin API's dead-letter replay (its ``ops`` login) into any work queue. Those reach a
+consumer, which dead-letters them unless the type's owner signed them (``test_unsigned_*``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
 from shared.consumer.runtime import Consumer, MessageContext, Observation
+from shared.definitions import OPS
 from shared.errors import PublishFailed
 from shared.events.catalog import CATALOG, PaymentCompleted, ReportRequested, publisher_of
 from shared.events.envelope import Envelope, new_envelope
 from shared.events.signing import SIGNATURE_HEADER, SIGNED_BY_HEADER, EventSigner
 from shared.outbox.relay import Relay
 from shared.outbox.writer import write_outbox
-from shared.definitions import OPS
 from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import dead_letter_queue_name, retry_queue_name

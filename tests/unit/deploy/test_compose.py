@@ -375,3 +375,18 @@ def test_production_loads_no_development_administrator() -> None:
     assert not production.get("users") and not production.get("permissions")
     # and no variable can put it back
     assert "RABBITMQ_DEV_ADMIN" not in variables(COMPOSE)
+
+
+def test_nginx_does_not_serve_the_api_metrics() -> None:
+    """issue 14, item 12: /metrics is for the scraper inside the network, not the internet.
+    ``^~`` prefix locations win over regular expressions and shorter prefixes, and nginx
+    matches the decoded, slash-merged path, so /metrics, /metrics/, //metrics and /%6detrics
+    all end here."""
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+([^{]+?)\s*\{([^}]*)\}", config))
+    assert "return 404;" in blocks["^~ /metrics"]
+    assert "proxy_pass" not in blocks["^~ /metrics"]
+    # and no exact or regex location could take /metrics to the API first
+    for selector in blocks:
+        if selector.startswith(("=", "~")):
+            assert not re.search(r"metrics", selector), selector

@@ -261,3 +261,28 @@ async def test_delivered_webhooks_are_forgotten_after_their_retention(tmp_path: 
         assert store.webhook(f"evt_{paid}_paid") is None
         assert store.webhook(f"evt_{declined}_failed") is not None
         assert store.undelivered_webhooks() == 1
+
+
+async def test_no_other_site_can_make_a_browser_decline_pay_or_create(tmp_path: Path) -> None:
+    """issue 14, item 12: a page elsewhere cannot drive the sandbox through its visitors'
+    browsers (a cross-site form POST carries the page's Origin)."""
+    evil = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    async with running_sandbox(tmp_path) as psp:
+        payment_id = (await psp.create("key-1")).json()["payment_id"]
+        # When another site's page posts the checkout's buttons, each is refused
+        for action in ("decline", "pay"):
+            refused = await psp.client.post(f"/checkout/{payment_id}/{action}", headers=evil)
+            assert refused.status_code == 403, action
+        assert psp.sandbox.store.get(payment_id).status == "pending"  # type: ignore[union-attr]
+        # And a browser may not create checkouts at all, even from the sandbox's own pages
+        for origin in ("https://evil.example", PUBLIC_URL):
+            created = await psp.client.post(
+                "/v1/checkouts",
+                json={"application_id": "app-2", "amount_cents": 5000, "currency": "EUR"},
+                headers={"Idempotency-Key": f"key-{origin}", "Origin": origin},
+            )
+            assert created.status_code == 403, origin
+        # While the checkout page's own button still works
+        own = {"Origin": PUBLIC_URL, "Sec-Fetch-Site": "same-origin"}
+        declined = await psp.client.post(f"/checkout/{payment_id}/decline", headers=own)
+        assert declined.status_code == 200 and "Payment declined" in declined.text

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from shared.definitions import OPERATOR, dev_password, dev_users, export_definitions
+from shared.definitions import OPERATOR, OPS, dev_password, dev_users, export_definitions
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Topology
 
@@ -123,7 +123,8 @@ PROCESS_LOGINS = {
 
 def process_environment(name: str, env: Mapping[str, str]) -> dict[str, str]:
     """The settings that make process ``name`` log in as its own service; the api reads queue
-    statistics with its own login too (it has the ``management`` tag), as in compose."""
+    statistics with its own login too (it has the ``management`` tag), and handles dead
+    letters and control commands as ``ops``, as in compose."""
     login = PROCESS_LOGINS.get(name)
     if login is None:
         return {}
@@ -131,6 +132,7 @@ def process_environment(name: str, env: Mapping[str, str]) -> dict[str, str]:
     if login == "api":
         own["RABBITMQ_MANAGEMENT_USER"] = login
         own["RABBITMQ_MANAGEMENT_PASSWORD"] = dev_password(login)
+        own["OPS_RABBITMQ_URL"] = service_url(env["RABBITMQ_URL"], OPS)
     return own
 
 

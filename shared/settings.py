@@ -108,10 +108,13 @@ def development_secrets(settings: BaseSettings, names: tuple[str, ...]) -> list[
     known development value (any service's, not only their own), or shorter than
     ``MIN_SECRET_CHARS``. For a URL the password counts: a broker URL without one logs in as
     guest; and ``database_url`` (which services may be given without credentials) is checked
-    too whenever it carries a password."""
+    too whenever it carries a password. An optional secret (``None`` by default) left unset
+    is not weak: the feature it unlocks is off."""
     fields = type(settings).model_fields
     weak = []
     for name in names:
+        if getattr(settings, name) is None and fields[name].default is None:
+            continue
         value = _plain(getattr(settings, name))
         default = value == _plain(fields[name].default)
         strength = _weak_url(name, value) if name.endswith("_url") else _weak(value)

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
+from services.api.admin.resources import REFUSED_BY_BROKER, broker_login_refused
 from services.api.admin.routes import router as admin_router
 from services.api.applications.accept import Intake, SubmissionFastPath
 from services.api.applications.admission import AdmissionLimit, RetryAdvice
@@ -155,6 +156,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
+    app.add_exception_handler(REFUSED_BY_BROKER, broker_login_refused)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)

@@ -23,6 +23,7 @@ class ApiSettings(CoreSettings):
         "admin_password",
         "rabbitmq_management_password",
         "mail_seal_key",
+        "ops_rabbitmq_url",
     )
 
     api_host: str = "127.0.0.1"
@@ -93,6 +94,16 @@ class ApiSettings(CoreSettings):
     # The projector's blob sweeper removes blobs no row references, and abandoned upload
     # temporary files, once they are this old (shared/blob_sweeper.py), on SWEEPER_SCHEDULE.
     blob_orphan_grace_minutes: float = Field(default=60.0, ge=0)
+    # Retention of the API's tables (services/api/retention.py), swept by the projector on
+    # SWEEPER_SCHEDULE. Idempotency keys outlive any client's retries of one submission;
+    # reset tokens and one-time codes are kept this long after they expire (support
+    # questions), never used again; a webhook event id outlives the provider's retries (and
+    # its signed timestamp refuses a replay after WEBHOOK_TOLERANCE_SECONDS anyway); replays
+    # are the operators' audit trail.
+    idempotency_key_retention_hours: float = Field(default=168.0, ge=1)
+    expired_secret_retention_hours: float = Field(default=24.0, ge=0)
+    webhook_event_retention_days: float = Field(default=30.0, ge=1)
+    replay_audit_retention_days: float = Field(default=365.0, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB
@@ -111,6 +122,11 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_url: str = "http://127.0.0.1:15672/"
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")
+    # The broker login of dead-letter listings, replays and pause / resume: ``ops`` in the
+    # definitions (shared/definitions.py), apart from RABBITMQ_URL's api login, which reads no
+    # dead-letter queue because reading one also allows purging it. Unset: RABBITMQ_URL's login
+    # (a development broker's administrator does it all; the api login is refused: 503).
+    ops_rabbitmq_url: SecretStr | None = None
     ops_db_role: str = "ops"
     ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.

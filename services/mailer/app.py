@@ -9,6 +9,7 @@ from functools import partial
 from services.mailer.handler import Mailer, MailerTransaction
 from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
+from services.mailer.retention import mailer_retention
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpOptions, SmtpSender
 from shared.events.sealed import SecretSealer
@@ -73,6 +74,7 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             handlers={MAILER_LANES[lane].name: mailer.handle for lane in settings.mailer_lanes},
             stop=stop,
             transaction_type=MailerTransaction,
+            retention=mailer_retention(settings),
         )
     finally:
         await sender.close()

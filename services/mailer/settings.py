@@ -36,6 +36,9 @@ class MailerSettings(CoreSettings):
     api_public_url: str = "http://127.0.0.1:8000"
     # Opens the reset tokens and one-time codes the API sealed (shared/events/sealed.py).
     mail_seal_key: SecretStr = SecretStr("")
+    # sent_emails rows (the mails an application's status history shows, and the record that
+    # a mail went out) older than this are swept (services/mailer/retention.py).
+    sent_email_retention_days: float = Field(default=365.0, ge=1)
 
     # Which lanes this process consumes ("critical,high"), so lanes can scale separately.
     mailer_lanes: Annotated[list[str], NoDecode] = list(ALL_LANES)

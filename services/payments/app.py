@@ -9,6 +9,7 @@ from functools import partial
 from services.payments.domain import Fee
 from services.payments.handler import PaymentsTransaction, make_handler
 from services.payments.provider import SandboxProvider, sandbox_client
+from services.payments.retention import payments_retention
 from services.payments.settings import PaymentsSettings
 from shared.faults import Faults
 from shared.lifecycle import run_service
@@ -30,6 +31,7 @@ async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
             handlers={QUEUE: handler},
             stop=stop,
             transaction_type=PaymentsTransaction,
+            retention=payments_retention(settings),
         )
 
 

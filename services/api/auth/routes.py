@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import HTMLResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field
 
 from services.api import rate_limits
-from services.api.auth import repository, throttle
+from services.api.auth import repository, reset_page, throttle
 from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
 from services.api.auth.dependencies import CurrentUser
 from services.api.auth.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
@@ -174,6 +175,12 @@ async def request_password_reset(
                 conn, deps.outbox_schema, [new_envelope(event, correlation_id=correlation)]
             )
     return Accepted(detail="if the address has an account, a reset link is on its way")
+
+
+@router.get("/password-reset/confirm", response_class=HTMLResponse, include_in_schema=False)
+async def password_reset_page() -> HTMLResponse:
+    """Where the reset e-mail's link leads: a form that posts the new password below."""
+    return HTMLResponse(reset_page.PAGE, headers=reset_page.HEADERS)
 
 
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)

@@ -355,14 +355,38 @@ def test_rabbitmq_is_healthy_only_once_its_listeners_accept_connections() -> Non
     assert SERVICES["rabbitmq"]["init"] is True
 
 
-def test_the_dev_administrator_can_be_left_out() -> None:
-    # production: RABBITMQ_DEV_ADMIN=./rabbitmq/no-dev-admin.json
-    empty = json.loads((DEPLOY / "rabbitmq" / "no-dev-admin.json").read_text())
-    assert not empty.get("users") and not empty.get("permissions")
-    production = interpolate(
-        COMPOSE["services"], {"RABBITMQ_DEV_ADMIN": "./rabbitmq/no-dev-admin.json"}
-    )
-    mounted = [v for v in production["rabbitmq"]["volumes"] if v.endswith("20-dev-admin.json:ro")]
-    assert mounted == [
-        "./rabbitmq/no-dev-admin.json:/etc/rabbitmq/definitions/20-dev-admin.json:ro"
+def mounted_administrators(app_env: str | None) -> dict[str, Any]:
+    """The document compose mounts as the broker's 20-dev-admin.json under ``app_env``."""
+    services = interpolate(COMPOSE["services"], {"APP_ENV": app_env} if app_env else {})
+    (source,) = [
+        v.split(":")[0]
+        for v in services["rabbitmq"]["volumes"]
+        if ":/etc/rabbitmq/def" in v and v.split(":")[1].endswith("20-dev-admin.json")
     ]
+    document: dict[str, Any] = json.loads((DEPLOY / source).read_text())
+    return document
+
+
+def test_production_loads_no_development_administrator() -> None:
+    """issue 14, item 8: with APP_ENV=production compose mounts no guest, whatever else is set."""
+    assert [u["name"] for u in mounted_administrators(None)["users"]] == ["guest"]
+    assert [u["name"] for u in mounted_administrators("test")["users"]] == ["guest"]
+    production = mounted_administrators("production")
+    assert not production.get("users") and not production.get("permissions")
+    # and no variable can put it back
+    assert "RABBITMQ_DEV_ADMIN" not in variables(COMPOSE)
+
+
+def test_nginx_does_not_serve_the_api_metrics() -> None:
+    """issue 14, item 12: /metrics is for the scraper inside the network, not the internet.
+    ``^~`` prefix locations win over regular expressions and shorter prefixes, and nginx
+    matches the decoded, slash-merged path, so /metrics, /metrics/, //metrics and /%6detrics
+    all end here."""
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+([^{]+?)\s*\{([^}]*)\}", config))
+    assert "return 404;" in blocks["^~ /metrics"]
+    assert "proxy_pass" not in blocks["^~ /metrics"]
+    # and no exact or regex location could take /metrics to the API first
+    for selector in blocks:
+        if selector.startswith(("=", "~")):
+            assert not re.search(r"metrics", selector), selector

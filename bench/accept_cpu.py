@@ -26,7 +26,7 @@ from devtools.system import RunningSystem
 
 async def measure(rate: float, seconds: float, workers: int, extra_env: list[str]) -> None:
     env = {"LOG_LEVEL": "WARNING", "API_WORKERS": str(workers)}
-    env.update(pair.split("=", 1) for pair in extra_env)
+    env.update(dict(pair.split("=", 1) for pair in extra_env))
     with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
         system = RunningSystem(infra, Path(folder), env, prefix="bench")
         await system.start()

@@ -32,13 +32,21 @@ async def insert_user(
 
 async def find_credentials(conn: AsyncConnection[Any], email: str) -> Credentials | None:
     cursor = await conn.execute(
-        "SELECT id, email, role, password_hash FROM users WHERE email = %s", (email,)
+        "SELECT id, email, role, token_version, password_hash FROM users WHERE email = %s",
+        (email,),
     )
     row = await cursor.fetchone()
     if row is None:
         return None
-    user_id, address, role, password_hash = row
-    return Credentials(Principal(str(user_id), address, role), password_hash)
+    user_id, address, role, token_version, password_hash = row
+    return Credentials(Principal(str(user_id), address, role, token_version), password_hash)
+
+
+async def token_version(conn: AsyncConnection[Any], user_id: str) -> int | None:
+    """The version a token must carry to be valid; None when the user is gone."""
+    cursor = await conn.execute("SELECT token_version FROM users WHERE id = %s", (user_id,))
+    row = await cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 async def store_reset_token(
@@ -56,7 +64,8 @@ async def store_reset_token(
 async def use_reset_token(
     conn: AsyncConnection[Any], token_hash: str, new_password_hash: str
 ) -> bool:
-    """Spend a valid token on a new password; every other open token of that user dies too."""
+    """Spend a valid token on a new password; every other open reset token of that user dies
+    too, and so does every access token issued before (the token version moves on)."""
     cursor = await conn.execute(
         "UPDATE password_reset_tokens SET used_at = now()"
         " WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()"
@@ -68,7 +77,8 @@ async def use_reset_token(
         return False
     (user_id,) = row
     await conn.execute(
-        "UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
+        "UPDATE users SET password_hash = %s, token_version = token_version + 1,"
+        " updated_at = now() WHERE id = %s",
         (new_password_hash, user_id),
     )
     await conn.execute(

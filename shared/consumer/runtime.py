@@ -90,6 +90,13 @@ class MessageContext(Generic[TxT_co]):
     tx: TxT_co
     outgoing: list[Envelope] = field(default_factory=list)
 
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a transient failure now would be dead-lettered instead of retried: the
+        handler's last chance to record an honest outcome itself (the queue's retry policy
+        says so, the handler does not count attempts)."""
+        return policy.is_last_attempt(self.queue, self.attempt)
+
     def emit(self, payload: EventPayload) -> Envelope:
         """Publish ``payload`` once this transaction commits (through the outbox)."""
         envelope = new_envelope(

@@ -11,7 +11,7 @@ from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.retention import mailer_retention
 from services.mailer.settings import MailerSettings
-from services.mailer.smtp import SmtpOptions, SmtpSender
+from services.mailer.smtp import FaultySender, MailSender, SmtpOptions, SmtpSender
 from shared.events.sealed import SecretSealer
 from shared.faults import Faults
 from shared.lifecycle import run_service
@@ -54,7 +54,9 @@ def worker_settings(settings: MailerSettings) -> MailerSettings:
 async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
     # Tokens are taken on connections of their own, never inside a message's transaction.
     rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
-    sender = SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp)
+    smtp = SmtpSender(smtp_options(settings))
+    faults = Faults.from_settings(settings).smtp
+    sender: MailSender = FaultySender(smtp, faults) if faults.enabled else smtp  # chaos only
     try:
         rate_limiter = PostgresRateLimiter(
             rate_pool, lane_rates(settings), block=settings.mailer_token_block
@@ -77,7 +79,7 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             retention=mailer_retention(settings),
         )
     finally:
-        await sender.close()
+        await smtp.close()
         await rate_pool.close()
 
 

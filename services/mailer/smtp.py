@@ -101,10 +101,8 @@ class SmtpSender:
     once the server answered 250 to its DATA. A reused session the server closed while it was
     idle is replaced, and the mail sent on a fresh one, once."""
 
-    def __init__(self, options: SmtpOptions, faults: FaultPoint | None = None) -> None:
+    def __init__(self, options: SmtpOptions) -> None:
         self.options = options
-        # Chaos runs only: failures and latency around each send (shared.faults).
-        self.faults = faults
         self._lanes: dict[str, LaneSessions] = {}
 
     async def send(self, mail: OutgoingMail) -> None:
@@ -113,8 +111,7 @@ class SmtpSender:
             await asyncio.sleep(options.simulated_latency)
         sessions = self.lane_sessions(mail.lane)
         try:
-            sending = self._send(sessions, mail.envelope_from, list(mail.recipients), mail.data)
-            await (self.faults.around(sending) if self.faults else sending)
+            await self._send(sessions, mail.envelope_from, list(mail.recipients), mail.data)
         except aiosmtplib.SMTPRecipientsRefused as error:
             raise classify_refusal(error) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
@@ -157,6 +154,18 @@ def classify_refusal(error: aiosmtplib.SMTPRecipientsRefused) -> Exception:
     if error.recipients and all(500 <= r.code < 600 for r in error.recipients):
         return RecipientRefused(f"recipient refused: {refusals}")
     return SmtpUnavailable(f"recipient deferred: {refusals}")
+
+
+class FaultySender:
+    """A sender behind a fault point, put in place at assembly for chaos runs only
+    (``shared.faults``): latency, and failures before a send or of its answer after it."""
+
+    def __init__(self, sender: MailSender, faults: FaultPoint) -> None:
+        self.sender = sender
+        self.faults = faults
+
+    async def send(self, mail: OutgoingMail) -> None:
+        await self.faults.around(self.sender.send(mail))
 
 
 class MemorySender:

@@ -14,9 +14,10 @@ from typing import Any
 import aio_pika
 import psycopg
 
+from shared.manifest import outbox_sources
 from shared.system_topology import SYSTEM_TOPOLOGY
 
-OUTBOX_SOURCES = ("api", "verifier", "payments", "mailer")
+OUTBOX_SOURCES = tuple(outbox_sources())
 TERMINAL = ("completed", "verification_failed", "payment_failed")
 
 
@@ -118,6 +119,11 @@ async def _terminal(db: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+def consumers_of(event_type: str) -> list[str]:
+    """The services (schemas) whose queues are bound to ``event_type``."""
+    return sorted({spec.service for spec in SYSTEM_TOPOLOGY.queues if event_type in spec.bindings})
+
+
 def percentiles(values: list[float], *points: float) -> dict[str, float]:
     ordered = sorted(values)
     if not ordered:
@@ -145,7 +151,7 @@ async def lags_ms(database_url: str, since_seconds: float) -> tuple[list[float],
     commit) of the api's application.submitted events from the last ``since_seconds``."""
     consumers = " UNION ALL ".join(
         f"SELECT message_id, processed_at FROM {s}.processed_messages"
-        for s in ("api", "verifier", "mailer")
+        for s in consumers_of("application.submitted")
     )
     query = f"""
         SELECT extract(epoch FROM (o.published_at - o.created_at)) * 1000,

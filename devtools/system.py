@@ -27,14 +27,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devtools.broker_users import provision_from_environment
-from devtools.run_system import (
-    DEFAULT_METRICS_PORTS,
-    ROOT,
-    system_environment,
-    system_processes,
-    with_broker_logins,
-)
+from devtools.run_system import ROOT, system_environment, system_processes, with_broker_logins
 from devtools.supervisor import Supervisor
+from shared.manifest import metrics_ports
 
 
 class Infra(Protocol):
@@ -50,15 +45,6 @@ class Infra(Protocol):
     def management_user(self) -> str: ...
     @property
     def management_password(self) -> str: ...
-
-
-MIGRATIONS = [
-    "api:services.api.migrations",
-    "verifier:services.verifier.migrations",
-    "payments:services.payments.migrations",
-    "mailer:services.mailer.migrations",
-    "relay",
-]
 
 
 def free_port() -> int:
@@ -104,7 +90,7 @@ class RunningSystem:
         self.env.setdefault("RABBITMQ_MANAGEMENT_PASSWORD", password)
         self._migrate()
         # every worker's /metrics on a free port of its own: {"relay": port, ...}
-        self.metrics_ports = {name: free_port() for name in DEFAULT_METRICS_PORTS}
+        self.metrics_ports = {name: free_port() for name in metrics_ports()}
         # the catcher is started as make run starts it, on this system's own port
         await provision_from_environment(self.env)
         specs = with_broker_logins(system_processes({}, self.metrics_ports), self.env)
@@ -148,7 +134,7 @@ class RunningSystem:
 
     def _migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "shared.db.migrate", *MIGRATIONS],
+            [sys.executable, "-m", "shared.db.migrate"],  # every service of the manifest
             env=self._process_env(),
             cwd=ROOT,
             check=True,

@@ -18,6 +18,7 @@ from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
 from shared.definitions import dev_password
+from shared.manifest import service_names
 from shared.settings import CoreSettings
 from tests.unit.deploy.compose_file import (
     COMPOSE_FILE,
@@ -97,7 +98,7 @@ def test_every_command_is_a_module_of_the_code(name: str) -> None:
 def test_migrate_provisions_every_service_with_its_migrations() -> None:
     arguments = list(SERVICES["migrate"]["command"])[3:]
     services = {argument.partition(":")[0] for argument in arguments}
-    assert services == {"api", "relay", "verifier", "payments", "mailer"}
+    assert services == set(service_names())
     for argument in arguments:
         _, _, package = argument.partition(":")
         if package:

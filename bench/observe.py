@@ -14,11 +14,13 @@ from typing import Any
 import aio_pika
 import psycopg
 
+from services.api.statuses import TERMINAL
 from shared.manifest import outbox_sources
 from shared.system_topology import SYSTEM_TOPOLOGY
 
 OUTBOX_SOURCES = tuple(outbox_sources())
-TERMINAL = ("completed", "verification_failed", "payment_failed")
+# The terminal statuses as the database stores them.
+TERMINAL_STATUSES = sorted(status.value for status in TERMINAL)
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Sampler:
         outbox = " + ".join(
             f"(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)" for s in OUTBOX_SOURCES
         )
-        statuses = ", ".join(f"'{s}'" for s in TERMINAL)
+        statuses = ", ".join(f"'{s}'" for s in TERMINAL_STATUSES)
         query = (
             f"SELECT {outbox}, count(*) FILTER (WHERE status = 'completed'),"
             f" count(*) FILTER (WHERE status IN ({statuses})) FROM api.applications"
@@ -113,7 +115,7 @@ async def _terminal(db: psycopg.AsyncConnection[Any]) -> int:
     """Applications in a final state."""
     row = await (
         await db.execute(
-            "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (list(TERMINAL),)
+            "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (TERMINAL_STATUSES,)
         )
     ).fetchone()
     return int(row[0]) if row else 0

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import structlog
 
-from services.verifier.checks import Limits, Verdict, check_document, check_size
+from services.verifier.document_rules import Limits, Verdict, check_document, check_size
 from shared.errors import TransientError
 
 log = structlog.get_logger("verifier.isolation")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.verifier.checker import BlobMissing, PooledChecker
-from services.verifier.checks import Limits, Verdict
+from services.verifier.document_rules import Limits, Verdict
 from services.verifier.isolation import TIMED_OUT, CheckPool, WorkerWedged, verify_blob_file
 from shared.blobs import BlobStore
 from shared.errors import TransientError

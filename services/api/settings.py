@@ -60,6 +60,9 @@ class ApiSettings(CoreSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
+    # /auth/otp/verify: wrong tries allowed per code before it is spent (a new one must be
+    # asked for); tries per user are also rate-limited below.
+    otp_max_attempts: int = Field(default=5, ge=1)
     # Seals reset tokens and one-time codes for the mailer (shared/events/sealed.py); the
     # mailer holds the same key. Empty: the development key, refused in production.
     mail_seal_key: SecretStr = SecretStr("")
@@ -72,6 +75,7 @@ class ApiSettings(CoreSettings):
     password_resets_per_email_per_hour: int = Field(default=3, ge=0)
     password_resets_per_address_per_hour: int = Field(default=20, ge=0)
     otp_requests_per_user_per_hour: int = Field(default=10, ge=0)
+    otp_verifications_per_user_per_hour: int = Field(default=20, ge=0)
     submissions_per_applicant_per_hour: int = Field(default=60, ge=0)
     # Argon2 hashes (64 MiB each) computed at once per replica; requests beyond these plus
     # ``password_hash_queue`` waiting get a quick 503 + Retry-After (auth/passwords.py).

@@ -33,6 +33,7 @@ from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.events.signing import EventVerifier, signed_by_development_key
 from shared.logs import configure_logging
+from shared.outcomes import Outcome
 from shared.topology import Exchanges, QueueSpec, Topology
 
 PAYLOAD = PaymentFailed(reason="declined", application_id="x", applicant_email="a@b.org")
@@ -102,7 +103,7 @@ async def runtime_loop(
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     await consumer.start()
-    while consumer.outcomes["processed"] < messages:  # noqa: ASYNC110 (polling a counter)
+    while consumer.outcomes[Outcome.PROCESSED] < messages:  # noqa: ASYNC110 (polling a counter)
         await asyncio.sleep(0.01)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     await consumer.stop()

@@ -24,8 +24,9 @@ from bench.processes import command_cpu_seconds, cpu_seconds, frozen
 from bench.workload import offer
 from devtools.infra import infrastructure
 from devtools.system import RunningSystem
+from shared.manifest import processes
 
-CONSUMERS = ("projector", "verifier", "payments", "mailer")
+CONSUMERS = tuple(process.name for process in processes() if process.consumes_queues)
 SERVERS = {"postgres": "postgres", "rabbitmq": "beam.smp"}
 # The mailer sends the last mails after the last status: it is quiet when a second passes
 # with less than this CPU time.

@@ -59,12 +59,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared import manifest
 from shared.control import control_queue_prefix
 from shared.events.catalog import CATALOG
+from shared.manifest import ServiceSpec
 from shared.settings import (
     KNOWN_DEVELOPMENT_VALUES,
     MIN_SECRET_CHARS,
-    SERVICES,
     is_development_value,
 )
 from shared.system_topology import SYSTEM_TOPOLOGY
@@ -86,12 +87,6 @@ OPS = "ops"
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 NOTHING = "^$"  # matches only the empty name; "" is checked as amq.default, so: no access
 
-# Exchanges a service publishes to besides the retry and dead-letter exchanges every consumer
-# uses (by field name of ``Exchanges``).
-EXTRA_PUBLISHED_EXCHANGES: Mapping[str, tuple[str, ...]] = {
-    "relay": ("events",),  # the outbox relay
-}
-SERVICE_TAGS: Mapping[str, tuple[str, ...]] = {"api": ("management",)}
 # How long a dead letter waits for an operator (list, replay) before the broker drops it: the
 # DLQs' retention, shown as the policy ``dead-letter-queues-max-age`` in the management UI.
 DEAD_LETTER_MAX_AGE = timedelta(days=14)
@@ -129,10 +124,11 @@ def dev_password(user: str) -> str:
     return f"{user}-dev-password"
 
 
-def dev_users(services: Iterable[str] = SERVICES) -> tuple[BrokerUser, ...]:
-    """One user per service, the admin API's ``ops`` and the operator, with their development
-    passwords."""
-    users = [BrokerUser(name, dev_password(name), SERVICE_TAGS.get(name, ())) for name in services]
+def dev_users(services: Sequence[ServiceSpec] | None = None) -> tuple[BrokerUser, ...]:
+    """One user per service of the manifest (with its tags), the admin API's ``ops`` and the
+    operator, with their development passwords."""
+    specs = manifest.SERVICES if services is None else services
+    users = [BrokerUser(s.name, dev_password(s.name), s.broker_tags) for s in specs]
     users.append(BrokerUser(OPS, dev_password(OPS)))
     users.append(BrokerUser(OPERATOR, dev_password(OPERATOR), ("administrator",)))
     return tuple(users)
@@ -175,6 +171,12 @@ def _any_of(exact_names: Iterable[str], patterns: Iterable[str] = ()) -> str:
     return "^(?:" + "|".join(alternatives) + ")$"
 
 
+def extra_published_exchanges(service: str) -> tuple[str, ...]:
+    """The exchanges (field names of ``Exchanges``) a service publishes to besides the retry
+    and dead-letter exchanges every consumer uses: ``publishes_to`` in the manifest."""
+    return next((spec.publishes_to for spec in manifest.SERVICES if spec.name == service), ())
+
+
 def service_permissions(topology: Topology, service: str) -> Permission:
     """Least privilege for one service's broker login (see the module docstring)."""
     ex = topology.exchanges
@@ -185,7 +187,7 @@ def service_permissions(topology: Topology, service: str) -> Permission:
     control = [control_queue_pattern(service)] if own else []
 
     published = [ex.retry, ex.dead] if own else []
-    published += [getattr(ex, field) for field in EXTRA_PUBLISHED_EXCHANGES.get(service, ())]
+    published += [getattr(ex, field) for field in extra_published_exchanges(service)]
     bound_from = [ex.events, ex.retry, ex.dead, ex.control] if own else []
 
     return Permission(
@@ -218,7 +220,7 @@ def service_topic_permissions(topology: Topology, service: str) -> tuple[TopicPe
         tiers = [retry_queue_name(spec.name, delay) for spec in own for delay in spec.retry_tiers]
         granted.append(TopicPermission(ex.retry, _any_of(tiers)))
         granted.append(TopicPermission(ex.dead, _any_of(spec.name for spec in own)))
-    if "events" in EXTRA_PUBLISHED_EXCHANGES.get(service, ()):
+    if "events" in extra_published_exchanges(service):
         granted.append(TopicPermission(ex.events, _any_of(CATALOG)))
     return tuple(granted)
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.manifest import outbox_sources
 from shared.settings import CoreSettings
 
 MIB = 1024 * 1024
@@ -132,14 +133,15 @@ class ApiSettings(CoreSettings):
     # (a development broker's administrator does it all; the api login is refused: 503).
     ops_rabbitmq_url: SecretStr | None = None
     ops_db_role: str = "ops"
-    ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
+    # By default every service's schema that has an outbox (``shared.manifest``).
+    ops_schemas: list[str] = Field(default_factory=outbox_sources)
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.
     admin_dead_letter_scan: int = Field(default=1000, ge=1, le=100_000)
 
     def db_password(self, service: str) -> str:
         """The API logs in as ``db_role`` with ``API_DB_PASSWORD``, whatever the role is named."""
         if service == self.db_role:
-            return self.api_db_password.get_secret_value()
+            return super().db_password("api")
         return super().db_password(service)
 
     @property

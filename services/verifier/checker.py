@@ -1,4 +1,5 @@
-"""The handler's view of the checks: a document reference in, a verdict out."""
+"""The handler's view of the checks: a document reference in, a verdict out (the rules
+themselves: ``document_rules``; where they run: ``isolation``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Protocol
 
 import structlog
 
-from services.verifier.checks import Limits, Verdict
+from services.verifier.document_rules import Limits, Verdict
 from services.verifier.isolation import (
     CRASHED,
     TIMED_OUT,

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import structlog
 
-from services.verifier.checks import Limits, Verdict, check_document, check_size
+from services.verifier.document_rules import Limits, Verdict, check_document, check_size
 
 log = structlog.get_logger("verifier.isolation")
 

@@ -34,9 +34,9 @@ from shared.errors import PublishFailed
 from shared.events.catalog import CATALOG, PaymentCompleted, ReportRequested, publisher_of
 from shared.events.envelope import Envelope, new_envelope
 from shared.events.signing import SIGNATURE_HEADER, SIGNED_BY_HEADER, EventSigner
+from shared.manifest import service_names
 from shared.outbox.relay import Relay
 from shared.outbox.writer import write_outbox
-from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import dead_letter_queue_name, retry_queue_name
 from tests.behaviour.conftest import Harness
@@ -75,7 +75,7 @@ def forged_message(event_type: str) -> aio_pika.Message:
 
 def forgeries() -> Iterator[Forgery]:
     """Every route into a queue, with an event type the forger does not own."""
-    for forger in (*SERVICES, OPS):
+    for forger in (*service_names(), OPS):
         foreign = [t for t in CATALOG if publisher_of(t) != forger]
         for event_type in foreign:
             yield Forgery(forger, EX.events, event_type, event_type)

@@ -23,20 +23,18 @@ from psycopg import sql
 
 from shared.db.migrations import grant_outbox_access, migrate_service
 from shared.db.pool import role_conninfo
-from shared.settings import SERVICES
+from shared.manifest import SERVICES as MANIFEST
+from shared.manifest import service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import retry_queue_name
 from tests.support.broker_logins import BrokerLogins, channel_of, may_consume, may_publish
 from tests.support.infra import Infra
 from tests.support.system import RunningSystem
 
-MIGRATIONS = {
-    "api": ["services.api.migrations"],
-    "verifier": ["services.verifier.migrations"],
-    "payments": ["services.payments.migrations"],
-    "mailer": ["services.mailer.migrations"],
-}
-OWNERS = tuple(MIGRATIONS)  # the services that own a schema; the relay owns none of note
+SERVICES = service_names()
+# The services that own a schema of note (the relay's holds only the shared tables).
+MIGRATIONS = {s.name: [s.migrations] for s in MANIFEST if s.has_outbox and s.migrations}
+OWNERS = tuple(MIGRATIONS)
 RELAY_MAY = {"outbox"}  # what the relay is granted in every other schema
 
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.admin.dead_letters import DeadLetterBroker
+from services.api.admin.dead_letters import OpsBroker
 from services.api.admin.management import ManagementApi, vhost_of
 from services.api.settings import ApiSettings
 from shared.db.pool import create_pool, role_conninfo
@@ -71,7 +71,7 @@ class AdminResources:
                 self._ops_pool = pool
             return self._ops_pool
 
-    async def broker(self) -> DeadLetterBroker:
+    async def ops_broker(self) -> OpsBroker:
         """Dead letters and control commands, logged in as the operations login (the api's
         own login may not read a dead-letter queue: reading one allows purging it)."""
         login = self.settings.ops_rabbitmq_url or self.settings.rabbitmq_url
@@ -85,7 +85,7 @@ class AdminResources:
                     )
                 except (ConnectionError, OSError, aio_pika.exceptions.AMQPError) as error:
                     raise unavailable("RabbitMQ", error) from error
-            return DeadLetterBroker(self._connection, self.topology.exchanges)
+            return OpsBroker(self._connection, self.topology.exchanges)
 
     async def close(self) -> None:
         await self.management.close()

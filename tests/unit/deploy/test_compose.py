@@ -18,6 +18,7 @@ from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
 from shared.definitions import dev_password
+from shared.manifest import processes, service_names
 from shared.settings import CoreSettings
 from tests.unit.deploy.compose_file import (
     COMPOSE_FILE,
@@ -36,7 +37,7 @@ from tests.unit.deploy.compose_file import (
 COMPOSE = load_compose()
 SERVICES: dict[str, Any] = interpolate(COMPOSE["services"])
 # Services that hold no single-instance state: `--scale NAME=N` must work for each.
-SCALABLE = ("api", "projector", "relay", "verifier", "payments", "mailer")
+SCALABLE = tuple(process.name for process in processes())
 # Each application service, the settings class that reads its environment, its broker user
 # and its database role.
 APPLICATIONS: dict[str, tuple[type[BaseSettings], str | None, str | None]] = {
@@ -97,7 +98,7 @@ def test_every_command_is_a_module_of_the_code(name: str) -> None:
 def test_migrate_provisions_every_service_with_its_migrations() -> None:
     arguments = list(SERVICES["migrate"]["command"])[3:]
     services = {argument.partition(":")[0] for argument in arguments}
-    assert services == {"api", "relay", "verifier", "payments", "mailer"}
+    assert services == set(service_names())
     for argument in arguments:
         _, _, package = argument.partition(":")
         if package:
@@ -178,8 +179,7 @@ def test_services_log_in_as_themselves(name: str) -> None:
         assert environment[f"{db_role.upper()}_DB_PASSWORD"] == dev_password(db_role)
         database = urlsplit(environment["DATABASE_URL"])
         assert database.password is None, "only migrate gets the admin password"
-        others = {f"{s.upper()}_DB_PASSWORD" for s in ("api", "relay", "verifier", "payments")}
-        others |= {"MAILER_DB_PASSWORD"}
+        others = {f"{s.upper()}_DB_PASSWORD" for s in service_names()}
         assert not (others - {f"{db_role.upper()}_DB_PASSWORD"}) & set(environment)
 
 
@@ -272,7 +272,7 @@ def test_env_example_documents_every_variable_with_the_same_default() -> None:
 
 def test_definitions_passwords_in_env_example_match_the_users() -> None:
     documented = env_example()
-    for user in ("api", "relay", "verifier", "payments", "mailer", "operator"):
+    for user in (*service_names(), "operator"):
         assert documented[f"{user.upper()}_RABBITMQ_PASSWORD"] == dev_password(user)
 
 

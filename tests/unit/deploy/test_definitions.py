@@ -25,7 +25,7 @@ from shared.definitions import (
     service_topic_permissions,
     users_from_env,
 )
-from shared.settings import SERVICES
+from shared.manifest import service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -101,10 +101,10 @@ def test_every_declaration_is_in_the_document_with_its_exact_arguments() -> None
 def test_one_user_per_service_and_an_operator_for_the_ui() -> None:
     document = export_definitions(SYSTEM_TOPOLOGY, dev_users())
     users = {u["name"]: u for u in document["users"]}
-    assert set(users) == {*SERVICES, "ops", "operator"}
+    assert set(users) == {*service_names(), "ops", "operator"}
     assert users["operator"]["tags"] == ["administrator"]
     assert users["api"]["tags"] == ["management"]  # queue statistics for the admin API
-    for name in [*SERVICES, "ops"]:
+    for name in [*service_names(), "ops"]:
         if name != "api":
             assert users[name]["tags"] == []
     for name, user in users.items():
@@ -289,7 +289,7 @@ def test_the_check_refuses_definitions_with_development_logins(
     definitions: a development password (any user's) or guest is refused, by name."""
     with pytest.raises(SystemExit, match="operator") as refused:
         main(["--check", str(ROOT / "deploy" / "rabbitmq" / "definitions.json")])
-    assert all(name in str(refused.value) for name in [*SERVICES, "ops"])
+    assert all(name in str(refused.value) for name in [*service_names(), "ops"])
     with pytest.raises(SystemExit, match="guest"):
         main(["--check", str(DEV_ADMIN)])
     # A user given another user's development password is refused too

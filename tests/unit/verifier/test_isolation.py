@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from services.verifier.checker import BlobMissing, PooledChecker
-from services.verifier.checks import Limits, Verdict
+from services.verifier.document_rules import Limits, Verdict
 from services.verifier.isolation import (
     CRASHED,
     TIMED_OUT,

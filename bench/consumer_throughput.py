@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 
 from bench.relay_throughput import drop
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.db.migrations import migrate_service
@@ -56,7 +56,7 @@ async def fill(broker: RabbitBroker, topology: Topology, queue: str, messages: i
                 topology.exchanges.events,
                 queue,
                 signed_by_development_key(
-                    OutgoingMessage.from_envelope(new_envelope(PAYLOAD)), PAYLOAD.published_by
+                    BrokerMessage.from_envelope(new_envelope(PAYLOAD)), PAYLOAD.published_by
                 ),
             )
             for _ in range(messages)

@@ -51,7 +51,7 @@ import psycopg
 import psycopg_pool
 import structlog
 
-from shared.broker.base import Broker, Delivery, OutgoingMessage, Subscription
+from shared.broker.base import Broker, BrokerMessage, Delivery, Subscription
 from shared.consumer import policy
 from shared.consumer.decoding import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
 from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
@@ -418,7 +418,7 @@ class Consumer(Generic[TxT]):
             except Exception as failure:  # observing must never break processing
                 log.warning("observer failed", error=repr(failure))
 
-    async def _retry(self, message: OutgoingMessage, retry: policy.Retry, error: Exception) -> None:
+    async def _retry(self, message: BrokerMessage, retry: policy.Retry, error: Exception) -> None:
         now = datetime.now(UTC)
         copy = message.with_headers(policy.retry_headers(message.headers, retry, error, now))
         target = retry_queue_name(self.spec.name, retry.delay)
@@ -432,7 +432,7 @@ class Consumer(Generic[TxT]):
         )
 
     async def _dead_letter(
-        self, message: OutgoingMessage, attempt: int, error: Exception, kind: str
+        self, message: BrokerMessage, attempt: int, error: Exception, kind: str
     ) -> None:
         headers = policy.dead_letter_headers(
             message.headers,

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
@@ -159,11 +159,11 @@ def payment_completed(application_id: str = "app-1") -> Envelope:
     )
 
 
-def forged_copies(envelope: Envelope) -> dict[str, OutgoingMessage]:
+def forged_copies(envelope: Envelope) -> dict[str, BrokerMessage]:
     """The ways a login without the payments key can dress up a payment.completed."""
-    plain = OutgoingMessage.from_envelope(envelope)
+    plain = BrokerMessage.from_envelope(envelope)
     by_api = sign(plain, "api")
-    another_event = sign(OutgoingMessage.from_envelope(payment_completed("app-2")), "payments")
+    another_event = sign(BrokerMessage.from_envelope(payment_completed("app-2")), "payments")
     return {
         "unsigned": plain,
         "signed by another service": by_api,

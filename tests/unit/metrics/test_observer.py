@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.runtime import Consumer, MessageContext, Observation
@@ -137,7 +137,7 @@ class FailsOnMarker:
             raise DomainRuleViolation("never valid")
 
 
-def message(application_id: str) -> OutgoingMessage:
+def message(application_id: str) -> BrokerMessage:
     envelope = new_envelope(
         PaymentFailed(
             reason="declined", application_id=application_id, applicant_email="a@example.org"

@@ -7,10 +7,6 @@ STAMP := $(VENV)/.installed
 # Load the URLs that `make infra` wrote, unless the caller set their own.
 WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run/infra.env ] && . .run/infra.env; set +a;
 
-# The services whose schemas and roles `make migrate` provisions, with their migrations.
-MIGRATIONS := api:services.api.migrations verifier:services.verifier.migrations \
-	payments:services.payments.migrations mailer:services.mailer.migrations relay
-
 .PHONY: venv infra infra-down migrate run browser docker-engine compose-up compose-down test test-unit \
 	test-integration lint lock clean chaos bench
 
@@ -28,8 +24,9 @@ infra:
 infra-down:
 	bash scripts/infra.sh down
 
+# Every service of shared/manifest.py: its role, its schema, its migrations.
 migrate: venv infra
-	$(WITH_INFRA) $(PY) -m shared.db.migrate $(MIGRATIONS)
+	$(WITH_INFRA) $(PY) -m shared.db.migrate
 
 run: venv infra migrate
 	$(WITH_INFRA) $(PY) -m devtools.run_system

@@ -24,8 +24,9 @@ from devtools.infra import infrastructure
 from devtools.system import RunningSystem
 
 
-async def measure(rate: float, seconds: float, workers: int) -> None:
+async def measure(rate: float, seconds: float, workers: int, extra_env: list[str]) -> None:
     env = {"LOG_LEVEL": "WARNING", "API_WORKERS": str(workers)}
+    env.update(dict(pair.split("=", 1) for pair in extra_env))
     with infrastructure() as infra, tempfile.TemporaryDirectory() as folder:
         system = RunningSystem(infra, Path(folder), env, prefix="bench")
         await system.start()
@@ -59,8 +60,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="submissions offered per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1, help="API processes (uvicorn workers)")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the services (BLOB_DIR=...)"
+    )
     args = parser.parse_args()
-    asyncio.run(measure(args.rate, args.seconds, args.workers))
+    asyncio.run(measure(args.rate, args.seconds, args.workers, args.env))
 
 
 if __name__ == "__main__":

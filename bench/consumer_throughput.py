@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 
 from bench.relay_throughput import drop
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.db.migrations import migrate_service
@@ -33,6 +33,7 @@ from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.events.signing import EventVerifier, signed_by_development_key
 from shared.logs import configure_logging
+from shared.outcomes import Outcome
 from shared.topology import Exchanges, QueueSpec, Topology
 
 PAYLOAD = PaymentFailed(reason="declined", application_id="x", applicant_email="a@b.org")
@@ -55,7 +56,7 @@ async def fill(broker: RabbitBroker, topology: Topology, queue: str, messages: i
                 topology.exchanges.events,
                 queue,
                 signed_by_development_key(
-                    OutgoingMessage.from_envelope(new_envelope(PAYLOAD)), PAYLOAD.published_by
+                    BrokerMessage.from_envelope(new_envelope(PAYLOAD)), PAYLOAD.published_by
                 ),
             )
             for _ in range(messages)
@@ -102,7 +103,7 @@ async def runtime_loop(
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     await consumer.start()
-    while consumer.outcomes["processed"] < messages:  # noqa: ASYNC110 (polling a counter)
+    while consumer.outcomes[Outcome.PROCESSED] < messages:  # noqa: ASYNC110 (polling a counter)
         await asyncio.sleep(0.01)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     await consumer.stop()

@@ -14,10 +14,13 @@ from typing import Any
 import aio_pika
 import psycopg
 
+from services.api.statuses import TERMINAL
+from shared.manifest import outbox_sources
 from shared.system_topology import SYSTEM_TOPOLOGY
 
-OUTBOX_SOURCES = ("api", "verifier", "payments", "mailer")
-TERMINAL = ("completed", "verification_failed", "payment_failed")
+OUTBOX_SOURCES = tuple(outbox_sources())
+# The terminal statuses as the database stores them.
+TERMINAL_STATUSES = sorted(status.value for status in TERMINAL)
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Sampler:
         outbox = " + ".join(
             f"(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)" for s in OUTBOX_SOURCES
         )
-        statuses = ", ".join(f"'{s}'" for s in TERMINAL)
+        statuses = ", ".join(f"'{s}'" for s in TERMINAL_STATUSES)
         query = (
             f"SELECT {outbox}, count(*) FILTER (WHERE status = 'completed'),"
             f" count(*) FILTER (WHERE status IN ({statuses})) FROM api.applications"
@@ -112,10 +115,15 @@ async def _terminal(db: psycopg.AsyncConnection[Any]) -> int:
     """Applications in a final state."""
     row = await (
         await db.execute(
-            "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (list(TERMINAL),)
+            "SELECT count(*) FROM api.applications WHERE status = ANY(%s)", (TERMINAL_STATUSES,)
         )
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def consumers_of(event_type: str) -> list[str]:
+    """The services (schemas) whose queues are bound to ``event_type``."""
+    return sorted({spec.service for spec in SYSTEM_TOPOLOGY.queues if event_type in spec.bindings})
 
 
 def percentiles(values: list[float], *points: float) -> dict[str, float]:
@@ -145,7 +153,7 @@ async def lags_ms(database_url: str, since_seconds: float) -> tuple[list[float],
     commit) of the api's application.submitted events from the last ``since_seconds``."""
     consumers = " UNION ALL ".join(
         f"SELECT message_id, processed_at FROM {s}.processed_messages"
-        for s in ("api", "verifier", "mailer")
+        for s in consumers_of("application.submitted")
     )
     query = f"""
         SELECT extract(epoch FROM (o.published_at - o.created_at)) * 1000,

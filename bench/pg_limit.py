@@ -39,7 +39,8 @@ def accept_script(applicant_id: str) -> str:
     submission = (
         "jsonb_build_array(jsonb_build_object("
         "'row_number', 1, 'application_id', gen_random_uuid(),"
-        f" 'applicant_id', {_quote(applicant_id)}, 'program', 'Computer Science',"
+        f" 'applicant_id', {_quote(applicant_id)}, 'token_version', 0,"
+        " 'program', 'Computer Science',"
         f" 'statement', {_quote(STATEMENT_TEXT)}, 'correlation_id', gen_random_uuid(),"
         f" 'key', gen_random_uuid(), 'fingerprint', {SHA256_LIKE}, 'answer', {answer},"
         " 'message_id', gen_random_uuid(), 'event_correlation_id', gen_random_uuid(),"

@@ -2,8 +2,8 @@
 
 As the classic portal did it: the request checks the documents, calls the payment provider
 and sends the confirmation mail before it answers. It reuses the verifier's real checks
-(``services.verifier.checks``), and simulates the slow parts with the same figures the async
-system is given (``VERIFY_SIMULATED_MS``, ``PAYMENT_SIMULATED_MS``, ``SMTP_SIMULATED_MS``).
+(``services.verifier.document_rules``), and simulates the slow parts with the same figures the
+async system is given (``VERIFY_SIMULATED_MS``, ``PAYMENT_SIMULATED_MS``, ``SMTP_SIMULATED_MS``).
 A synchronous endpoint runs in the server's thread pool (40 threads, Starlette's default),
 so each request holds a thread for the whole slow path: that is the design being measured.
 It skips the database write, which only flatters it.
@@ -23,7 +23,7 @@ from typing import Annotated
 import uvicorn
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 
-from services.verifier.checks import Limits, check_document
+from services.verifier.document_rules import Limits, check_document
 
 
 def create_app(verify_seconds: float, provider_seconds: float, smtp_seconds: float) -> FastAPI:

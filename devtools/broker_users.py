@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from shared.definitions import OPERATOR, dev_password, dev_users, export_definitions
+from shared.definitions import OPERATOR, OPS, dev_password, dev_users, export_definitions
+from shared.manifest import process_logins
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Topology
 
@@ -110,27 +111,18 @@ async def provision(
                 )
 
 
-# The broker login each process of a local run uses: the projector is part of the api.
-PROCESS_LOGINS = {
-    "api": "api",
-    "projector": "api",
-    "relay": "relay",
-    "verifier": "verifier",
-    "payments": "payments",
-    "mailer": "mailer",
-}
-
-
 def process_environment(name: str, env: Mapping[str, str]) -> dict[str, str]:
     """The settings that make process ``name`` log in as its own service; the api reads queue
-    statistics with its own login too (it has the ``management`` tag), as in compose."""
-    login = PROCESS_LOGINS.get(name)
+    statistics with its own login too (it has the ``management`` tag), and handles dead
+    letters and control commands as ``ops``, as in compose."""
+    login = process_logins().get(name)  # its service's: the projector's is the api's
     if login is None:
         return {}
     own = {"RABBITMQ_URL": service_url(env["RABBITMQ_URL"], login)}
     if login == "api":
         own["RABBITMQ_MANAGEMENT_USER"] = login
         own["RABBITMQ_MANAGEMENT_PASSWORD"] = dev_password(login)
+        own["OPS_RABBITMQ_URL"] = service_url(env["RABBITMQ_URL"], OPS)
     return own
 
 

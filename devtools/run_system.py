@@ -15,18 +15,10 @@ from pathlib import Path
 
 from devtools.broker_users import process_environment, provision_from_environment
 from devtools.supervisor import ProcessSpec, Supervisor, python_module
+from shared.manifest import metrics_ports, processes
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".run"
-# Each worker serves Prometheus /metrics on its own port (the API on its HTTP port; the
-# sandbox and the SMTP catcher have none).
-DEFAULT_METRICS_PORTS = {
-    "projector": 9101,
-    "relay": 9102,
-    "verifier": 9103,
-    "payments": 9104,
-    "mailer": 9105,
-}
 
 
 def metrics_env(name: str, metrics_ports: Mapping[str, int]) -> dict[str, str]:
@@ -57,25 +49,24 @@ CONSUMER_NICE = 10
 
 
 def system_processes(
-    environ: Mapping[str, str], metrics_ports: Mapping[str, int] = DEFAULT_METRICS_PORTS
+    environ: Mapping[str, str], ports: Mapping[str, int] | None = None
 ) -> list[ProcessSpec]:
-    ports = metrics_ports
+    """Every process of the manifest, and the sandbox and SMTP catcher standing in for the
+    world outside. Each worker serves Prometheus /metrics on ``ports`` (by default the
+    manifest's; the API on its HTTP port; the sandbox and the SMTP catcher have none)."""
+    ports = metrics_ports() if ports is None else ports
     specs = []
     if "SMTP_HOST" not in environ and "SMTP_PORT" not in environ:
         specs.append(python_module("smtp", "devtools.smtp_catcher"))  # the user's SMTP replaces it
+    specs.append(python_module("sandbox", "services.payments.sandbox"))
     specs += [
-        python_module("sandbox", "services.payments.sandbox"),
-        python_module("api", "services.api"),
-        python_module("relay", "services.relay", metrics_env("relay", ports)),
-    ]
-    specs += [
-        python_module(name, module, metrics_env(name, ports), nice=CONSUMER_NICE)
-        for name, module in (
-            ("projector", "services.api.projector"),
-            ("verifier", "services.verifier"),
-            ("payments", "services.payments"),
-            ("mailer", "services.mailer"),
+        python_module(
+            process.name,
+            process.module,
+            metrics_env(process.name, ports),
+            nice=CONSUMER_NICE if process.consumes_queues else 0,
         )
+        for process in processes()
     ]
     return specs
 
@@ -94,8 +85,9 @@ def with_broker_logins(specs: list[ProcessSpec], env: Mapping[str, str]) -> list
 def banner(
     env: Mapping[str, str],
     smtp_caught: bool,
-    metrics_ports: Mapping[str, int] = DEFAULT_METRICS_PORTS,
+    ports: Mapping[str, int] | None = None,
 ) -> str:
+    ports = metrics_ports() if ports is None else ports
     api = env["API_PUBLIC_URL"]
     management = env.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672/")
     autopay = "on" if env.get("PSP_AUTOPAY") == "1" else "off"
@@ -111,7 +103,7 @@ def banner(
         f"  Admin login      {env.get('ADMIN_EMAIL', 'admin@example.org')} / "
         f"{env.get('ADMIN_PASSWORD', 'admin-dev-password')}",
         f"  Metrics          {api}/metrics; workers http://127.0.0.1:<port>/metrics: "
-        + ", ".join(f"{name} {port}" for name, port in metrics_ports.items()),
+        + ", ".join(f"{name} {port}" for name, port in ports.items()),
         f"  Logs             {RUN / 'logs'}/<service>.log",
         "",
     ]

@@ -111,7 +111,8 @@ class MailDirHandler:
         name = f"{time.time_ns():020d}-{next(self._sequence):06d}{MAIL_SUFFIX}"
         path = await asyncio.to_thread(store_message, self.mail_dir, name, trace + content)
         self.count += 1
-        headers = BytesHeaderParser(policy=email.policy.default).parsebytes(content)
+        # The classic policy: the log line needs two header values, not parsed address objects.
+        headers = BytesHeaderParser().parsebytes(content)
         log.info(
             "mail caught",
             mail_from=envelope.mail_from,

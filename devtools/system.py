@@ -27,14 +27,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devtools.broker_users import provision_from_environment
-from devtools.run_system import (
-    DEFAULT_METRICS_PORTS,
-    ROOT,
-    system_environment,
-    system_processes,
-    with_broker_logins,
-)
+from devtools.run_system import ROOT, system_environment, system_processes, with_broker_logins
 from devtools.supervisor import Supervisor
+from shared.control import control_queue_prefix
+from shared.manifest import SERVICES, metrics_ports
+from shared.system_topology import SYSTEM_TOPOLOGY
 
 
 class Infra(Protocol):
@@ -50,15 +47,6 @@ class Infra(Protocol):
     def management_user(self) -> str: ...
     @property
     def management_password(self) -> str: ...
-
-
-MIGRATIONS = [
-    "api:services.api.migrations",
-    "verifier:services.verifier.migrations",
-    "payments:services.payments.migrations",
-    "mailer:services.mailer.migrations",
-    "relay",
-]
 
 
 def free_port() -> int:
@@ -104,7 +92,7 @@ class RunningSystem:
         self.env.setdefault("RABBITMQ_MANAGEMENT_PASSWORD", password)
         self._migrate()
         # every worker's /metrics on a free port of its own: {"relay": port, ...}
-        self.metrics_ports = {name: free_port() for name in DEFAULT_METRICS_PORTS}
+        self.metrics_ports = {name: free_port() for name in metrics_ports()}
         # the catcher is started as make run starts it, on this system's own port
         await provision_from_environment(self.env)
         specs = with_broker_logins(system_processes({}, self.metrics_ports), self.env)
@@ -148,7 +136,7 @@ class RunningSystem:
 
     def _migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "shared.db.migrate", *MIGRATIONS],
+            [sys.executable, "-m", "shared.db.migrate"],  # every service of the manifest
             env=self._process_env(),
             cwd=ROOT,
             check=True,
@@ -158,19 +146,37 @@ class RunningSystem:
         )
 
     async def _wait_ready(self, timeout: float = 60) -> None:
+        """Until the API and the sandbox answer and every consuming process listens for
+        control commands (a pause sent earlier would find no listener, or miss a late one)."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
                 try:
                     api = await client.get(f"{self.api}/readyz")
                     psp = await client.get(f"{self.psp}/v1/payments")
-                    if api.status_code == 200 and psp.status_code == 200:
+                    if api.status_code == psp.status_code == 200 and await self._listening():
                         return
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the system did not become ready; logs in {self.folder}")
                 await asyncio.sleep(0.3)
+
+    async def _listening(self) -> bool:
+        """Every service with queues has a control queue bound to the control exchange."""
+        base, auth = self._management()
+        exchange = quote(SYSTEM_TOPOLOGY.exchanges.control, safe="")
+        url = f"{base}/api/exchanges/{quote(self.name, safe='')}/{exchange}/bindings/source"
+        async with httpx.AsyncClient(auth=auth, timeout=5) as client:
+            response = await client.get(url)
+        if response.status_code != 200:
+            return False
+        bound = [str(binding["destination"]) for binding in response.json()]
+        consumers = [service.name for service in SERVICES if service.queues]
+        return all(
+            any(queue.startswith(control_queue_prefix(name)) for queue in bound)
+            for name in consumers
+        )
 
     def _management(self) -> tuple[str, tuple[str, str]]:
         base = self.infra.management_url or "http://127.0.0.1:15672/"

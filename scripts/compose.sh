@@ -108,9 +108,10 @@ cmd_up() {
     write_env
     load_env
     check_ports "$@" || exit 1
-    if [[ ${APP_ENV:-} == production && -z ${RABBITMQ_DEV_ADMIN:-} ]]; then
-        log "APP_ENV=production: no development administrator (guest) in RabbitMQ"
-        export RABBITMQ_DEV_ADMIN=./rabbitmq/no-dev-admin.json
+    if [[ ${APP_ENV:-} == production ]]; then
+        # The broker's users come from this file: none may keep a development password.
+        (cd "$ROOT/deploy" && PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m shared.definitions \
+            --check "${RABBITMQ_DEFINITIONS:-./rabbitmq/definitions.json}") || exit 1
     fi
     if [[ $COMPOSE_IMAGES == local ]]; then
         bash "$ROOT/deploy/local-images/build.sh"

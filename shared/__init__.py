@@ -1,6 +1,8 @@
 """The messaging core every service stands on.
 
 Where to look:
+- ``manifest``: every service, once: its role and schema, migrations, outbox, processes and
+  their metrics ports; the lists of services elsewhere are derived from it.
 - ``events``: the envelope and the event catalog (what travels on the wire).
 - ``topology``: exchanges and queues, declared from one description.
 - ``broker``: the broker port, its RabbitMQ adapter and an in-memory double.

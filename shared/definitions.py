@@ -3,7 +3,8 @@
 ``python -m shared.definitions > deploy/rabbitmq/definitions.json`` writes the vhost, its
 exchanges, queues (with their exact arguments) and bindings, a policy spreading quorum queue
 leaders over the cluster's nodes, and one user per service with least-privilege permissions,
-plus an ``operator`` administrator for the management UI.
+plus an ``operator`` administrator for the management UI and ``ops``, the admin API's login
+for dead letters and control commands.
 Queues come from ``shared.topology.declarations()``, never from a list kept here, so the file
 and the code cannot drift apart (a unit test compares the committed file with a fresh export).
 
@@ -11,19 +12,23 @@ Permissions follow what each service's code really does on the broker:
 - configure: declare (and so delete) only its own queues, their retry tiers and dead-letter
   queue, and its per-instance control queues ``control.<service>.<uuid>``;
 - write: publish only to the exchanges it must (every consumer: ``admissions.retry`` and
-  ``admissions.dead``; the relay: ``admissions.events``; the api: ``admissions.control`` too),
-  and bind its own queues (a binding needs *write* on the queue);
+  ``admissions.dead``; the relay: ``admissions.events``), and bind its own queues (a binding
+  needs *write* on the queue);
 - read: consume its own work and control queues, and bind them to the exchanges they are fed
   from (a binding needs *read* on the exchange). Declaring a queue that dead-letters also needs
   *read* on that queue, so retry tiers are readable by their owner.
-The api (admin API: dead-letter replay) may read every dead-letter queue, and has the
-``management`` tag to read queue statistics of its vhost from the management HTTP API.
+The api has the ``management`` tag to read queue statistics of its vhost from the management
+HTTP API, and reads no dead-letter queue: RabbitMQ's *read* permission, which reading a DLQ
+needs, also allows ``queue.purge``, and the api's login serves the internet-facing replicas.
+Dead letters and control commands are the ``ops`` login's (``OPS_RABBITMQ_URL`` of the admin
+API, ``ops_permissions``): read every DLQ, publish replays into work queues and control
+commands, configure nothing, read no work queue.
 
 Topic permissions narrow *write* further, by routing key, on the exchanges that carry messages
 into queues (all topic exchanges for that reason, see ``shared.topology``):
 - ``admissions.retry``: a consumer routes only to its own retry tiers, so it cannot put a
   message into another service's work queue (the tiers lead back to their own queue only); the
-  api also to every work queue, as dead-letter replay does;
+  ``ops`` login to every work queue (dead-letter replay) and nowhere else;
 - ``admissions.dead``: a consumer dead-letters only into its own dead-letter queues;
 - ``admissions.events``: the relay publishes only the event types of the catalog.
 What the broker cannot tell apart (the relay publishing any service's type, the api's replay)
@@ -50,11 +55,19 @@ import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from shared import manifest
 from shared.control import control_queue_prefix
 from shared.events.catalog import CATALOG
-from shared.settings import MIN_SECRET_CHARS, SERVICES, is_development_value
+from shared.manifest import ServiceSpec
+from shared.settings import (
+    KNOWN_DEVELOPMENT_VALUES,
+    MIN_SECRET_CHARS,
+    is_development_value,
+)
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -68,18 +81,15 @@ from shared.topology import (
 
 VHOST = "admissions"
 OPERATOR = "operator"
+# The admin API's operations login: dead letters (read, replay, and so purge) and control
+# commands, apart from the api's own login (see the module docstring).
+OPS = "ops"
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 NOTHING = "^$"  # matches only the empty name; "" is checked as amq.default, so: no access
 
-# Exchanges a service publishes to besides the retry and dead-letter exchanges every consumer
-# uses (by field name of ``Exchanges``).
-EXTRA_PUBLISHED_EXCHANGES: Mapping[str, tuple[str, ...]] = {
-    "relay": ("events",),  # the outbox relay
-    "api": ("control",),  # pause / resume from the admin API
-}
-# Services that read every dead-letter queue (the admin API replays them).
-READS_ALL_DEAD_LETTERS = frozenset({"api"})
-SERVICE_TAGS: Mapping[str, tuple[str, ...]] = {"api": ("management",)}
+# How long a dead letter waits for an operator (list, replay) before the broker drops it: the
+# DLQs' retention, shown as the policy ``dead-letter-queues-max-age`` in the management UI.
+DEAD_LETTER_MAX_AGE = timedelta(days=14)
 
 
 @dataclass(frozen=True)
@@ -114,9 +124,12 @@ def dev_password(user: str) -> str:
     return f"{user}-dev-password"
 
 
-def dev_users(services: Iterable[str] = SERVICES) -> tuple[BrokerUser, ...]:
-    """One user per service and the operator, with their development passwords."""
-    users = [BrokerUser(name, dev_password(name), SERVICE_TAGS.get(name, ())) for name in services]
+def dev_users(services: Sequence[ServiceSpec] | None = None) -> tuple[BrokerUser, ...]:
+    """One user per service of the manifest (with its tags), the admin API's ``ops`` and the
+    operator, with their development passwords."""
+    specs = manifest.SERVICES if services is None else services
+    users = [BrokerUser(s.name, dev_password(s.name), s.broker_tags) for s in specs]
+    users.append(BrokerUser(OPS, dev_password(OPS)))
     users.append(BrokerUser(OPERATOR, dev_password(OPERATOR), ("administrator",)))
     return tuple(users)
 
@@ -158,6 +171,12 @@ def _any_of(exact_names: Iterable[str], patterns: Iterable[str] = ()) -> str:
     return "^(?:" + "|".join(alternatives) + ")$"
 
 
+def extra_published_exchanges(service: str) -> tuple[str, ...]:
+    """The exchanges (field names of ``Exchanges``) a service publishes to besides the retry
+    and dead-letter exchanges every consumer uses: ``publishes_to`` in the manifest."""
+    return next((spec.publishes_to for spec in manifest.SERVICES if spec.name == service), ())
+
+
 def service_permissions(topology: Topology, service: str) -> Permission:
     """Least privilege for one service's broker login (see the module docstring)."""
     ex = topology.exchanges
@@ -168,31 +187,40 @@ def service_permissions(topology: Topology, service: str) -> Permission:
     control = [control_queue_pattern(service)] if own else []
 
     published = [ex.retry, ex.dead] if own else []
-    published += [getattr(ex, field) for field in EXTRA_PUBLISHED_EXCHANGES.get(service, ())]
+    published += [getattr(ex, field) for field in extra_published_exchanges(service)]
     bound_from = [ex.events, ex.retry, ex.dead, ex.control] if own else []
-    # A service sees its dead letters through the admin API, which may read them all.
-    dead_patterns = [r".+\.dlq"] if service in READS_ALL_DEAD_LETTERS else []
 
     return Permission(
         configure=_any_of([*work, *tiers, *dead], control),
         write=_any_of([*work, *tiers, *dead, *published], control),
-        read=_any_of([*work, *tiers, *bound_from], [*control, *dead_patterns]),
+        read=_any_of([*work, *tiers, *bound_from], control),
+    )
+
+
+def ops_permissions(topology: Topology) -> Permission:
+    """The admin API's operations login: read (list, replay, and so purge) every dead-letter
+    queue, publish replays to the retry exchange and commands to the control exchange;
+    declare nothing, read no work queue."""
+    ex = topology.exchanges
+    return Permission(
+        configure=NOTHING,
+        write=_any_of([ex.retry, ex.control]),
+        read=_any_of(dead_letter_queue_name(spec.name) for spec in topology.queues),
     )
 
 
 def service_topic_permissions(topology: Topology, service: str) -> tuple[TopicPermission, ...]:
     """The routing keys a service may publish with (see the module docstring)."""
     ex = topology.exchanges
+    if service == OPS:  # dead-letter replay: into a work queue, nowhere else
+        return (TopicPermission(ex.retry, _any_of(spec.name for spec in topology.queues)),)
     own = [spec for spec in topology.queues if spec.service == service]
     granted: list[TopicPermission] = []
     if own:
         tiers = [retry_queue_name(spec.name, delay) for spec in own for delay in spec.retry_tiers]
-        replayed = (
-            [spec.name for spec in topology.queues] if service in READS_ALL_DEAD_LETTERS else []
-        )
-        granted.append(TopicPermission(ex.retry, _any_of([*tiers, *replayed])))
+        granted.append(TopicPermission(ex.retry, _any_of(tiers)))
         granted.append(TopicPermission(ex.dead, _any_of(spec.name for spec in own)))
-    if "events" in EXTRA_PUBLISHED_EXCHANGES.get(service, ()):
+    if "events" in extra_published_exchanges(service):
         granted.append(TopicPermission(ex.events, _any_of(CATALOG)))
     return tuple(granted)
 
@@ -200,6 +228,8 @@ def service_topic_permissions(topology: Topology, service: str) -> tuple[TopicPe
 def permissions_for(topology: Topology, user: BrokerUser) -> Permission:
     if user.is_administrator:
         return Permission(configure=".*", write=".*", read=".*")
+    if user.name == OPS:
+        return ops_permissions(topology)
     return service_permissions(topology, user.name)
 
 
@@ -323,9 +353,10 @@ def export_definitions(
 
 def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
     """Quorum queue leaders spread over the cluster's nodes instead of piling up on the node
-    that happened to import the definitions (all of them, at boot); and each work queue
-    bounded (``QueueSpec.max_length``). A queue takes one policy, the highest priority's, so
-    the bounding policies repeat the leader locator."""
+    that happened to import the definitions (all of them, at boot); each work queue
+    bounded (``QueueSpec.max_length``); each dead-letter queue's messages dropped after
+    ``DEAD_LETTER_MAX_AGE``. A queue takes one policy, the highest priority's, so the others
+    repeat the leader locator."""
     balanced = {"queue-leader-locator": "balanced"}
     found = [
         {
@@ -351,6 +382,19 @@ def policies(topology: Topology, vhost: str) -> list[dict[str, Any]]:
                 "definition": {**balanced, "max-length": length, "overflow": "reject-publish"},
             }
         )
+    found.append(
+        {
+            "name": "dead-letter-queues-max-age",
+            "vhost": vhost,
+            "pattern": _any_of(dead_letter_queue_name(spec.name) for spec in topology.queues),
+            "apply-to": "queues",
+            "priority": 1,
+            "definition": {
+                **balanced,
+                "message-ttl": int(DEAD_LETTER_MAX_AGE.total_seconds() * 1000),
+            },
+        }
+    )
     return found
 
 
@@ -385,6 +429,34 @@ def users_from_env(environ: Mapping[str, str], names: Iterable[str]) -> tuple[Br
     )
 
 
+def development_logins(document: Mapping[str, Any]) -> list[str]:
+    """The users of a definitions document a development login opens: ``guest``, or a password
+    hash matching a known development value (any user's, not only its own)."""
+    names = [str(user.get("name", "")) for user in document.get("users", [])]
+    candidates = {*KNOWN_DEVELOPMENT_VALUES, *(dev_password(name) for name in names), *names}
+    found = []
+    for user in document.get("users", []):
+        name = str(user.get("name", ""))
+        password_hash = str(user.get("password_hash", ""))
+        if name == "guest" or any(password_matches(password_hash, p) for p in candidates):
+            found.append(name)
+    return found
+
+
+def check(paths: Sequence[str]) -> None:
+    """Exit naming every user of these definitions files that a development login opens."""
+    weak = [
+        f"{path}: {name}"
+        for path in paths
+        for name in development_logins(json.loads(Path(path).read_text()))
+    ]
+    if weak:
+        raise SystemExit(
+            "development logins in the broker's definitions (generate them with "
+            f"--passwords-from-env): {', '.join(weak)}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m shared.definitions",
@@ -396,7 +468,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="real passwords from <USER>_RABBITMQ_PASSWORD, with random salts",
     )
+    parser.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="exit non-zero when a user of these definitions has a development login",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        check(args.check)
+        return
     users = dev_users()
     salt: dict[str, bytes] | None = None
     if args.passwords_from_env:

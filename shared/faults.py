@@ -126,7 +126,7 @@ class Faults:
         point = self.handler
 
         async def faulty(ctx: MessageContext[TxT]) -> None:
-            with sparing(ctx.attempt >= ctx.queue.max_attempts):
+            with sparing(ctx.last_attempt):
                 if point.enabled:
                     await point.before()
                 await handler(ctx)

@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import start_http_server
 
 from shared.consumer.runtime import Observation, Observer
+from shared.outcomes import Outcome
 from shared.settings import CoreSettings
 
 log = structlog.get_logger("metrics")
@@ -46,7 +47,7 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 
 # Outcomes where the handler ran (or the message was judged): their time is handler time.
 # Duplicates and requeues are near-instant and would only blur the histogram.
-_TIMED_OUTCOMES = frozenset({"processed", "retried", "dead-lettered"})
+_TIMED_OUTCOMES = frozenset({Outcome.PROCESSED, Outcome.RETRIED, Outcome.DEAD_LETTERED})
 
 
 class Metrics:
@@ -126,7 +127,7 @@ class Metrics:
         self.messages.labels(service, queue.name, observation.outcome).inc()
         if observation.outcome in _TIMED_OUTCOMES:
             self.handler_seconds.labels(service, queue.name).observe(observation.seconds)
-        if queue.lane is None or observation.outcome != "processed":
+        if queue.lane is None or observation.outcome != Outcome.PROCESSED:
             return
         if observation.occurred_at is None:
             return

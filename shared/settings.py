@@ -3,17 +3,35 @@ passed down. Nothing here is read at import time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("api", "relay", "verifier", "payments", "mailer")
+from shared.manifest import SERVICES, ServiceSpec, service_names
 
 
-class CoreSettings(BaseSettings):
+def database_password_settings(services: Sequence[ServiceSpec]) -> type[BaseSettings]:
+    """Settings with one ``<service>_db_password`` field per service of the manifest
+    (``<SERVICE>_DB_PASSWORD``), each defaulting to its development password."""
+    fields: dict[str, Any] = {
+        service.db_password_setting: (SecretStr, SecretStr(f"{service.name}-dev-password"))
+        for service in services
+    }
+    return create_model("DatabasePasswords", __base__=BaseSettings, **fields)
+
+
+# mypy sees a plain BaseSettings; the fields are read by name (``CoreSettings.db_password``).
+if TYPE_CHECKING:
+    _DatabasePasswords = BaseSettings
+else:
+    _DatabasePasswords = database_password_settings(SERVICES)
+
+
+class CoreSettings(_DatabasePasswords):
     """What every service needs: where the broker and the database are, how to log.
 
     With ``APP_ENV=production`` a service refuses to start while a secret it uses is still at
@@ -33,11 +51,7 @@ class CoreSettings(BaseSettings):
     # The admin URL: migrations use it as is; services keep its server and database and log in
     # as their own role (<SERVICE>_DB_PASSWORD).
     database_url: SecretStr = SecretStr("postgresql://postgres:postgres@127.0.0.1:5432/admissions")
-    api_db_password: SecretStr = SecretStr("api-dev-password")
-    relay_db_password: SecretStr = SecretStr("relay-dev-password")
-    verifier_db_password: SecretStr = SecretStr("verifier-dev-password")
-    payments_db_password: SecretStr = SecretStr("payments-dev-password")
-    mailer_db_password: SecretStr = SecretStr("mailer-dev-password")
+    # Each service's role's password, <SERVICE>_DB_PASSWORD: fields of ``_DatabasePasswords``.
     # The read-only operators' role (outbox, message_log, queue_controls of every schema).
     ops_db_password: SecretStr = SecretStr("ops-dev-password")
     db_pool_max: int = 10
@@ -76,6 +90,7 @@ class CoreSettings(BaseSettings):
         return self
 
     def db_password(self, service: str) -> str:
+        """The password of a service's role (``ops`` too): its ``<service>_db_password`` field."""
         password: SecretStr = getattr(self, f"{service}_db_password")
         return password.get_secret_value()
 
@@ -92,7 +107,7 @@ def _plain(value: Any) -> str:
 KNOWN_DEVELOPMENT_VALUES = frozenset(
     {"guest", "postgres", "password", "secret", "changeme", "admin", "dev-jwt-secret"}
     | {"dev-webhook-secret"}
-    | {f"{user}-dev-password" for user in (*SERVICES, "ops", "operator", "admin")}
+    | {f"{user}-dev-password" for user in (*service_names(), "ops", "operator", "admin")}
 )
 # Shorter than this, a secret can be guessed (URLs: their password).
 MIN_SECRET_CHARS = 16
@@ -108,10 +123,13 @@ def development_secrets(settings: BaseSettings, names: tuple[str, ...]) -> list[
     known development value (any service's, not only their own), or shorter than
     ``MIN_SECRET_CHARS``. For a URL the password counts: a broker URL without one logs in as
     guest; and ``database_url`` (which services may be given without credentials) is checked
-    too whenever it carries a password."""
+    too whenever it carries a password. An optional secret (``None`` by default) left unset
+    is not weak: the feature it unlocks is off."""
     fields = type(settings).model_fields
     weak = []
     for name in names:
+        if getattr(settings, name) is None and fields[name].default is None:
+            continue
         value = _plain(getattr(settings, name))
         default = value == _plain(fields[name].default)
         strength = _weak_url(name, value) if name.endswith("_url") else _weak(value)

@@ -1,4 +1,5 @@
-"""The sweeper: trims ``processed_messages`` and published outbox rows past a retention.
+"""The sweeper: trims ``processed_messages`` and published outbox rows past a retention, and
+each table a service lists with a retention rule of its own (``shared.retention``).
 
 Runs on a cron schedule; every replica of a service runs one, and a session advisory lock
 makes only one of them work at a time. Deletes go in batches, each its own short statement,
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +22,8 @@ import structlog
 from croniter import croniter
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
+
+from shared.retention import RetentionRule
 
 log = structlog.get_logger("sweeper")
 
@@ -36,6 +40,8 @@ class SweepResult:
     processed_deleted: int = 0
     outbox_deleted: int = 0
     message_log_deleted: int = 0
+    # Rows deleted per retention rule (by table name).
+    retained_deleted: dict[str, int] = field(default_factory=dict)
 
 
 def sweeper_lock_key(schema: str) -> int:
@@ -56,6 +62,7 @@ class Sweeper:
         schedule: str = "*/15 * * * *",
         retention: timedelta = timedelta(days=7),
         batch_size: int = 5000,
+        rules: Sequence[RetentionRule] = (),
     ) -> None:
         if not croniter.is_valid(schedule):
             raise ValueError(f"not a cron expression: {schedule!r}")
@@ -64,6 +71,7 @@ class Sweeper:
         self.schedule = schedule
         self.retention = retention
         self.batch_size = batch_size
+        self.rules = tuple(rules)
 
     async def sweep_once(self) -> SweepResult:
         async with self.pool.connection() as conn:
@@ -78,21 +86,32 @@ class Sweeper:
                 processed = await self._delete(conn, "processed_messages", "processed_at")
                 outbox = await self._delete(conn, "outbox", "published_at")
                 timeline = await self._delete(conn, "message_log", "at")
+                retained = {
+                    rule.table: await self._delete(conn, rule.table, rule.column, rule.keep)
+                    for rule in self.rules
+                }
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        result = SweepResult(True, processed, outbox, timeline)
+        result = SweepResult(True, processed, outbox, timeline, retained)
         log.info(
             "swept", schema=self.schema, **{k: v for k, v in vars(result).items() if k != "ran"}
         )
         return result
 
-    async def _delete(self, conn: AsyncConnection[Any], table: str, column: str) -> int:
+    async def _delete(
+        self,
+        conn: AsyncConnection[Any],
+        table: str,
+        column: str,
+        keep: timedelta | None = None,
+    ) -> int:
         statement = sql.SQL(_DELETE_BATCH).format(
             table=sql.Identifier(self.schema, table), column=sql.Identifier(column)
         )
+        retention = self.retention if keep is None else keep
         total = 0
         while True:
-            cursor = await conn.execute(statement, (self.retention, self.batch_size))
+            cursor = await conn.execute(statement, (retention, self.batch_size))
             total += cursor.rowcount
             if cursor.rowcount < self.batch_size:
                 return total

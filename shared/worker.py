@@ -18,6 +18,7 @@ from shared.db.transactions import PgTxT, PostgresTransaction, PostgresTransacti
 from shared.events.signing import verifier_from
 from shared.faults import Faults
 from shared.metrics import metrics_observer, serve_configured_metrics
+from shared.retention import RetentionRule
 from shared.settings import CoreSettings
 from shared.sweeper import Sweeper
 from shared.system_topology import SYSTEM_TOPOLOGY
@@ -75,6 +76,7 @@ async def run_worker(
     topology: Topology = SYSTEM_TOPOLOGY,
     background: Sequence[BackgroundTask] = (),
     observers: Sequence[Observer] = (),
+    retention: Sequence[RetentionRule] = (),
 ) -> None:
     metrics_server = serve_configured_metrics(settings)
     broker = await connect_broker(settings, service, stop)
@@ -104,6 +106,7 @@ async def run_worker(
         service,
         schedule=settings.sweeper_schedule,
         retention=settings.sweeper_retention,
+        rules=retention,
     )
     tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
     timeline.start()

@@ -9,13 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = ("completed", "verification_failed", "payment_failed")
+from services.api.statuses import TERMINAL, Status
 
 # The emails each terminal state calls for (pay_link only when the checkout was created).
 REQUIRED_EMAILS: Mapping[str, frozenset[str]] = {
-    "completed": frozenset({"confirmation", "pay_link", "receipt", "application_complete"}),
-    "payment_failed": frozenset({"confirmation", "payment_failed"}),
-    "verification_failed": frozenset({"confirmation", "documents_rejected"}),
+    Status.COMPLETED: frozenset({"confirmation", "pay_link", "receipt", "application_complete"}),
+    Status.PAYMENT_FAILED: frozenset({"confirmation", "payment_failed"}),
+    Status.VERIFICATION_FAILED: frozenset({"confirmation", "documents_rejected"}),
 }
 
 
@@ -113,7 +113,7 @@ def _judge_payments(evidence: Evidence, findings: Findings) -> None:
         count = per_application.get(application_id, 0)
         if count > 1:
             findings.duplicate_payments[application_id] = count
-        if evidence.statuses.get(application_id) == "completed" and count == 0:
+        if evidence.statuses.get(application_id) == Status.COMPLETED and count == 0:
             findings.missing_payments.append(application_id)
 
 

@@ -26,11 +26,11 @@ from devtools.system import RunningSystem
 from shared.errors import UnknownEventType
 from shared.events.catalog import publisher_of
 from shared.events.signing import EventSigner
+from shared.manifest import processes
 from shared.system_topology import SYSTEM_TOPOLOGY
 
 log = structlog.get_logger("chaos")
 
-PROCESSES = ("relay", "projector", "verifier", "payments", "mailer", "api")
 SERVER_ACTIONS = ("restart-rabbitmq", "restart-postgres", "stop-rabbitmq")
 RABBITMQ_OUTAGE_SECONDS = 30.0
 
@@ -99,7 +99,8 @@ class Breakers:
     def plan(self, rng: random.Random, rounds: int) -> list[str]:
         """Each action at least once (``rounds`` times each), in a seeded order; server actions
         only when the servers are ours to break."""
-        actions = [f"kill:{name}" for name in PROCESSES] * rounds
+        # every process of the manifest (the sandbox and the SMTP catcher are the world outside)
+        actions = [f"kill:{process.name}" for process in processes()] * rounds
         if self.controls_servers:
             actions += list(SERVER_ACTIONS) * rounds
         else:

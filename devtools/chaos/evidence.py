@@ -14,7 +14,7 @@ from psycopg import sql
 from devtools.chaos.audit import DeadLetter, Mail
 from devtools.smtp_catcher import read_mailbox
 from devtools.system import RunningSystem
-from shared.settings import SERVICES
+from shared.manifest import service_names
 
 
 class Collector:
@@ -37,7 +37,7 @@ class Collector:
     async def unpublished_outbox(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         async with await psycopg.AsyncConnection.connect(self.system.database_url) as conn:
-            for schema in SERVICES:
+            for schema in service_names():
                 query = sql.SQL("SELECT count(*) FROM {}.outbox WHERE published_at IS NULL")
                 row = await (await conn.execute(query.format(sql.Identifier(schema)))).fetchone()
                 counts[schema] = int(row[0]) if row else 0

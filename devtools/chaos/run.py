@@ -23,6 +23,7 @@ from devtools.chaos.load import Load
 from devtools.infra import Infra, from_environment, read_env_file
 from devtools.run_system import ROOT
 from devtools.system import RunningSystem
+from services.api.statuses import TERMINAL
 
 log = structlog.get_logger("chaos")
 
@@ -170,11 +171,7 @@ async def wait_quiet(collector: Collector, load: Load, timeout: float) -> tuple[
     while time.monotonic() - began < timeout:
         try:
             statuses = await collector.statuses()
-            pending = sum(
-                1
-                for a in accepted
-                if statuses.get(a) not in ("completed", "verification_failed", "payment_failed")
-            )
+            pending = sum(1 for a in accepted if statuses.get(a) not in TERMINAL)
             unpublished = sum((await collector.unpublished_outbox()).values())
             busy = await collector.busy_work()
         except Exception as error:  # a server still coming back: look again

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -17,11 +18,13 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import health
 from services.api.admin.announcements import router as announcements_router
 from services.api.admin.reports import router as reports_router
+from services.api.admin.resources import REFUSED_BY_BROKER, broker_login_refused
 from services.api.admin.routes import router as admin_router
 from services.api.applications.accept import Intake, SubmissionFastPath
 from services.api.applications.admission import AdmissionLimit, RetryAdvice
@@ -29,6 +32,7 @@ from services.api.applications.group_commit import GroupCommit
 from services.api.applications.routes import router as applications_router
 from services.api.applications.routes import submit_route
 from services.api.auth.passwords import Passwords
+from services.api.auth.revocation import PostgresTokenVersions
 from services.api.auth.routes import router as auth_router
 from services.api.auth.seeding import seed_admin
 from services.api.auth.tokens import TokenVerifier
@@ -98,6 +102,10 @@ def build_resources(
 ) -> Resources:
     """What the handlers share, around ``pool`` (opened or not); ``close()`` it at the end."""
     blobs = BlobStore(settings.blob_dir, fsync=settings.blob_fsync)
+
+    def connection() -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        return pooled_connection(pool, settings.api_db_overload_wait_seconds)
+
     return Resources(
         settings=settings,
         pool=pool,
@@ -106,6 +114,7 @@ def build_resources(
         passwords=passwords
         or Passwords(settings.password_hash_concurrency, settings.password_hash_queue),
         tokens=TokenVerifier(settings.jwt_secret.get_secret_value()),
+        token_versions=PostgresTokenVersions(connection),
         intake=Intake(
             admission=AdmissionLimit(
                 settings.api_max_submissions_in_flight,
@@ -115,7 +124,7 @@ def build_resources(
                 ),
             ),
             group_commit=GroupCommit(
-                lambda: pooled_connection(pool, settings.api_db_overload_wait_seconds),
+                connection,
                 outbox_schema=settings.db_role,
                 max_rows=settings.api_group_commit_max_rows,
             ),
@@ -158,6 +167,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
+    app.add_exception_handler(REFUSED_BY_BROKER, broker_login_refused)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)

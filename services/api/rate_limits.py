@@ -10,7 +10,8 @@ What is limited, and per what:
 - login attempts, per client address, whatever the e-mail (random e-mails cost a hash each;
   wrong passwords for one account are also throttled per (address, e-mail): ``auth.throttle``);
 - password resets, per e-mail (each is a critical-lane mail to that person) and per address;
-- one-time codes, per user;
+- one-time codes, per user, asked for and tried (six digits are few: with ``OTP_MAX_ATTEMPTS``
+  per code, this bounds the guesses an hour);
 - submissions, per applicant (in ``accept_submission``, after authentication and before the
   body is read, so both doors to it count each submission once).
 
@@ -61,6 +62,7 @@ class Limits:
     reset_per_email: Limit
     reset_per_address: Limit
     otp: Limit
+    otp_verification: Limit
     submission: Limit
 
     @classmethod
@@ -74,6 +76,7 @@ class Limits:
                 "password resets from this address", s.password_resets_per_address_per_hour, hour
             ),
             Limit("one-time codes", s.otp_requests_per_user_per_hour, hour),
+            Limit("one-time code tries", s.otp_verifications_per_user_per_hour, hour),
             Limit("submissions", s.submissions_per_applicant_per_hour, hour),
         )
 
@@ -136,6 +139,10 @@ async def limit_password_resets(request: Request, deps: Deps, email: str) -> Non
 
 async def limit_otp_requests(user: CurrentUser, deps: Deps) -> None:
     await enforce(deps, limits(deps).otp, user.user_id)
+
+
+async def limit_otp_verifications(user: CurrentUser, deps: Deps) -> None:
+    await enforce(deps, limits(deps).otp_verification, user.user_id)
 
 
 async def limit_submissions(deps: Resources, user: Principal) -> None:

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.api.applications.validation import UploadLimits
 from services.api.auth.passwords import Passwords
+from services.api.auth.revocation import TokenVersions
 from services.api.auth.tokens import TokenVerifier
 from services.api.pooling import pooled_connection
 from services.api.settings import ApiSettings
@@ -29,6 +30,7 @@ class Resources:
     blob_publisher: BlobPublisher
     passwords: Passwords
     tokens: TokenVerifier
+    token_versions: TokenVersions
     intake: Intake
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.manifest import outbox_sources
 from shared.settings import CoreSettings
 
 MIB = 1024 * 1024
@@ -23,6 +24,7 @@ class ApiSettings(CoreSettings):
         "admin_password",
         "rabbitmq_management_password",
         "mail_seal_key",
+        "ops_rabbitmq_url",
     )
 
     api_host: str = "127.0.0.1"
@@ -60,6 +62,9 @@ class ApiSettings(CoreSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: float = Field(default=60.0, gt=0)
     otp_ttl_minutes: int = 10
+    # /auth/otp/verify: wrong tries allowed per code before it is spent (a new one must be
+    # asked for); tries per user are also rate-limited below.
+    otp_max_attempts: int = Field(default=5, ge=1)
     # Seals reset tokens and one-time codes for the mailer (shared/events/sealed.py); the
     # mailer holds the same key. Empty: the development key, refused in production.
     mail_seal_key: SecretStr = SecretStr("")
@@ -72,6 +77,7 @@ class ApiSettings(CoreSettings):
     password_resets_per_email_per_hour: int = Field(default=3, ge=0)
     password_resets_per_address_per_hour: int = Field(default=20, ge=0)
     otp_requests_per_user_per_hour: int = Field(default=10, ge=0)
+    otp_verifications_per_user_per_hour: int = Field(default=20, ge=0)
     submissions_per_applicant_per_hour: int = Field(default=60, ge=0)
     # Argon2 hashes (64 MiB each) computed at once per replica; requests beyond these plus
     # ``password_hash_queue`` waiting get a quick 503 + Retry-After (auth/passwords.py).
@@ -95,6 +101,16 @@ class ApiSettings(CoreSettings):
     # The projector's blob sweeper removes blobs no row references, and abandoned upload
     # temporary files, once they are this old (shared/blob_sweeper.py), on SWEEPER_SCHEDULE.
     blob_orphan_grace_minutes: float = Field(default=60.0, ge=0)
+    # Retention of the API's tables (services/api/retention.py), swept by the projector on
+    # SWEEPER_SCHEDULE. Idempotency keys outlive any client's retries of one submission;
+    # reset tokens and one-time codes are kept this long after they expire (support
+    # questions), never used again; a webhook event id outlives the provider's retries (and
+    # its signed timestamp refuses a replay after WEBHOOK_TOLERANCE_SECONDS anyway); replays
+    # are the operators' audit trail.
+    idempotency_key_retention_hours: float = Field(default=168.0, ge=1)
+    expired_secret_retention_hours: float = Field(default=24.0, ge=0)
+    webhook_event_retention_days: float = Field(default=30.0, ge=1)
+    replay_audit_retention_days: float = Field(default=365.0, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB
@@ -113,15 +129,21 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_url: str = "http://127.0.0.1:15672/"
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")
+    # The broker login of dead-letter listings, replays and pause / resume: ``ops`` in the
+    # definitions (shared/definitions.py), apart from RABBITMQ_URL's api login, which reads no
+    # dead-letter queue because reading one also allows purging it. Unset: RABBITMQ_URL's login
+    # (a development broker's administrator does it all; the api login is refused: 503).
+    ops_rabbitmq_url: SecretStr | None = None
     ops_db_role: str = "ops"
-    ops_schemas: list[str] = ["api", "verifier", "payments", "mailer"]
+    # By default every service's schema that has an outbox (``shared.manifest``).
+    ops_schemas: list[str] = Field(default_factory=outbox_sources)
     # Dead-letter listings and replays read at most this many messages of a DLQ per request.
     admin_dead_letter_scan: int = Field(default=1000, ge=1, le=100_000)
 
     def db_password(self, service: str) -> str:
         """The API logs in as ``db_role`` with ``API_DB_PASSWORD``, whatever the role is named."""
         if service == self.db_role:
-            return self.api_db_password.get_secret_value()
+            return super().db_password("api")
         return super().db_password(service)
 
     @property

@@ -15,8 +15,9 @@ from services.mailer.rate_limit import LaneRate, PostgresRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.report_queries import ReportSources
 from services.mailer.reports import ReportBuilder
+from services.mailer.retention import mailer_retention
 from services.mailer.settings import MailerSettings
-from services.mailer.smtp import SmtpOptions, SmtpSender
+from services.mailer.smtp import FaultySender, MailSender, SmtpOptions, SmtpSender
 from shared.blobs import BlobStore
 from shared.consumer.routing import routed
 from shared.consumer.runtime import Handler
@@ -104,7 +105,9 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
     # so are the reports' progress and snapshots and the announcements' ledger rows.
     rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
     work_pool = await open_pool(settings, SERVICE, max_size=WORK_POOL_SIZE)
-    sender = SmtpSender(smtp_options(settings), Faults.from_settings(settings).smtp)
+    smtp = SmtpSender(smtp_options(settings))
+    faults = Faults.from_settings(settings).smtp
+    sender: MailSender = FaultySender(smtp, faults) if faults.enabled else smtp  # chaos only
     try:
         rate_limiter = PostgresRateLimiter(
             rate_pool, lane_rates(settings), block=settings.mailer_token_block
@@ -124,9 +127,10 @@ async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
             handlers=lane_handlers(settings, mailer, work_pool),
             stop=stop,
             transaction_type=MailerTransaction,
+            retention=mailer_retention(settings),
         )
     finally:
-        await sender.close()
+        await smtp.close()
         await work_pool.close()
         await rate_pool.close()
 

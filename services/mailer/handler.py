@@ -89,18 +89,20 @@ class Mailer:
         ``before_smtp`` runs after the token, right before the SMTP call, and may call it
         off (an announcement's at-most-once ledger)."""
         lane = ctx.queue.lane or ctx.queue.name
-        message = render_email(
+        mail = render_email(
             self.templates,
             spec,
             event_message_id=str(ctx.envelope.message_id),
             lane=lane,
             sender=self.mail_from,
         )
-        message_id_header = str(message["Message-ID"])
-        sent_emails = ctx.tx.sent_emails
-        # The runtime's claim already dedups redeliveries; this also covers one that comes
-        # back after the sweeper trimmed the claim.
-        if await sent_emails.already_sent(message_id_header):
+        message_id_header = mail.message_id
+        # The runtime's claim already dedups redeliveries; the record also covers one that
+        # comes back after the sweeper trimmed the claim (one statement: insert or find).
+        record = SentEmail(
+            message_id_header, spec.template, spec.recipient, lane, spec.application_id
+        )
+        if not await ctx.tx.sent_emails.record(record):
             log.info("already sent", message_id_header=message_id_header)
             return False
 
@@ -108,12 +110,10 @@ class Mailer:
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
         if before_smtp is not None and not await before_smtp():
+            # Called off (a delivery an earlier attempt may have sent): the record stays, so
+            # no later attempt sends it either.
             return False
-        await self.sender.send(message, lane)
-
-        await sent_emails.record(
-            SentEmail(message_id_header, spec.template, spec.recipient, lane, spec.application_id)
-        )
+        await self.sender.send(mail)
         log.info(
             "email sent",
             template=spec.template,

@@ -20,26 +20,23 @@ class SentEmail:
 
 
 class SentEmails(Protocol):
-    async def already_sent(self, message_id_header: str) -> bool: ...
-
-    async def record(self, email: SentEmail) -> None: ...
+    async def record(self, email: SentEmail) -> bool:
+        """Record ``email`` as sent by this transaction; False if it was recorded before
+        (sent already: do not send it again). Written before the send and committed after
+        it, so a failed send leaves no record; a concurrent transaction recording the same
+        mail waits for this one, then sees it."""
 
 
 class PostgresSentEmails:
     def __init__(self, connection: AsyncConnection[Any]) -> None:
         self.connection = connection
 
-    async def already_sent(self, message_id_header: str) -> bool:
+    async def record(self, email: SentEmail) -> bool:
         cursor = await self.connection.execute(
-            "SELECT 1 FROM sent_emails WHERE message_id_header = %s", (message_id_header,)
-        )
-        return await cursor.fetchone() is not None
-
-    async def record(self, email: SentEmail) -> None:
-        await self.connection.execute(
             "INSERT INTO sent_emails"
             " (message_id_header, template, recipient, lane, application_id)"
-            " VALUES (%s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (message_id_header) DO NOTHING RETURNING 1",
             (
                 email.message_id_header,
                 email.template,
@@ -48,3 +45,4 @@ class PostgresSentEmails:
                 email.application_id,
             ),
         )
+        return await cursor.fetchone() is not None

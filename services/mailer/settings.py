@@ -37,6 +37,9 @@ class MailerSettings(CoreSettings):
     api_public_url: str = "http://127.0.0.1:8000"
     # Opens the reset tokens and one-time codes the API sealed (shared/events/sealed.py).
     mail_seal_key: SecretStr = SecretStr("")
+    # sent_emails rows (the mails an application's status history shows, and the record that
+    # a mail went out) older than this are swept (services/mailer/retention.py).
+    sent_email_retention_days: float = Field(default=365.0, ge=1)
 
     # Reports (low lane): files go to the blob store the API serves them from, and the link
     # in the mail works this long.

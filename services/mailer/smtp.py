@@ -13,11 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
 
+from services.mailer.mail import OutgoingMail
 from shared.errors import DomainRuleViolation, TransientError
 from shared.faults import FaultPoint
 
@@ -31,8 +31,8 @@ class RecipientRefused(DomainRuleViolation):
 
 
 class MailSender(Protocol):
-    async def send(self, message: EmailMessage, lane: str = "default") -> None:
-        """Return once the server accepted ``message`` (its 250 for the DATA)."""
+    async def send(self, mail: OutgoingMail) -> None:
+        """Return once the server accepted ``mail`` (its 250 for the DATA)."""
 
 
 @dataclass(frozen=True)
@@ -101,23 +101,17 @@ class SmtpSender:
     once the server answered 250 to its DATA. A reused session the server closed while it was
     idle is replaced, and the mail sent on a fresh one, once."""
 
-    def __init__(self, options: SmtpOptions, faults: FaultPoint | None = None) -> None:
+    def __init__(self, options: SmtpOptions) -> None:
         self.options = options
-        # Chaos runs only: failures and latency around each send (shared.faults).
-        self.faults = faults
         self._lanes: dict[str, LaneSessions] = {}
 
-    async def send(self, message: EmailMessage, lane: str = "default") -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         options = self.options
         if options.simulated_latency > 0:
             await asyncio.sleep(options.simulated_latency)
-        sender, recipients = envelope_addresses(message)
-        # Flattened with the message's own policy (aiosmtplib would re-fold its headers).
-        data = message.as_bytes()
-        sessions = self.lane_sessions(lane)
+        sessions = self.lane_sessions(mail.lane)
         try:
-            sending = self._send(sessions, sender, recipients, data)
-            await (self.faults.around(sending) if self.faults else sending)
+            await self._send(sessions, mail.envelope_from, list(mail.recipients), mail.data)
         except aiosmtplib.SMTPRecipientsRefused as error:
             raise classify_refusal(error) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
@@ -153,18 +147,6 @@ async def _quietly_close(session: aiosmtplib.SMTP) -> None:
         session.close()
 
 
-def envelope_addresses(message: EmailMessage) -> tuple[str, list[str]]:
-    """MAIL FROM and RCPT TO, from the message's From, To and Cc headers."""
-    sender = message["From"].addresses[0].addr_spec
-    recipients = [
-        address.addr_spec
-        for name in ("To", "Cc")
-        for header in message.get_all(name, [])
-        for address in header.addresses
-    ]
-    return sender, recipients
-
-
 def classify_refusal(error: aiosmtplib.SMTPRecipientsRefused) -> Exception:
     """A permanent refusal (5xx) will never change; a 4xx one (greylisting, full mailbox)
     may, so it is retried like an unavailable server."""
@@ -174,14 +156,26 @@ def classify_refusal(error: aiosmtplib.SMTPRecipientsRefused) -> Exception:
     return SmtpUnavailable(f"recipient deferred: {refusals}")
 
 
+class FaultySender:
+    """A sender behind a fault point, put in place at assembly for chaos runs only
+    (``shared.faults``): latency, and failures before a send or of its answer after it."""
+
+    def __init__(self, sender: MailSender, faults: FaultPoint) -> None:
+        self.sender = sender
+        self.faults = faults
+
+    async def send(self, mail: OutgoingMail) -> None:
+        await self.faults.around(self.sender.send(mail))
+
+
 class MemorySender:
     """The double for tests: keeps what it was given; can be told to fail."""
 
     def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[OutgoingMail] = []
         self.failure: Exception | None = None
 
-    async def send(self, message: EmailMessage, lane: str = "default") -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         if self.failure is not None:
             raise self.failure
-        self.sent.append(message)
+        self.sent.append(mail)

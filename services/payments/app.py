@@ -8,7 +8,13 @@ from functools import partial
 
 from services.payments.domain import Fee
 from services.payments.handler import PaymentsTransaction, make_handler
-from services.payments.provider import SandboxProvider, sandbox_client
+from services.payments.provider import (
+    FaultyProvider,
+    PaymentProvider,
+    SandboxProvider,
+    sandbox_client,
+)
+from services.payments.retention import payments_retention
 from services.payments.settings import PaymentsSettings
 from shared.faults import Faults
 from shared.lifecycle import run_service
@@ -22,7 +28,10 @@ QUEUE = "payments.applications"
 async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
     fee = Fee(settings.application_fee_cents, settings.application_fee_currency)
     async with sandbox_client(settings.psp_url, settings.psp_timeout_seconds) as client:
-        provider = SandboxProvider(client, Faults.from_settings(settings).provider)
+        provider: PaymentProvider = SandboxProvider(client)
+        faults = Faults.from_settings(settings).provider
+        if faults.enabled:  # chaos runs only
+            provider = FaultyProvider(provider, faults)
         handler = make_handler(provider, fee, settings.payment_simulated_ms)
         await run_worker(
             service=SERVICE,
@@ -30,6 +39,7 @@ async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
             handlers={QUEUE: handler},
             stop=stop,
             transaction_type=PaymentsTransaction,
+            retention=payments_retention(settings),
         )
 
 

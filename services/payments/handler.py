@@ -70,8 +70,7 @@ class PaymentHandler:
         try:
             checkout = await self.create_checkout(verified.application_id)
         except ProviderError as error:
-            last_attempt = ctx.attempt >= ctx.queue.max_attempts
-            if not (last_attempt or isinstance(error, ProviderRejected)):
+            if not (ctx.last_attempt or isinstance(error, ProviderRejected)):
                 raise  # transient: the runtime retries on the queue's tiers
             # Raising now would park the message in the DLQ and leave the application
             # "verified" for ever, its applicant never told. The provider is down for longer
@@ -121,7 +120,7 @@ class PaymentHandler:
         await payments.serialize(webhook.application_id)
         payment = await payments.lock(webhook.application_id)
         if payment is None:
-            if ctx.attempt < ctx.queue.max_attempts:
+            if not ctx.last_attempt:
                 raise PaymentNotRecordedYet(
                     f"no payment recorded for application {webhook.application_id} yet"
                 )

@@ -48,17 +48,15 @@ class PaymentProvider(Protocol):
 class SandboxProvider:
     """The client of the sandbox PSP (``services.payments.sandbox``), over HTTP."""
 
-    def __init__(self, client: httpx.AsyncClient, faults: FaultPoint | None = None) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         # base_url and timeouts are the client's: the composition root configures them.
         self.client = client
-        # Chaos runs only: failures and latency around each call (shared.faults).
-        self.faults = faults
 
     async def create_checkout(
         self, application_id: str, amount_cents: int, currency: str, idempotency_key: str
     ) -> Checkout:
         try:
-            request = self.client.post(
+            response = await self.client.post(
                 "/v1/checkouts",
                 json={
                     "application_id": application_id,
@@ -67,7 +65,6 @@ class SandboxProvider:
                 },
                 headers={"Idempotency-Key": idempotency_key},
             )
-            response = await (self.faults.around(request) if self.faults else request)
         except httpx.TransportError as error:  # timeouts, refused connections, resets
             raise ProviderUnavailable(
                 f"payment provider unreachable: {error.__class__.__name__}: {error}"
@@ -90,6 +87,22 @@ class SandboxProvider:
             raise ProviderUnavailable(
                 f"unreadable answer from the payment provider ({response.status_code})"
             ) from error
+
+
+class FaultyProvider:
+    """A provider behind a fault point, put in place at assembly for chaos runs only
+    (``shared.faults``): latency, and failures before a call or of its answer after it."""
+
+    def __init__(self, provider: PaymentProvider, faults: FaultPoint) -> None:
+        self.provider = provider
+        self.faults = faults
+
+    async def create_checkout(
+        self, application_id: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Checkout:
+        return await self.faults.around(
+            self.provider.create_checkout(application_id, amount_cents, currency, idempotency_key)
+        )
 
 
 def sandbox_client(base_url: str, timeout_seconds: float) -> httpx.AsyncClient:

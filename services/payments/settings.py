@@ -21,3 +21,7 @@ class PaymentsSettings(CoreSettings):
     application_fee_currency: str = "EUR"
     # Extra latency around each provider call, for benchmarks.
     payment_simulated_ms: int = Field(default=0, ge=0)
+    # A provider webhook parked in early_webhooks settles its payment the moment the payment
+    # row exists; one whose payment never came in this long is swept (the sweeper logs counts)
+    # (services/payments/retention.py).
+    early_webhook_retention_days: float = Field(default=30.0, ge=1)

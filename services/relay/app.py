@@ -13,13 +13,14 @@ from typing import ClassVar
 import psycopg
 import psycopg_pool
 import structlog
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.db.pool import role_conninfo
 from shared.events.signing import signers_from
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
+from shared.manifest import outbox_sources
 from shared.metrics import Metrics, metrics_for, serve_configured_metrics
 from shared.outbox.relay import Relay, RelayOptions
 from shared.settings import CoreSettings
@@ -35,7 +36,8 @@ class RelaySettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
     production_secrets: ClassVar[tuple[str, ...]] = ("relay_db_password", "event_signing_keys")
 
-    relay_sources: list[str] = ["api", "verifier", "payments", "mailer"]
+    # The schemas whose outbox this relay publishes: every service's that has one.
+    relay_sources: list[str] = Field(default_factory=outbox_sources)
     # Each source service's Ed25519 seed (``service=<base64>,...``, shared.events.signing):
     # the relay signs every row with its source's key. Empty: the development keys.
     event_signing_keys: SecretStr = SecretStr("")

@@ -9,7 +9,7 @@ from functools import partial
 import structlog
 
 from services.verifier.checker import PooledChecker
-from services.verifier.checks import Limits
+from services.verifier.document_rules import Limits
 from services.verifier.handler import VerifierTransaction, make_handler
 from services.verifier.isolation import CheckPool
 from services.verifier.settings import VerifierSettings

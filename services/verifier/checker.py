@@ -1,4 +1,5 @@
-"""The handler's view of the checks: a document reference in, a verdict out."""
+"""The handler's view of the checks: a document reference in, a verdict out (the rules
+themselves: ``document_rules``; where they run: ``isolation``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from typing import Protocol
 
 import structlog
 
-from services.verifier.checks import Limits, Verdict
-from services.verifier.isolation import TIMED_OUT, CheckPool, WorkerWedged, verify_blob_file
+from services.verifier.document_rules import Limits, Verdict
+from services.verifier.isolation import (
+    CRASHED,
+    TIMED_OUT,
+    CheckPool,
+    WorkerCrashed,
+    WorkerWedged,
+    verify_blob_file,
+)
 from shared.blobs import BlobStore
 from shared.errors import TransientError
 from shared.events.catalog import DocumentRef
@@ -51,6 +59,9 @@ class PooledChecker:
             )
         except WorkerWedged:
             return Verdict.reject(TIMED_OUT)
+        except WorkerCrashed:
+            log.warning("a file crashed its checker twice", document_id=document.document_id)
+            return Verdict.reject(CRASHED)
         except FileNotFoundError:
             raise self._missing(document) from None
 

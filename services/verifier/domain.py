@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.verifier.checks import Verdict
+from services.verifier.document_rules import Verdict
 from shared.events.catalog import (
     ApplicationSubmitted,
     DocumentRef,

@@ -6,9 +6,13 @@ file. Two bounds apply:
 - inside the worker, an interval timer (SIGALRM) interrupts the check after the per-file
   timeout: the file is rejected as "timed out" and the process stays usable;
 - the parent gives each job that timeout plus a grace period; a job still running then is
-  stuck where a signal cannot reach it (inside C code), so the whole pool is killed and
-  replaced (``WorkerWedged``). Jobs of other files that the kill interrupted run once more on
-  the new pool.
+  stuck where a signal cannot reach it (inside C code), so its worker is killed and replaced
+  (``WorkerWedged``).
+
+Each worker is a pool of one process of its own, so killing a stuck worker, or a worker that
+dies under a file (a crash in a C parser), touches no other job: the files checked beside it
+get their verdicts. A job whose worker died runs once more on a new one (the process may
+have been killed from outside); if that one dies too, the file is at fault (``WorkerCrashed``).
 
 Each worker also caps its own address space, so a decompression bomb ends in a MemoryError
 there instead of the machine swapping.
@@ -23,7 +27,7 @@ import os
 import resource
 import signal
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import FrameType
@@ -31,14 +35,14 @@ from typing import TypeVar
 
 import structlog
 
-from services.verifier.checks import Limits, Verdict, check_document, check_size
-from shared.errors import TransientError
+from services.verifier.document_rules import Limits, Verdict, check_document, check_size
 
 log = structlog.get_logger("verifier.isolation")
 
 T = TypeVar("T")
 
 TIMED_OUT = "timed out"
+CRASHED = "could not be checked: the file crashes the checker"
 
 
 class CheckTimedOut(BaseException):
@@ -50,8 +54,8 @@ class WorkerWedged(Exception):
     """A job outlived its timeout plus grace: the worker was killed and the pool replaced."""
 
 
-class CheckerUnavailable(TransientError):
-    """The worker pool broke twice in a row under one job: try the message again later."""
+class WorkerCrashed(Exception):
+    """The job's worker died twice under it: the file kills its checker."""
 
 
 # --- in the worker process -------------------------------------------------------------------
@@ -101,8 +105,8 @@ def _ready() -> int:
 
 
 class CheckPool:
-    """A process pool that survives its workers: ``run`` bounds each job and replaces the
-    pool when a worker is stuck or has died."""
+    """Worker processes that survive each other: ``run`` bounds each job and replaces the
+    worker that is stuck or has died under it, and only that one."""
 
     def __init__(
         self, processes: int, memory_limit_bytes: int | None = None, grace: float = 5.0
@@ -110,15 +114,18 @@ class CheckPool:
         self.processes = processes
         self.memory_limit_bytes = memory_limit_bytes
         self.grace = grace
-        # At most one job per process: a job's deadline must not run while it waits for a slot.
-        self._slots = asyncio.Semaphore(processes)
-        self._executor = self._new_executor()
+        # Idle workers; a job takes one for itself, so its deadline never runs while it
+        # waits behind another job.
+        self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
+        self._workers = [self._new_worker() for _ in range(processes)]
+        for worker in self._workers:
+            self._idle.put_nowait(worker)
         self.replacements = 0
 
-    def _new_executor(self) -> ProcessPoolExecutor:
+    def _new_worker(self) -> ProcessPoolExecutor:
         # spawn, not fork: the service has an event loop and open sockets a fork would copy.
         return ProcessPoolExecutor(
-            max_workers=self.processes,
+            max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
             initargs=(self.memory_limit_bytes,),
@@ -127,43 +134,50 @@ class CheckPool:
     async def warm_up(self) -> None:
         """Start the workers now, so the first files do not pay for process start-up."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _ready) for _ in range(self.processes))
-        )
+        await asyncio.gather(*(loop.run_in_executor(w, _ready) for w in self._workers))
 
     async def run(self, function: Callable[..., T], *args: object, deadline: float) -> T:
-        """``function(*args)`` in a worker; ``WorkerWedged`` after ``deadline + grace`` s."""
-        async with self._slots:
+        """``function(*args)`` in a worker; ``WorkerWedged`` after ``deadline + grace`` s,
+        ``WorkerCrashed`` if its worker died twice."""
+        worker = await self._idle.get()
+        try:
             for attempt in (1, 2):
-                executor = self._executor
+                future = worker.submit(function, *args)
                 try:
-                    future = executor.submit(function, *args)
                     return await asyncio.wait_for(
                         asyncio.wrap_future(future), deadline + self.grace
                     )
                 except TimeoutError:
-                    log.error("worker process wedged, replacing the pool", deadline=deadline)
-                    self._replace(executor)
+                    log.error("worker process wedged, replacing it", deadline=deadline)
+                    worker = self._replace(worker)
                     raise WorkerWedged(f"no answer after {deadline + self.grace} s") from None
                 except BrokenProcessPool:
-                    # Another job's worker was killed or died: this job was not at fault.
-                    log.warning("worker pool broken, replacing it", attempt=attempt)
-                    self._replace(executor)
-            raise CheckerUnavailable("the worker pool broke twice while checking one file")
+                    log.warning("worker process died under a job, replacing it", attempt=attempt)
+                    worker = self._replace(worker)
+                except asyncio.CancelledError:
+                    if not future.done():  # a job nobody waits for must not hold the worker
+                        worker = self._replace(worker)
+                    raise
+            raise WorkerCrashed("the worker process died twice under this job")
+        finally:
+            self._idle.put_nowait(worker)
 
-    def _replace(self, executor: ProcessPoolExecutor) -> None:
-        if executor is not self._executor:
-            return  # another job replaced it already
+    def _replace(self, worker: ProcessPoolExecutor) -> ProcessPoolExecutor:
         self.replacements += 1
-        self._executor = self._new_executor()
-        _kill_workers(executor)
+        fresh = self._new_worker()
+        self._workers[self._workers.index(worker)] = fresh
+        _kill_worker(worker)
+        return fresh
 
     async def close(self) -> None:
-        executor: Executor = self._executor
-        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        def shut_down() -> None:
+            for worker in self._workers:
+                worker.shutdown(wait=True, cancel_futures=True)
+
+        await asyncio.to_thread(shut_down)
 
 
-def _kill_workers(executor: ProcessPoolExecutor) -> None:
+def _kill_worker(executor: ProcessPoolExecutor) -> None:
     # ProcessPoolExecutor cannot kill a running job before Python 3.14
     # (``terminate_workers``); its process table is the only handle on the stuck worker.
     processes = getattr(executor, "_processes", None) or {}

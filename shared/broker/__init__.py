@@ -1,3 +1,3 @@
-from shared.broker.base import Broker, Delivery, DeliveryHandler, OutgoingMessage, Subscription
+from shared.broker.base import Broker, BrokerMessage, Delivery, DeliveryHandler, Subscription
 
-__all__ = ["Broker", "Delivery", "DeliveryHandler", "OutgoingMessage", "Subscription"]
+__all__ = ["Broker", "BrokerMessage", "Delivery", "DeliveryHandler", "Subscription"]

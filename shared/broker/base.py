@@ -19,8 +19,9 @@ Headers = Mapping[str, HeaderValue]
 
 
 @dataclass(frozen=True)
-class OutgoingMessage:
-    """A message as published: always persistent, always confirmed, always mandatory."""
+class BrokerMessage:
+    """A message as the broker carries it: what is published (always persistent, confirmed
+    and mandatory), and what a delivery holds."""
 
     body: bytes
     message_id: str | None
@@ -31,7 +32,7 @@ class OutgoingMessage:
     headers: Headers = field(default_factory=dict)
 
     @classmethod
-    def from_envelope(cls, envelope: Envelope, headers: Headers | None = None) -> OutgoingMessage:
+    def from_envelope(cls, envelope: Envelope, headers: Headers | None = None) -> BrokerMessage:
         return cls(
             body=envelope.encode(),
             message_id=str(envelope.message_id),
@@ -41,7 +42,7 @@ class OutgoingMessage:
             headers={"x-schema-version": envelope.version, **(headers or {})},
         )
 
-    def with_headers(self, extra: Headers) -> OutgoingMessage:
+    def with_headers(self, extra: Headers) -> BrokerMessage:
         return replace(self, headers={**self.headers, **extra})
 
 
@@ -49,7 +50,7 @@ class Delivery(Protocol):
     """A message handed to a consumer; it stays unacknowledged until ``ack``."""
 
     @property
-    def message(self) -> OutgoingMessage: ...
+    def message(self) -> BrokerMessage: ...
 
     @property
     def redelivered(self) -> bool: ...
@@ -75,7 +76,7 @@ class Broker(Protocol):
         """Declare exchanges, queues and bindings; idempotent; ``TopologyMismatch`` if a
         queue exists with other arguments."""
 
-    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+    async def publish(self, exchange: str, routing_key: str, message: BrokerMessage) -> None:
         """Return once the broker confirmed the message. ``Unroutable`` when no queue took
         it, ``PublishFailed`` when the broker refused it or the connection failed."""
 

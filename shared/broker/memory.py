@@ -12,7 +12,7 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from shared.broker.base import DeliveryHandler, OutgoingMessage
+from shared.broker.base import BrokerMessage, DeliveryHandler
 from shared.errors import TopologyMismatch, Unroutable
 from shared.topology import (
     Arguments,
@@ -42,7 +42,7 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
 class _Queue:
     name: str
     arguments: Arguments
-    messages: deque[tuple[OutgoingMessage, bool]] = field(default_factory=deque)
+    messages: deque[tuple[BrokerMessage, bool]] = field(default_factory=deque)
     consumers: list[MemorySubscription] = field(default_factory=list)
 
 
@@ -60,9 +60,7 @@ class _Exchange:
 
 
 class MemoryDelivery:
-    def __init__(
-        self, subscription: MemorySubscription, message: OutgoingMessage, redelivered: bool
-    ):
+    def __init__(self, subscription: MemorySubscription, message: BrokerMessage, redelivered: bool):
         self._subscription = subscription
         self.message = message
         self.redelivered = redelivered
@@ -142,7 +140,7 @@ class InMemoryBroker:
                     (retired.routing_key, retired.queue)
                 )
 
-    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+    async def publish(self, exchange: str, routing_key: str, message: BrokerMessage) -> None:
         queues = self._exchanges[exchange].route(routing_key)
         if not queues:
             raise Unroutable(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
@@ -164,7 +162,7 @@ class InMemoryBroker:
 
     # --- inspection for tests -----------------------------------------------------------
 
-    def messages(self, queue: str) -> list[OutgoingMessage]:
+    def messages(self, queue: str) -> list[BrokerMessage]:
         return [message for message, _ in self._queues[queue].messages]
 
     def queue_names(self) -> list[str]:
@@ -172,7 +170,7 @@ class InMemoryBroker:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _enqueue(self, queue: _Queue, message: OutgoingMessage, redelivered: bool = False) -> None:
+    def _enqueue(self, queue: _Queue, message: BrokerMessage, redelivered: bool = False) -> None:
         queue.messages.append((message, redelivered))
         ttl = queue.arguments.get("x-message-ttl")
         if isinstance(ttl, int) and not isinstance(ttl, bool):
@@ -180,7 +178,7 @@ class InMemoryBroker:
             loop.call_later(ttl / 1000 * self.time_scale, self._expire, queue, message)
         self.dispatch(queue)
 
-    def _expire(self, queue: _Queue, message: OutgoingMessage) -> None:
+    def _expire(self, queue: _Queue, message: BrokerMessage) -> None:
         for entry in queue.messages:
             if entry[0] is message:
                 queue.messages.remove(entry)

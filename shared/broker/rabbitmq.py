@@ -20,7 +20,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shared.broker.base import DeliveryHandler, Headers, HeaderValue, OutgoingMessage
+from shared.broker.base import BrokerMessage, DeliveryHandler, Headers, HeaderValue
 from shared.errors import PublishFailed, PublishRefused, TopologyMismatch, Unroutable
 from shared.topology import (
     BindingDeclaration,
@@ -42,7 +42,7 @@ _EXCHANGE_TYPES = {
 class RabbitDelivery:
     def __init__(self, incoming: AbstractIncomingMessage) -> None:
         self._incoming = incoming
-        self.message = OutgoingMessage(
+        self.message = BrokerMessage(
             body=incoming.body,
             message_id=incoming.message_id,
             content_type=incoming.content_type or "",
@@ -135,7 +135,7 @@ class RabbitBroker:
             if not channel.is_closed:
                 await channel.close()
 
-    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+    async def publish(self, exchange: str, routing_key: str, message: BrokerMessage) -> None:
         target = await self._exchange(exchange)
         try:
             await target.publish(
@@ -223,7 +223,7 @@ async def _check_exists(
         ) from error
 
 
-def _to_amqp(message: OutgoingMessage) -> aio_pika.Message:
+def _to_amqp(message: BrokerMessage) -> aio_pika.Message:
     return aio_pika.Message(
         body=message.body,
         message_id=message.message_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.broker.base import Delivery, OutgoingMessage
+from shared.broker.base import BrokerMessage, Delivery
 from shared.errors import UndecodableMessage
 from shared.events.catalog import EventPayload, parse_payload
 from shared.events.envelope import CONTENT_TYPE, Envelope, decode_envelope
@@ -25,12 +25,12 @@ class Received:
     error: Exception | None = None  # why it did not decode
 
     @property
-    def message(self) -> OutgoingMessage:
+    def message(self) -> BrokerMessage:
         return self.delivery.message
 
 
 def decode(
-    message: OutgoingMessage, max_bytes: int, authenticity: EventVerifier
+    message: BrokerMessage, max_bytes: int, authenticity: EventVerifier
 ) -> tuple[Envelope, EventPayload]:
     """Bytes on the wire to a validated event signed by its type's owner, or a
     ``PermanentError`` saying why not."""

@@ -45,10 +45,15 @@ def attempt_of(headers: Headers) -> int:
     return 1
 
 
+def is_last_attempt(spec: QueueSpec, attempt: int) -> bool:
+    """Whether a transient failure of this attempt would be dead-lettered, not retried."""
+    return attempt >= spec.max_attempts
+
+
 def decide(spec: QueueSpec, attempt: int, error: BaseException) -> Retry | DeadLetter:
     if isinstance(error, PermanentError):
         return DeadLetter("permanent")
-    if attempt >= spec.max_attempts:
+    if is_last_attempt(spec, attempt):
         return DeadLetter("attempts-exhausted")
     return Retry(delay=spec.delay_before_attempt(attempt + 1), next_attempt=attempt + 1)
 

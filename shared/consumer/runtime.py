@@ -51,7 +51,7 @@ import psycopg
 import psycopg_pool
 import structlog
 
-from shared.broker.base import Broker, Delivery, OutgoingMessage, Subscription
+from shared.broker.base import Broker, BrokerMessage, Delivery, Subscription
 from shared.consumer import policy
 from shared.consumer.decoding import DEFAULT_MAX_MESSAGE_BYTES, Received, decode
 from shared.consumer.transaction import TransactionFactory, TxT, TxT_co
@@ -59,6 +59,7 @@ from shared.errors import PublishFailed
 from shared.events.catalog import EventPayload
 from shared.events.envelope import Envelope, new_envelope
 from shared.events.signing import EventVerifier
+from shared.outcomes import Outcome
 from shared.topology import Exchanges, QueueSpec, dead_letter_queue_name, retry_queue_name
 
 log = structlog.get_logger("consumer")
@@ -90,6 +91,13 @@ class MessageContext(Generic[TxT_co]):
     tx: TxT_co
     outgoing: list[Envelope] = field(default_factory=list)
 
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a transient failure now would be dead-lettered instead of retried: the
+        handler's last chance to record an honest outcome itself (the queue's retry policy
+        says so, the handler does not count attempts)."""
+        return policy.is_last_attempt(self.queue, self.attempt)
+
     def emit(self, payload: EventPayload) -> Envelope:
         """Publish ``payload`` once this transaction commits (through the outbox)."""
         envelope = new_envelope(
@@ -114,7 +122,7 @@ class Observation:
     correlation_id: str | None
     event_type: str | None
     attempt: int
-    outcome: str  # processed | duplicate | retried | dead-lettered | requeued
+    outcome: Outcome
     seconds: float
     occurred_at: datetime | None = None  # when the event was created, for lane wait
     error_type: str | None = None
@@ -158,7 +166,7 @@ class Consumer(Generic[TxT]):
         self._batch_full = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         # processed / duplicate / retried / dead-lettered / requeued: for metrics and tests
-        self.outcomes: Counter[str] = Counter()
+        self.outcomes: Counter[Outcome] = Counter()
         # transactions that held more than one message, and those that fell back one by one
         self.batches: Counter[str] = Counter()
 
@@ -278,7 +286,7 @@ class Consumer(Generic[TxT]):
             log.warning("stopping while the database is unavailable, batch goes back")
             for item in batch:
                 await _settle(item.delivery.requeue())
-                await self._finish(item, "requeued", error)
+                await self._finish(item, Outcome.REQUEUED, error)
             return True
         except Exception as error:
             self.batches["fell back"] += 1
@@ -293,22 +301,24 @@ class Consumer(Generic[TxT]):
         for item, outcome in zip(batch, outcomes, strict=True):
             await _settle(item.delivery.ack())
             await self._finish(item, outcome, None)
-        log.info("batch", queue=self.spec.name, size=len(batch), **Counter(outcomes))
+        log.info(
+            "batch", queue=self.spec.name, size=len(batch), **Counter(o.value for o in outcomes)
+        )
         return True
 
-    async def _batch_in_one(self, batch: list[Received]) -> list[str]:
-        outcomes: list[str] = []
+    async def _batch_in_one(self, batch: list[Received]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         async with self.transactions.begin() as tx:
             ids = [str(item.envelope.message_id) for item in batch if item.envelope]
             unclaimed = await tx.claim_many(self.spec.name, ids)
             outgoing: list[Envelope] = []
             for item, message_id in zip(batch, ids, strict=True):
                 if message_id not in unclaimed:  # seen before, or twice in this batch
-                    outcomes.append("duplicate")
+                    outcomes.append(Outcome.DUPLICATE)
                     continue
                 unclaimed.discard(message_id)
                 outgoing.extend(await self._run_handler(item, tx))
-                outcomes.append("processed")
+                outcomes.append(Outcome.PROCESSED)
             await tx.add_outbox(outgoing)
         return outcomes
 
@@ -348,11 +358,11 @@ class Consumer(Generic[TxT]):
                 outcome, failure = await self._settle_one(item)
             except PublishFailed as error:
                 log.warning("copy not confirmed, requeueing the original", error=str(error))
-                outcome, failure = "requeued", error
+                outcome, failure = Outcome.REQUEUED, error
                 await _settle(item.delivery.requeue())
             await self._finish(item, outcome, failure)
 
-    async def _settle_one(self, item: Received) -> tuple[str, Exception | None]:
+    async def _settle_one(self, item: Received) -> tuple[Outcome, Exception | None]:
         """Handle one delivery in its own transaction and settle it; the outcome and error."""
         try:
             if item.error is not None:
@@ -361,30 +371,30 @@ class Consumer(Generic[TxT]):
         except INFRASTRUCTURE_ERRORS as error:
             log.warning("stopping while the database is unavailable, message goes back")
             await _settle(item.delivery.requeue())
-            return "requeued", error
+            return Outcome.REQUEUED, error
         except Exception as error:
             decision = policy.decide(self.spec, item.attempt, error)
             if isinstance(decision, policy.Retry):
                 await self._retry(item.message, decision, error)
-                outcome = "retried"
+                outcome = Outcome.RETRIED
             else:
                 await self._dead_letter(item.message, item.attempt, error, decision.kind)
-                outcome = "dead-lettered"
+                outcome = Outcome.DEAD_LETTERED
             await _settle(item.delivery.ack())
             return outcome, error
         log.debug(outcome, seconds=round(time.perf_counter() - item.started, 4))
         await _settle(item.delivery.ack())
         return outcome, None
 
-    async def _handle(self, item: Received) -> str:
+    async def _handle(self, item: Received) -> Outcome:
         assert item.envelope is not None
         async with self.transactions.begin() as tx:
             if not await tx.claim(self.spec.name, str(item.envelope.message_id)):
-                return "duplicate"
+                return Outcome.DUPLICATE
             await tx.add_outbox(await self._run_handler(item, tx))
-        return "processed"
+        return Outcome.PROCESSED
 
-    async def _finish(self, item: Received, outcome: str, error: Exception | None) -> None:
+    async def _finish(self, item: Received, outcome: Outcome, error: Exception | None) -> None:
         self.outcomes[outcome] += 1
         if not self.observers:
             return
@@ -408,7 +418,7 @@ class Consumer(Generic[TxT]):
             except Exception as failure:  # observing must never break processing
                 log.warning("observer failed", error=repr(failure))
 
-    async def _retry(self, message: OutgoingMessage, retry: policy.Retry, error: Exception) -> None:
+    async def _retry(self, message: BrokerMessage, retry: policy.Retry, error: Exception) -> None:
         now = datetime.now(UTC)
         copy = message.with_headers(policy.retry_headers(message.headers, retry, error, now))
         target = retry_queue_name(self.spec.name, retry.delay)
@@ -422,7 +432,7 @@ class Consumer(Generic[TxT]):
         )
 
     async def _dead_letter(
-        self, message: OutgoingMessage, attempt: int, error: Exception, kind: str
+        self, message: BrokerMessage, attempt: int, error: Exception, kind: str
     ) -> None:
         headers = policy.dead_letter_headers(
             message.headers,

@@ -1,10 +1,10 @@
-"""``python -m shared.db.migrate SERVICE[:PACKAGE] ...``: provision and migrate services.
+"""``python -m shared.db.migrate [SERVICE[:PACKAGE] ...]``: provision and migrate services.
 
 Each argument names a service (its role and schema) and, optionally, the package holding its
-own ``NNNN_name.sql`` files. The relay is then granted every other service's outbox, each
-reader the ``READ_ONLY_VIEWS`` published for it, and the read-only ``ops`` role (password
+own ``NNNN_name.sql`` files; without arguments, every service of ``shared.manifest``
+(``make migrate``). The relay is then granted every other service's outbox, each reader the
+``READ_ONLY_VIEWS`` published for it, and the read-only ``ops`` role (password
 ``OPS_DB_PASSWORD``) the operations tables of every schema.
-``make migrate`` lists the system's services.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from shared.db.migrations import (
     provision_ops_role,
 )
 from shared.logs import configure_logging, get_logger
+from shared.manifest import migrate_arguments
 from shared.settings import CoreSettings
 
 RELAY = "relay"
@@ -78,7 +79,8 @@ def parse_targets(arguments: list[str]) -> list[tuple[str, list[str]]]:
 def main() -> None:
     settings = CoreSettings()
     configure_logging("migrate", settings.log_level)
-    asyncio.run(migrate_all(settings, parse_targets(sys.argv[1:])))
+    arguments = sys.argv[1:] or migrate_arguments()
+    asyncio.run(migrate_all(settings, parse_targets(arguments)))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.errors import ForgedEvent
 from shared.events.catalog import CATALOG, publisher_of
 
@@ -95,7 +95,7 @@ class EventVerifier:
             raise ForgedEvent(f"{event_type}: the signature of {owner} does not match") from None
 
 
-def signed_by_development_key(message: OutgoingMessage, publisher: str) -> OutgoingMessage:
+def signed_by_development_key(message: BrokerMessage, publisher: str) -> BrokerMessage:
     """``message`` as the relay of a development system publishes ``publisher``'s events:
     for tests and benchmarks that feed consumers directly."""
     return message.with_headers(EventSigner.development(publisher).headers(message.body))

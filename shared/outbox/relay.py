@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from shared.broker.base import Broker, OutgoingMessage
+from shared.broker.base import Broker, BrokerMessage
 from shared.errors import PublishFailed, PublishRefused, Unroutable
 from shared.events.envelope import CONTENT_TYPE
 from shared.events.signing import EventSigner
@@ -196,7 +196,7 @@ class Relay:
         assert isinstance(body, bytes) and isinstance(event_type, bytes)
         assert isinstance(correlation_id, bytes)
         routing_key = event_type.decode()
-        message = OutgoingMessage(
+        message = BrokerMessage(
             body=body,
             message_id=str(message_id),
             content_type=CONTENT_TYPE,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from shared.broker.base import Broker, HeaderValue, OutgoingMessage
+from shared.broker.base import Broker, BrokerMessage, HeaderValue
 from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.db.transactions import PostgresTransactions
@@ -38,7 +38,7 @@ class Harness:
         await self.broker.declare(topology)
         return topology
 
-    async def send(self, routing_key: str, message: OutgoingMessage) -> None:
+    async def send(self, routing_key: str, message: BrokerMessage) -> None:
         await self.broker.publish(self.exchanges.events, routing_key, message)
 
     async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
 from shared.consumer.runtime import Consumer, MessageContext
 from shared.errors import DomainRuleViolation
@@ -40,7 +40,7 @@ class Handler:
         )
 
 
-def message(application_id: str) -> OutgoingMessage:
+def message(application_id: str) -> BrokerMessage:
     payload = PaymentFailed(
         reason="declined", application_id=application_id, applicant_email="a@b.org"
     )
@@ -48,7 +48,7 @@ def message(application_id: str) -> OutgoingMessage:
 
 
 async def consume_all(
-    harness: Harness, spec: QueueSpec, messages: list[OutgoingMessage], handler: Handler
+    harness: Harness, spec: QueueSpec, messages: list[BrokerMessage], handler: Handler
 ) -> Consumer[Any]:
     """Queue every message first, then start one consumer: they reach it together."""
     for item in messages:
@@ -93,7 +93,7 @@ async def test_a_failing_a_duplicate_and_an_undecodable_message_do_not_fail_thei
     good_ids = [str(uuid.uuid4()) for _ in range(2)]
     good = [message(application_id) for application_id in good_ids]
     poison = message(POISON)
-    garbage = OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4()))
+    garbage = BrokerMessage(body=b"{not json", message_id=str(uuid.uuid4()))
     handler = Handler()
 
     # When they reach the consumer together

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.consumer.policy import (
     ATTEMPT,
     ERROR_ATTEMPT,
@@ -49,7 +49,7 @@ class Recorder:
         )
 
 
-def event_message() -> OutgoingMessage:
+def event_message() -> BrokerMessage:
     envelope = new_envelope(
         PaymentFailed(
             reason="declined", application_id=str(uuid.uuid4()), applicant_email="a@example.org"
@@ -156,12 +156,12 @@ async def test_bad_messages_go_to_the_dlq_and_the_consumer_goes_on(
     )
     invalid = event_message().body.replace(b'"application_id"', b'"application_ix"')
 
-    await harness.send(spec.name, OutgoingMessage(body=b"{not json", message_id=str(uuid.uuid4())))
-    await harness.send(spec.name, OutgoingMessage.from_envelope(unknown))
+    await harness.send(spec.name, BrokerMessage(body=b"{not json", message_id=str(uuid.uuid4())))
+    await harness.send(spec.name, BrokerMessage.from_envelope(unknown))
     await harness.send(
-        spec.name, sign(OutgoingMessage(body=invalid, message_id=_message_id(invalid)), "payments")
+        spec.name, sign(BrokerMessage(body=invalid, message_id=_message_id(invalid)), "payments")
     )
-    await harness.send(spec.name, OutgoingMessage(body=b"{}", message_id=None))
+    await harness.send(spec.name, BrokerMessage(body=b"{}", message_id=None))
     await harness.send(spec.name, event_message())
 
     dead = await harness.dead_letters(spec.name, 4)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from devtools.chaos.audit import DeadLetter, Evidence, Mail, judge
+from devtools.chaos.audit import REQUIRED_EMAILS, DeadLetter, Evidence, Mail, judge
+from services.api.statuses import TERMINAL, Status
 
 COMPLETE = ("confirmation", "pay_link", "receipt", "application_complete")
 
@@ -81,3 +82,16 @@ def test_a_5xx_outside_the_postgres_window_is_unexpected() -> None:
     evidence = replace(clean(), server_errors=[(60.0, 503), (10.5, 500)])
     # Then both are unexpected
     assert judge(evidence).unexpected_5xx == 2
+
+
+def test_the_audit_knows_the_mails_of_every_terminal_status_of_the_api() -> None:
+    # The statuses are the API's (services/api/statuses.py), not a copy: each terminal one
+    # calls for its mails, and no other status does.
+    assert set(REQUIRED_EMAILS) == set(TERMINAL)
+
+
+def test_an_application_short_of_a_terminal_status_is_reported() -> None:
+    # Given one application still waiting for its payment
+    evidence = replace(clean(), statuses={"a": "completed", "b": Status.AWAITING_PAYMENT.value})
+    # Then the audit names it
+    assert judge(evidence).non_terminal == {"b": "awaiting_payment"}

@@ -19,6 +19,7 @@ import pytest
 
 from devtools.chaos.run import ChaosConfig, run_chaos
 from devtools.run_system import ROOT
+from shared.manifest import processes
 from tests.support.infra import Infra
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -63,6 +64,6 @@ async def test_short_chaos_loses_nothing_and_does_nothing_twice(infra: Infra) ->
     assert report["poison_missing_from_dlqs"] == 0
     assert not report["unpublished_outbox"]
     assert report["unexpected_5xx"] == 0, report["api_5xx"]
-    assert set(report["kills"]) == {"relay", "projector", "verifier", "payments", "mailer", "api"}
+    assert set(report["kills"]) == {process.name for process in processes()}
     # And the shared servers are up again for the other tests
     assert reachable(infra.rabbitmq_url, 5672) and reachable(infra.database_url, 5432)

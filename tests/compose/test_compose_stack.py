@@ -17,6 +17,7 @@ import httpx
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 
+from shared.manifest import service_names
 from tests.browser.checkout_page import CheckoutPage
 from tests.browser.chromium import save_screenshot
 from tests.browser.management_ui import ManagementUI, queues_an_operator_expects
@@ -119,9 +120,9 @@ def test_every_service_logs_in_as_its_own_user_and_role(stack: ComposeStack) -> 
     )
 
     # Then each service is there as itself: no administrator, no guest
-    assert broker_users == {"api", "relay", "verifier", "payments", "mailer"}, broker_users
-    assert database_roles <= {"api", "relay", "verifier", "payments", "mailer", "ops"}
-    assert {"api", "relay", "verifier", "payments", "mailer"} <= database_roles, database_roles
+    assert broker_users == set(service_names()), broker_users
+    assert database_roles <= {*service_names(), "ops"}
+    assert set(service_names()) <= database_roles, database_roles
 
 
 def scale_verifiers(stack: ComposeStack, count: int) -> list[str]:

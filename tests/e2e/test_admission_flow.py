@@ -12,6 +12,7 @@ from typing import Any
 import aio_pika
 import httpx
 
+from services.api.statuses import TERMINAL
 from shared.broker.rabbitmq import RabbitBroker
 from shared.events.catalog import AnnouncementDelivery
 from shared.events.envelope import new_envelope
@@ -19,8 +20,6 @@ from tests.e2e.conftest import Applicant, mails_to, pdf_bytes, register
 from tests.support.events import signed
 from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
-
-TERMINAL = {"completed", "verification_failed", "payment_failed"}
 
 
 async def wait_for_terminal(

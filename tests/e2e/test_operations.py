@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shared.blobs import BlobStore
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from tests.e2e.conftest import Applicant, mails_to, pdf_bytes
 from tests.e2e.test_admission_flow import wait_for_terminal
@@ -108,7 +108,7 @@ async def test_poisoned_verifier_queue_is_grouped_and_one_group_replayed_once(
     broker = await RabbitBroker.connect(system.rabbitmq_url, connection_name="e2e-poisoner")
     try:
         for _ in range(10):
-            garbage = OutgoingMessage(
+            garbage = BrokerMessage(
                 body=b'{"type": "application.submitted", oops', message_id=str(uuid.uuid4())
             )
             await broker.publish("admissions.retry", VERIFIER, garbage)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import aio_pika
 import pytest
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.errors import TopologyMismatch, Unroutable
 from shared.topology import Exchanges, QueueSpec, QueueType, Topology
@@ -16,7 +16,7 @@ async def test_declaring_twice_is_a_no_op(
 ) -> None:
     topology = amqp.track(Topology(exchanges, (QueueSpec(f"{namespace}.work", "tests", ("a.*",)),)))
     await rabbit.declare(topology)
-    await rabbit.publish(exchanges.events, "a.b", OutgoingMessage(body=b"{}", message_id="m1"))
+    await rabbit.publish(exchanges.events, "a.b", BrokerMessage(body=b"{}", message_id="m1"))
 
     await rabbit.declare(topology)
 
@@ -45,7 +45,7 @@ async def test_an_unroutable_publish_is_an_error(
     await rabbit.declare(amqp.track(Topology(exchanges, ())))
     with pytest.raises(Unroutable):
         await rabbit.publish(
-            exchanges.events, "nobody.listens", OutgoingMessage(body=b"{}", message_id="m")
+            exchanges.events, "nobody.listens", BrokerMessage(body=b"{}", message_id="m")
         )
 
 

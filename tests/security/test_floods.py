@@ -24,7 +24,7 @@ from devtools.broker_users import Management, provision
 from services.api.app import create_app
 from services.api.auth.passwords import HashingBusy, Passwords
 from services.api.settings import ApiSettings
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.errors import PublishFailed
 from shared.topology import Exchanges, QueueSpec, Topology
@@ -236,7 +236,7 @@ async def test_a_full_work_queue_refuses_more_and_operators_see_its_bound(infra:
 
             await eventually(bounded, what="the policy applied", timeout=10)
         # And once it is full, the broker refuses more (the relay keeps them in its outbox)
-        message = OutgoingMessage(b"{}", message_id="m")
+        message = BrokerMessage(b"{}", message_id="m")
         confirmed = 0
         for _ in range(6):
             with contextlib.suppress(PublishFailed):

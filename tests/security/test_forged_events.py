@@ -5,8 +5,8 @@ tried: publishing it to ``admissions.events``, routing it through ``admissions.r
 another service's work queue or retry tier, and into another service's dead-letter queue
 through ``admissions.dead``. The broker refuses each (topic permissions), except what it cannot
 tell apart from legitimate work: the relay publishing any type (it publishes for every service)
-and the admin API's dead-letter replay into any work queue. Those reach a consumer, which
-dead-letters them unless the type's owner signed them (``test_unsigned_*`` below).
+and the admin API's dead-letter replay (its ``ops`` login) into any work queue. Those reach a
+consumer, which dead-letters them unless the type's owner signed them (``test_unsigned_*``).
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
 from shared.consumer.runtime import Consumer, MessageContext, Observation
+from shared.definitions import OPS
 from shared.errors import PublishFailed
 from shared.events.catalog import CATALOG, PaymentCompleted, ReportRequested, publisher_of
 from shared.events.envelope import Envelope, new_envelope
 from shared.events.signing import SIGNATURE_HEADER, SIGNED_BY_HEADER, EventSigner
+from shared.manifest import service_names
 from shared.outbox.relay import Relay
 from shared.outbox.writer import write_outbox
-from shared.settings import SERVICES
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import dead_letter_queue_name, retry_queue_name
 from tests.behaviour.conftest import Harness
@@ -74,7 +75,7 @@ def forged_message(event_type: str) -> aio_pika.Message:
 
 def forgeries() -> Iterator[Forgery]:
     """Every route into a queue, with an event type the forger does not own."""
-    for forger in SERVICES:
+    for forger in (*service_names(), OPS):
         foreign = [t for t in CATALOG if publisher_of(t) != forger]
         for event_type in foreign:
             yield Forgery(forger, EX.events, event_type, event_type)
@@ -90,11 +91,12 @@ def forgeries() -> Iterator[Forgery]:
 
 def let_through(forgery: Forgery) -> bool:
     """What the broker cannot refuse: the relay publishes every service's events; the admin
-    API replays dead letters into any work queue. Consumers check the signature instead."""
+    API's ops login replays dead letters into any work queue. Consumers check the signature
+    instead."""
     if forgery.forger == "relay" and forgery.exchange == EX.events:
         return True
     work_queues = {spec.name for spec in SYSTEM_TOPOLOGY.queues}
-    return forgery.forger == "api" and (
+    return forgery.forger == OPS and (
         forgery.exchange == EX.retry and forgery.routing_key in work_queues
     )
 
@@ -157,11 +159,11 @@ def payment_completed(application_id: str = "app-1") -> Envelope:
     )
 
 
-def forged_copies(envelope: Envelope) -> dict[str, OutgoingMessage]:
+def forged_copies(envelope: Envelope) -> dict[str, BrokerMessage]:
     """The ways a login without the payments key can dress up a payment.completed."""
-    plain = OutgoingMessage.from_envelope(envelope)
+    plain = BrokerMessage.from_envelope(envelope)
     by_api = sign(plain, "api")
-    another_event = sign(OutgoingMessage.from_envelope(payment_completed("app-2")), "payments")
+    another_event = sign(BrokerMessage.from_envelope(payment_completed("app-2")), "payments")
     return {
         "unsigned": plain,
         "signed by another service": by_api,
@@ -253,7 +255,7 @@ async def test_every_forgery_the_broker_lets_through_is_dead_lettered_by_its_con
     try:
         for consumer in consumers:
             await consumer.start()
-        # When the relay's and the api's logins send every forgery the broker lets through,
+        # When the relay's and the ops logins send every forgery the broker lets through,
         # unsigned and signed by a key of their own claiming to be the owner's
         expected = 0
         for forgery in filter(let_through, forgeries()):

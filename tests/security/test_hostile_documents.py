@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.verifier.checker import PooledChecker
-from services.verifier.checks import Limits
+from services.verifier.document_rules import Limits
 from services.verifier.isolation import TIMED_OUT, CheckPool
 from shared.blobs import BlobStore
 from shared.events.catalog import DocumentRef
@@ -82,7 +82,7 @@ async def test_the_pool_still_accepts_a_good_pdf_after_the_bombs(checker: Pooled
 
 
 def test_a_modestly_nested_pdf_is_still_accepted() -> None:
-    from services.verifier.checks import check_document
+    from services.verifier.document_rules import check_document
 
     data = hostile_pdfs.nested_dictionaries(20)
     verdict = check_document(

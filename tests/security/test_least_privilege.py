@@ -16,26 +16,25 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiormq
 import psycopg
 import pytest
 from psycopg import sql
 
 from shared.db.migrations import grant_outbox_access, migrate_service
 from shared.db.pool import role_conninfo
-from shared.settings import SERVICES
+from shared.manifest import SERVICES as MANIFEST
+from shared.manifest import service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import retry_queue_name
-from tests.support.broker_logins import BrokerLogins, may_consume, may_publish
+from tests.support.broker_logins import BrokerLogins, channel_of, may_consume, may_publish
 from tests.support.infra import Infra
 from tests.support.system import RunningSystem
 
-MIGRATIONS = {
-    "api": ["services.api.migrations"],
-    "verifier": ["services.verifier.migrations"],
-    "payments": ["services.payments.migrations"],
-    "mailer": ["services.mailer.migrations"],
-}
-OWNERS = tuple(MIGRATIONS)  # the services that own a schema; the relay owns none of note
+SERVICES = service_names()
+# The services that own a schema of note (the relay's holds only the shared tables).
+MIGRATIONS = {s.name: [s.migrations] for s in MANIFEST if s.has_outbox and s.migrations}
+OWNERS = tuple(MIGRATIONS)
 RELAY_MAY = {"outbox"}  # what the relay is granted in every other schema
 
 
@@ -226,7 +225,7 @@ async def test_each_broker_user_publishes_only_where_it_must(broker_logins: Brok
     consumers = set(work_queues())
     expected = {
         exchanges.events: {"relay"},  # events enter the bus only through the outbox relay
-        exchanges.control: {"api"},  # pause / resume from the admin API
+        exchanges.control: set(),  # pause / resume: the admin API's ops login only
         exchanges.retry: consumers,  # every consumer retries and dead-letters its own messages
         exchanges.dead: consumers,
     }
@@ -236,6 +235,44 @@ async def test_each_broker_user_publishes_only_where_it_must(broker_logins: Brok
                 broker_logins, service, exchange, usable_routing_key(service, exchange)
             )
             assert allowed == (service in publishers), f"{service} publishing to {exchange}"
-    # And a dead-letter queue is not readable by another consumer (only the admin API replays)
+    # And a dead-letter queue is not readable by another consumer (only the admin API's ops
+    # login, which replays them)
     assert not await may_consume(broker_logins, "payments", "verifier.documents.dlq")
-    assert await may_consume(broker_logins, "api", "verifier.documents.dlq")
+    assert await may_consume(broker_logins, "ops", "verifier.documents.dlq")
+
+
+async def may_purge(logins: BrokerLogins, login: str, queue_name: str) -> bool:
+    async with channel_of(logins, login) as channel:
+        try:
+            await (await channel.get_queue(queue_name, ensure=False)).purge()
+        except aiormq.exceptions.ChannelAccessRefused:
+            return False
+    return True
+
+
+@pytest.mark.integration
+async def test_the_api_login_cannot_purge_dead_letters_only_the_ops_login_reads_them(
+    broker_logins: BrokerLogins,
+) -> None:
+    """issue 14, item 8: RabbitMQ's read permission, which reading a DLQ needs, also allows
+    queue.purge; the api's login serves the internet-facing replicas, so it reads no DLQ."""
+    dead_letter_queues = [f"{spec.name}.dlq" for spec in SYSTEM_TOPOLOGY.queues]
+    for queue in dead_letter_queues:
+        # When the api's login (and every other service's) purges a DLQ, the broker refuses
+        for service in SERVICES:
+            assert not await may_purge(broker_logins, service, queue), f"{service} purged {queue}"
+    # And the ops login reads every DLQ, and no work queue or retry tier
+    for queue in dead_letter_queues:
+        assert await may_consume(broker_logins, "ops", queue)
+    for spec in SYSTEM_TOPOLOGY.queues:
+        assert not await may_consume(broker_logins, "ops", spec.name)
+        assert not await may_purge(broker_logins, "ops", spec.name)
+    # And it replays only into work queues through the retry exchange, sends control
+    # commands, and publishes no event
+    exchanges = SYSTEM_TOPOLOGY.exchanges
+    assert await may_publish(broker_logins, "ops", exchanges.retry, "verifier.documents")
+    assert not await may_publish(
+        broker_logins, "ops", exchanges.retry, retry_queue_name("verifier.documents", 2.0)
+    )
+    assert not await may_publish(broker_logins, "ops", exchanges.events, "payment.completed")
+    assert not await may_publish(broker_logins, "api", exchanges.control)

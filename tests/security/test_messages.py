@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import pytest
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.consumer.policy import (
     ERROR_ATTEMPT,
     ERROR_KIND,
@@ -46,26 +46,26 @@ async def publish_raw(infra: Infra, exchange: str, routing_key: str, body: bytes
     assert response.json() == {"routed": True}
 
 
-def oversized() -> OutgoingMessage:
+def oversized() -> BrokerMessage:
     # Valid JSON and a valid envelope, only padded past the limit: the size alone refuses it.
     message = event_message()
     padding = b" " * (DEFAULT_MAX_MESSAGE_BYTES + 1)
     return dataclasses.replace(message, body=message.body + padding)
 
 
-def wrong_content_type() -> OutgoingMessage:
+def wrong_content_type() -> BrokerMessage:
     return dataclasses.replace(event_message(), content_type="text/plain")
 
 
-def no_content_type() -> OutgoingMessage:
+def no_content_type() -> BrokerMessage:
     return dataclasses.replace(event_message(), content_type="")
 
 
-def no_message_id() -> OutgoingMessage:
+def no_message_id() -> BrokerMessage:
     return dataclasses.replace(event_message(), message_id=None)
 
 
-def foreign_message_id() -> OutgoingMessage:
+def foreign_message_id() -> BrokerMessage:
     return dataclasses.replace(event_message(), message_id=str(uuid.uuid4()))
 
 
@@ -93,7 +93,7 @@ async def test_a_hostile_message_is_dead_lettered_with_its_reason(
     consumer = await start_consumer(harness, spec, handler)
     # When a hostile message arrives, followed by a good one
     assert callable(make)
-    hostile: OutgoingMessage = make()
+    hostile: BrokerMessage = make()
     if hostile.message_id is None and harness.kind == "rabbitmq":
         infra = request.getfixturevalue("infra")
         await publish_raw(infra, harness.exchanges.events, spec.name, hostile.body)

@@ -188,3 +188,22 @@ def test_no_development_password_in_any_url(
     env = {**production_env(cls), variable: url}
     with pytest.raises(ValidationError, match=variable):
         build(cls, monkeypatch, **env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://ops:ops-dev-password@rabbitmq.internal:5672/admissions",
+        "amqp://guest:guest@rabbitmq.internal:5672/admissions",
+        "amqp://ops:short@rabbitmq.internal:5672/admissions",
+    ],
+)
+def test_the_admin_apis_ops_login_is_checked_when_given(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unset, the API has no ops login (a replica serving no dead letters): nothing to refuse
+    build(ApiSettings, monkeypatch, **production_env(ApiSettings))
+    # Given, a development or short password in it is refused by name
+    env = {**production_env(ApiSettings), "OPS_RABBITMQ_URL": url}
+    with pytest.raises(ValidationError, match="OPS_RABBITMQ_URL"):
+        build(ApiSettings, monkeypatch, **env)

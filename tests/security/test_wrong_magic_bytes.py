@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from services.api.statuses import TERMINAL
 from tests.e2e.conftest import Applicant, pdf_bytes
 from tests.unit.verifier.documents import png_bytes
 
@@ -25,7 +26,7 @@ async def wait_for_terminal(
     deadline = time.monotonic() + timeout
     while True:
         status = await who.status(application_id)
-        if status["status"] in {"verification_failed", "completed", "payment_failed"}:
+        if status["status"] in TERMINAL:
             return status
         assert time.monotonic() < deadline, f"still {status['status']} after {timeout} s"
         await asyncio.sleep(0.3)

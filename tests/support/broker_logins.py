@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from devtools.broker_users import Management, delete_users, provision
-from shared.definitions import dev_password
-from shared.settings import SERVICES
+from shared.definitions import OPS, dev_password
+from shared.manifest import service_names
 from tests.support.infra import Infra
 
 
@@ -47,7 +47,7 @@ async def broker_logins(infra: Infra) -> AsyncIterator[BrokerLogins]:
     """The definitions document's users, permissions and topic permissions, in a vhost of
     their own, under throw-away user names."""
     vhost = f"lp_{uuid.uuid4().hex[:8]}"
-    users = {service: f"{vhost}.{service}" for service in SERVICES}
+    users = {login: f"{vhost}.{login}" for login in (*service_names(), OPS)}
     base, (user, password) = management(infra)
     admin = Management(base, user, password)
     admin_user = urlsplit(infra.rabbitmq_url).username or "guest"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shared.broker.base import Headers, OutgoingMessage
+from shared.broker.base import BrokerMessage, Headers
 from shared.events.catalog import OtpRequested, PasswordResetRequested, publisher_of
 from shared.events.envelope import Envelope
 from shared.events.sealed import SecretSealer, seal_context
@@ -12,8 +12,8 @@ from shared.events.signing import EventVerifier, signed_by_development_key
 DEVELOPMENT_VERIFIER = EventVerifier.development()
 
 
-def signed(envelope: Envelope, headers: Headers | None = None) -> OutgoingMessage:
-    message = OutgoingMessage.from_envelope(envelope, headers)
+def signed(envelope: Envelope, headers: Headers | None = None) -> BrokerMessage:
+    message = BrokerMessage.from_envelope(envelope, headers)
     return signed_by_development_key(message, publisher_of(envelope.type))
 
 

@@ -22,7 +22,11 @@ async def answer() -> str:
 
 
 def context(attempt: int, max_attempts: int) -> Any:
-    return SimpleNamespace(attempt=attempt, queue=SimpleNamespace(max_attempts=max_attempts))
+    return SimpleNamespace(
+        attempt=attempt,
+        queue=SimpleNamespace(max_attempts=max_attempts),
+        last_attempt=attempt >= max_attempts,
+    )
 
 
 def test_faults_are_off_by_default() -> None:

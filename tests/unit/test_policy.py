@@ -20,6 +20,8 @@ SPEC = QueueSpec("q", "svc", ("k",), max_attempts=4, retry_delays=(2.0, 4.0, 8.0
 )
 def test_transient_errors_back_off_then_dead_letter(attempt: int, expected: object) -> None:
     assert policy.decide(SPEC, attempt, RuntimeError("x")) == expected
+    # and a handler is told it has its last chance exactly when the policy would give up
+    assert policy.is_last_attempt(SPEC, attempt) == isinstance(expected, policy.DeadLetter)
 
 
 @pytest.mark.parametrize(

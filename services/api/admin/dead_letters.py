@@ -89,7 +89,10 @@ def as_dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     )
 
 
-class DeadLetterBroker:
+class OpsBroker:
+    """What the admin API does on the broker as the ``ops`` login: dead letters (scan, find,
+    replay) and control commands (pause, resume)."""
+
     def __init__(self, connection: AbstractRobustConnection, exchanges: Exchanges) -> None:
         self.connection = connection
         self.exchanges = exchanges
@@ -183,8 +186,8 @@ class DeadLetterBroker:
                 outcome.selected.append(message.message_id or "")
         return outcome
 
-    async def send_command(self, command: ControlCommand) -> None:
-        """Publish to the control exchange and wait for the broker's confirm."""
+    async def send_control_command(self, command: ControlCommand) -> None:
+        """Pause or resume: publish to the control exchange and wait for the broker's confirm."""
         async with self._channel() as channel:
             exchange = await channel.get_exchange(self.exchanges.control, ensure=False)
             message = aio_pika.Message(

@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aio_pika
+import aiormq
 import psycopg
 import psycopg_pool
 import structlog
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.admin.dead_letters import DeadLetterBroker
+from services.api.admin.dead_letters import OpsBroker
 from services.api.admin.management import ManagementApi, vhost_of
 from services.api.settings import ApiSettings
 from shared.db.pool import create_pool, role_conninfo
@@ -69,18 +71,21 @@ class AdminResources:
                 self._ops_pool = pool
             return self._ops_pool
 
-    async def broker(self) -> DeadLetterBroker:
+    async def ops_broker(self) -> OpsBroker:
+        """Dead letters and control commands, logged in as the operations login (the api's
+        own login may not read a dead-letter queue: reading one allows purging it)."""
+        login = self.settings.ops_rabbitmq_url or self.settings.rabbitmq_url
         async with self._lock:
             if self._connection is None:
                 try:
                     self._connection = await aio_pika.connect_robust(
-                        self.settings.rabbitmq_url.get_secret_value(),
+                        login.get_secret_value(),
                         client_properties={"connection_name": "api.admin"},
                         timeout=5,
                     )
                 except (ConnectionError, OSError, aio_pika.exceptions.AMQPError) as error:
                     raise unavailable("RabbitMQ", error) from error
-            return DeadLetterBroker(self._connection, self.topology.exchanges)
+            return OpsBroker(self._connection, self.topology.exchanges)
 
     async def close(self) -> None:
         await self.management.close()
@@ -88,6 +93,22 @@ class AdminResources:
             await self._connection.close()
         if self._ops_pool is not None:
             await self._ops_pool.close()
+
+
+async def broker_login_refused(request: Request, error: Exception) -> JSONResponse:
+    """The broker refused the login dead letters or control commands use (the api's own login,
+    when OPS_RABBITMQ_URL is unset): a configuration to fix, not a fault of the request."""
+    log.warning("broker refused the admin login", path=request.url.path, error=repr(error))
+    return JSONResponse(
+        {
+            "detail": "RabbitMQ refused this replica's login for dead letters and control "
+            "commands: set OPS_RABBITMQ_URL to the ops login"
+        },
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+REFUSED_BY_BROKER = aiormq.exceptions.ChannelAccessRefused
 
 
 @asynccontextmanager

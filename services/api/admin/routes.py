@@ -97,7 +97,7 @@ async def _control(
     spec = work_queue(admin, queue)
     command = new_command(action, spec.name, requested_by, datetime.now(UTC))
     try:
-        await (await admin.broker()).send_command(command)
+        await (await admin.ops_broker()).send_control_command(command)
     except NoListener as error:
         raise HTTPException(status.HTTP_409_CONFLICT, f"{error}; nothing changed") from None
     try:
@@ -152,7 +152,7 @@ async def outbox(admin: Admin) -> OutboxView:
 
 
 async def _scan(admin: AdminResources, spec: QueueSpec) -> Scan:
-    broker = await admin.broker()
+    broker = await admin.ops_broker()
     try:
         return await broker.scan(spec.name, admin.settings.admin_dead_letter_scan)
     except MissingQueue:
@@ -204,7 +204,7 @@ async def dead_letters(admin: Admin) -> DeadLettersView:
 async def dead_letter(queue: str, message_id: str, admin: Admin) -> DeadLetterDetail:
     spec = work_queue(admin, queue)
     try:
-        found = await (await admin.broker()).find(
+        found = await (await admin.ops_broker()).find(
             spec.name, message_id, admin.settings.admin_dead_letter_scan
         )
     except MissingQueue:
@@ -248,7 +248,7 @@ async def replay(request: ReplayRequest, admin: Admin, deps: Deps, user: AdminUs
         all=request.all,
     )
     try:
-        outcome = await (await admin.broker()).replay(
+        outcome = await (await admin.ops_broker()).replay(
             spec.name,
             selector,
             dry_run=request.dry_run,

@@ -41,6 +41,7 @@ from services.api.applications.repository import (
     IdempotencyClaim,
     IdempotencyConflict,
     Submission,
+    TokenRevoked,
 )
 from services.api.applications.upload import read_submission
 from services.api.applications.validation import (
@@ -49,7 +50,7 @@ from services.api.applications.validation import (
     fingerprint,
     parse_idempotency_key,
 )
-from services.api.auth.dependencies import authenticate
+from services.api.auth.dependencies import authenticate, revoked
 from services.api.auth.tokens import Principal
 from services.api.errors import database_unavailable, error_response
 from services.api.rate_limits import limit_submissions
@@ -102,6 +103,7 @@ def new_submission(
     return Submission(
         application_id=application_id,
         applicant_id=user.user_id,
+        token_version=user.token_version,
         form=form,
         correlation_id=correlation_id,
         event=submitted_event(application_id, user, form, correlation_id),
@@ -171,9 +173,9 @@ async def _accept(
             f"Idempotency-Key {key!r} was already used for a different request;"
             " send a new key for a new application",
         )
-    except psycopg.errors.ForeignKeyViolation:
-        # A valid token for an account this database does not have (e.g. after a reset).
-        return error_response(status.HTTP_401_UNAUTHORIZED, "unknown account; log in again")
+    except TokenRevoked:  # a password reset since the token was issued, or no such account
+        answer = revoked()
+        return error_response(answer.status_code, answer.detail, answer.headers)
     accepted_id = str(outcome.answer["applicationId"])
     headers = {"Location": views.location(accepted_id)}
     if outcome.replayed:

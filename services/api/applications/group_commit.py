@@ -26,6 +26,7 @@ from services.api.applications.repository import (
     IdempotencyConflict,
     Outcome,
     Submission,
+    TokenRevoked,
     insert_submissions,
 )
 
@@ -49,7 +50,7 @@ class GroupCommit:
 
     async def write(self, submission: Submission) -> Outcome:
         """The submission's outcome once its statement committed; raises
-        ``IdempotencyConflict``, or the database's error."""
+        ``IdempotencyConflict``, ``TokenRevoked``, or the database's error."""
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((submission, done))
         if self._writer is None or self._writer.done():
@@ -88,7 +89,9 @@ class GroupCommit:
         for (_, done), outcome in zip(group, outcomes, strict=True):
             _settle(done, outcome)
 
-    async def _insert(self, submissions: list[Submission]) -> list[Outcome | IdempotencyConflict]:
+    async def _insert(
+        self, submissions: list[Submission]
+    ) -> list[Outcome | IdempotencyConflict | TokenRevoked]:
         async with self._connection() as conn:
             outcomes = await insert_submissions(conn, self._outbox_schema, submissions)
         self.statements += 1

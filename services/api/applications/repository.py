@@ -21,6 +21,11 @@ class IdempotencyConflict(Exception):
     """The key was used before with a different request body."""
 
 
+class TokenRevoked(Exception):
+    """The submission's token is of an older version than its user's (a password reset since),
+    or its user is gone: nothing of it was written."""
+
+
 @dataclass(frozen=True)
 class IdempotencyClaim:
     key: str
@@ -31,6 +36,7 @@ class IdempotencyClaim:
 class Submission:
     application_id: str
     applicant_id: str
+    token_version: int  # of the token it came with: written only if still the user's
     form: SubmissionForm
     correlation_id: str
     event: Envelope
@@ -67,6 +73,13 @@ ACCEPTED_STEPS_JSON = json.dumps(
 # commit. The outbox rows have the columns and the NOTIFY the payload that
 # ``shared.outbox.writer.write_outbox`` gives them; the other paths use it.
 #
+# A submission is written only if its token's version is still its user's: a password reset
+# revokes earlier tokens (``auth/tokens.py``). Checked here, on the users row the foreign key
+# reads anyway, rather than by a query of its own before the statement; a refused one is
+# returned as such (``written`` false). The join keeps the arrival order (``row_number``): of
+# two requests with one key, the first claims it. (No SQL comments in the statement: the
+# benchmark's pgbench script is this text on one line.)
+#
 # A submission with an idempotency key is written only if it claims the key: a concurrent
 # request with the same key waits on the key's unique index until the other commits, then
 # finds the claim taken (and the caller reads the stored answer). Never check-then-insert.
@@ -77,19 +90,24 @@ ACCEPTED_STEPS_JSON = json.dumps(
 INSERT_SUBMISSIONS = """
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(submissions)s::jsonb) AS i(
-        row_number bigint, application_id uuid, applicant_id uuid, program text,
-        statement text, correlation_id text, key text, fingerprint text, answer jsonb,
-        message_id uuid, event_correlation_id text, event_body text)
+        row_number bigint, application_id uuid, applicant_id uuid, token_version int,
+        program text, statement text, correlation_id text, key text, fingerprint text,
+        answer jsonb, message_id uuid, event_correlation_id text, event_body text)
+),
+current_tokens AS (
+    SELECT i.* FROM input i
+    JOIN users u ON u.id = i.applicant_id AND u.token_version = i.token_version
+    ORDER BY i.row_number
 ),
 claimed AS (
     INSERT INTO idempotency_keys (applicant_id, key, fingerprint, application_id, response)
-    SELECT applicant_id, key, fingerprint, application_id, answer FROM input
+    SELECT applicant_id, key, fingerprint, application_id, answer FROM current_tokens
     WHERE key IS NOT NULL
     ON CONFLICT (applicant_id, key) DO NOTHING
     RETURNING application_id
 ),
 accepted AS (
-    SELECT * FROM input
+    SELECT * FROM current_tokens
     WHERE key IS NULL OR application_id IN (SELECT application_id FROM claimed)
 ),
 application AS (
@@ -127,7 +145,11 @@ notified AS (
     SELECT pg_notify(%(channel)s, %(outbox_schema)s)
     FROM (SELECT FROM accepted LIMIT 1) AS any_accepted
 )
-SELECT application_id::text FROM accepted, (SELECT count(*) FROM notified) AS wake_the_relay
+SELECT application_id::text, true AS written
+FROM accepted, (SELECT count(*) FROM notified) AS wake_the_relay
+UNION ALL
+SELECT application_id::text, false AS written FROM input
+WHERE application_id NOT IN (SELECT application_id FROM current_tokens)
 """
 
 
@@ -138,6 +160,7 @@ def submissions_parameters(submissions: list[Submission], outbox_schema: str) ->
             "row_number": row,
             "application_id": s.application_id,
             "applicant_id": s.applicant_id,
+            "token_version": s.token_version,
             "program": s.form.program,
             "statement": s.form.personal_statement,
             "correlation_id": s.correlation_id,
@@ -177,9 +200,10 @@ def submissions_parameters(submissions: list[Submission], outbox_schema: str) ->
 
 async def insert_submissions(
     conn: AsyncConnection[Any], outbox_schema: str, submissions: list[Submission]
-) -> list[Outcome | IdempotencyConflict]:
+) -> list[Outcome | IdempotencyConflict | TokenRevoked]:
     """Write the submissions in one statement (one transaction); each one's outcome, in order:
-    its own answer, the stored answer of the earlier request with its key, or a conflict.
+    its own answer, the stored answer of the earlier request with its key, a conflict, or
+    its token revoked.
     If the statement fails (one row breaks a rule), none is written: the caller may retry
     them one by one to learn which.
 
@@ -187,12 +211,16 @@ async def insert_submissions(
     cursor = await conn.execute(
         INSERT_SUBMISSIONS, submissions_parameters(submissions, outbox_schema)
     )
-    written = {row[0] for row in await cursor.fetchall()}
-    unclaimed = [s for s in submissions if s.application_id not in written]
+    rows = await cursor.fetchall()
+    written = {application_id for application_id, was_written in rows if was_written}
+    revoked = {application_id for application_id, was_written in rows if not was_written}
+    unclaimed = [s for s in submissions if s.application_id not in written | revoked]
     earlier = await _earlier_answers(conn, unclaimed) if unclaimed else {}
     return [
         Outcome(s.answer, replayed=False)
         if s.application_id in written
+        else TokenRevoked()
+        if s.application_id in revoked
         else earlier[s.application_id]
         for s in submissions
     ]

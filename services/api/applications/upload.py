@@ -40,6 +40,11 @@ from shared.blobs import BlobDraft, BlobPublisher, BlobStore, StagedBlob
 # ``api_max_submissions_in_flight`` x 5 x this much per process); larger ones are written as
 # they arrive.
 SPOOL_BYTES = 256 * 1024
+# A part's headers: a browser sends two or three short ones. The parser refuses a part with
+# more, or with a longer header line, before our callbacks collect them (422), so a hostile
+# part cannot make them grow; set here rather than left to the library's defaults.
+MAX_PART_HEADERS = 8
+MAX_PART_HEADER_BYTES = 4096 + 128
 
 
 @dataclass
@@ -243,7 +248,12 @@ async def read_submission(
     Without a ``publisher`` the files are published by the calling thread (tests, tools)."""
     check_declared_length(content_length, limits.max_body_bytes)
     events = _PartEvents()
-    parser = MultipartParser(multipart_boundary(content_type), events.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(
+        multipart_boundary(content_type),
+        events.callbacks(),  # type: ignore[arg-type]
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_BYTES,
+    )
     reader = SubmissionReader(blobs, limits)
     received = 0
     try:

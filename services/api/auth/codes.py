@@ -23,3 +23,8 @@ def new_otp_code() -> str:
 def hash_otp_code(key: str, user_id: str, code: str) -> str:
     """Keyed, because a million candidates are quickly tried against a plain hash."""
     return hmac.new(key.encode(), f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def otp_matches(stored_hash: str, candidate_hash: str) -> bool:
+    """In constant time: how much of a guess is right must not show in how long it takes."""
+    return hmac.compare_digest(stored_hash, candidate_hash)

@@ -1,4 +1,8 @@
-"""``current_user`` and ``require_admin``: the token is checked without a database query."""
+"""``current_user`` and ``require_admin``: the token's signature and expiry, then whether a
+password reset has revoked it since (the user's token version, one primary-key read).
+
+The submission fast path (``authenticate``) skips that read: its own statement writes only
+for a current token version (``applications/repository.py``), so it costs no round trip."""
 
 from __future__ import annotations
 
@@ -17,7 +21,19 @@ async def current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
     deps: Annotated[Resources, Depends(resources)],
 ) -> Principal:
-    return verified(deps.tokens, token)
+    user = verified(deps.tokens, token)
+    if await deps.token_versions.current(user.user_id) != user.token_version:
+        raise revoked()
+    return user
+
+
+def revoked() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "this token is no longer valid (the password was reset, or the account is gone);"
+        " log in again",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def authenticate(tokens: TokenVerifier, authorization: str | None) -> Principal:

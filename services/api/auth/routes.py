@@ -1,4 +1,11 @@
-"""``/auth``: register, token (OAuth2 password flow), password reset, one-time codes."""
+"""``/auth``: register, token (OAuth2 password flow), password reset, one-time codes, the
+account (``/auth/me``).
+
+One-time codes prove that the applicant reads the mail sent to the account's address (where
+the portal sends its decisions): ``POST /auth/otp`` mails a six-digit code, ``POST
+/auth/otp/verify`` with it marks the address verified. A code expires after
+``OTP_TTL_MINUTES``, is used once, is replaced by the next one asked for, and is spent after
+``OTP_MAX_ATTEMPTS`` wrong tries; tries per user are rate-limited (429)."""
 
 from __future__ import annotations
 
@@ -7,14 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import HTMLResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, EmailStr, Field
 
 from services.api import rate_limits
-from services.api.auth import repository, throttle
+from services.api.auth import repository, reset_page, throttle
 from services.api.auth.codes import hash_otp_code, hash_reset_token, new_otp_code, new_reset_token
-from services.api.auth.dependencies import CurrentUser
+from services.api.auth.dependencies import CurrentUser, revoked
 from services.api.auth.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from services.api.auth.repository import OtpCheck
 from services.api.auth.tokens import issue_token
 from services.api.errors import ErrorBody
 from services.api.resources import Resources, request_id, resources
@@ -62,6 +71,17 @@ class ResetConfirmation(BaseModel):
 
 class Accepted(BaseModel):
     detail: str
+
+
+class OneTimeCode(BaseModel):
+    code: str = Field(pattern=r"^[0-9]{6}$", description="the six digits of the e-mail")
+
+
+class Account(BaseModel):
+    id: str
+    email: str
+    role: str
+    email_verified: bool
 
 
 RESET = PasswordResetRequested.event_type
@@ -176,6 +196,12 @@ async def request_password_reset(
     return Accepted(detail="if the address has an account, a reset link is on its way")
 
 
+@router.get("/password-reset/confirm", response_class=HTMLResponse, include_in_schema=False)
+async def password_reset_page() -> HTMLResponse:
+    """Where the reset e-mail's link leads: a form that posts the new password below."""
+    return HTMLResponse(reset_page.PAGE, headers=reset_page.HEADERS)
+
+
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
 async def confirm_password_reset(body: ResetConfirmation, deps: Deps) -> Response:
     new_hash = await deps.passwords.hash(body.new_password)
@@ -207,3 +233,52 @@ async def request_otp(user: CurrentUser, deps: Deps, correlation: RequestId) -> 
         )
     minutes = deps.settings.otp_ttl_minutes
     return Accepted(detail=f"a one-time code is on its way; it expires in {minutes} minutes")
+
+
+OTP_REFUSALS = {
+    OtpCheck.WRONG: "wrong one-time code; try again",
+    OtpCheck.SPENT: "wrong one-time code, and that was its last try: ask for a new code",
+    OtpCheck.NO_CODE: "no one-time code to try: it expired, was used or replaced, or none was"
+    " asked for; ask for a new code",
+}
+
+
+@router.post(
+    "/otp/verify",
+    response_model=Account,
+    responses={
+        400: {"model": ErrorBody, "description": "wrong, expired, used or spent code"},
+        401: {"model": ErrorBody, "description": "not authenticated"},
+        429: TOO_MANY,
+    },
+    dependencies=[Depends(rate_limits.limit_otp_verifications)],
+)
+async def verify_otp(body: OneTimeCode, user: CurrentUser, deps: Deps) -> Account:
+    """A right code verifies the account's e-mail address; the answer is the account."""
+    candidate = hash_otp_code(deps.settings.jwt_secret.get_secret_value(), user.user_id, body.code)
+    async with deps.connection() as conn, conn.transaction():
+        checked = await repository.check_otp_code(
+            conn, user.user_id, candidate, deps.settings.otp_max_attempts
+        )
+    if checked is not OtpCheck.VERIFIED:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, OTP_REFUSALS[checked])
+    return await account(user, deps)
+
+
+@router.get(
+    "/me",
+    response_model=Account,
+    responses={401: {"model": ErrorBody, "description": "not authenticated"}},
+)
+async def account(user: CurrentUser, deps: Deps) -> Account:
+    """The account of the token: whether its e-mail address is verified, among others."""
+    async with deps.connection() as conn:
+        found = await repository.find_account(conn, user.user_id)
+    if found is None:
+        raise revoked()
+    return Account(
+        id=found.user_id,
+        email=found.email,
+        role=found.role,
+        email_verified=found.email_verified_at is not None,
+    )

@@ -1,6 +1,9 @@
 """Access tokens: HS256 JWTs naming the user, their address and role. Pure functions.
 
 The address travels in the token so the hot path (a submission) needs no lookup of the user.
+So does the user's token version (``ver``): a password reset moves the version on, and a
+token of an older one is refused where the user's row is read (``dependencies.py``, and the
+submission's own statement), which revokes every token issued before the reset.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Principal:
     user_id: str
     email: str
     role: Role
+    token_version: int = 0  # users.token_version when the token was issued
 
     @property
     def is_admin(self) -> bool:
@@ -37,6 +41,7 @@ def issue_token(principal: Principal, secret: str, ttl: timedelta, now: datetime
         "sub": principal.user_id,
         "email": principal.email,
         "role": principal.role,
+        "ver": principal.token_version,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
@@ -59,7 +64,10 @@ def read_token(token: str, secret: str) -> VerifiedToken:
     role = claims.get("role")
     if role not in ("applicant", "admin") or not isinstance(claims.get("email"), str):
         raise InvalidToken("the token does not name a role and an address")
-    principal = Principal(user_id=str(claims["sub"]), email=claims["email"], role=role)
+    version = claims.get("ver", 0)  # tokens issued before versions existed: version 0
+    if type(version) is not int:
+        raise InvalidToken("the token's version is not a number")
+    principal = Principal(str(claims["sub"]), claims["email"], role, version)
     return VerifiedToken(principal, int(claims["exp"]))
 
 

@@ -10,6 +10,7 @@ from functools import partial
 from services.api.blob_references import blob_sweeper
 from services.api.projector.handler import QUEUE, handle
 from services.api.projector.repository import PostgresApplications
+from services.api.retention import api_retention
 from services.api.settings import ApiSettings, ProjectorSettings
 from shared.db.transactions import PostgresTransaction
 from shared.lifecycle import run_service
@@ -36,6 +37,7 @@ async def run(settings: ApiSettings, stop: asyncio.Event) -> None:
         stop=stop,
         transaction_type=ProjectionTransaction,
         background=[partial(sweep_blobs, settings)],
+        retention=api_retention(settings),
     )
 
 

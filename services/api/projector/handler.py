@@ -8,7 +8,7 @@ import uuid
 from typing import Protocol
 
 from services.api.projector.repository import Applications
-from services.api.projector.state import Observation, apply
+from services.api.projector.state import EventFacts, apply
 from shared.consumer.routing import Route, routed
 from shared.consumer.runtime import MessageContext
 from shared.consumer.transaction import Transaction
@@ -30,31 +30,31 @@ class ProjectionWork(Transaction, Protocol):
     def applications(self) -> Applications: ...
 
 
-def rejected(payload: DocumentsRejected) -> Observation:
+def rejected(payload: DocumentsRejected) -> EventFacts:
     reasons = "; ".join(
         f"{d.filename}: {d.reason or 'rejected'}" for d in payload.documents if not d.ok
     )
-    return Observation(
+    return EventFacts(
         payload.event_type,
         detail=f"documents rejected: {reasons}" if reasons else "documents rejected",
     )
 
 
-def observe(payload: EventPayload) -> Observation:
+def facts_of(payload: EventPayload) -> EventFacts:
     """What an event says about its application."""
     match payload:
         case DocumentsVerified():
-            return Observation(payload.event_type)
+            return EventFacts(payload.event_type)
         case DocumentsRejected():
             return rejected(payload)
         case PaymentInitiated():
-            return Observation(
+            return EventFacts(
                 payload.event_type, payment_id=payload.payment_id, checkout_url=payload.checkout_url
             )
         case PaymentCompleted():
-            return Observation(payload.event_type, payment_id=payload.payment_id)
+            return EventFacts(payload.event_type, payment_id=payload.payment_id)
         case PaymentFailed():
-            return Observation(payload.event_type, detail=f"payment failed: {payload.reason}")
+            return EventFacts(payload.event_type, detail=f"payment failed: {payload.reason}")
     raise DomainRuleViolation(f"the projector has no rule for {payload.event_type}")
 
 
@@ -75,7 +75,7 @@ async def project(ctx: MessageContext[ProjectionWork], payload: Projected) -> No
     if state is None:
         # The API commits the row before the event exists: this event cannot be ours.
         raise DomainRuleViolation(f"no application {application_id}")
-    transition = apply(state, observe(payload))
+    transition = apply(state, facts_of(payload))
     await applications.save(
         application_id, state, transition, ctx.envelope.type, ctx.envelope.message_id
     )

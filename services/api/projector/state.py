@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from services.api.statuses import FORWARD, PROGRESS, TERMINAL, Status
 
 
-class UnknownObservation(ValueError):
+class NoProjectionRule(ValueError):
     """An event type the projection has no rule for."""
 
 
@@ -37,7 +37,7 @@ class ApplicationState:
 
 
 @dataclass(frozen=True)
-class Observation:
+class EventFacts:
     """What the projector learnt from one event (its type, and the details that matter)."""
 
     event_type: str
@@ -81,17 +81,17 @@ class _Steps:
         self.history.append(HistoryEntry(self.state.status, self.state.progress, note))
 
 
-def apply(state: ApplicationState, event: Observation) -> Transition:
+def apply(state: ApplicationState, event: EventFacts) -> Transition:
     steps = _Steps(state)
     if state.status in TERMINAL:
         if event.event_type not in _RULES:
-            raise UnknownObservation(event.event_type)
+            raise NoProjectionRule(event.event_type)
         return Transition(state, ())
 
     try:
         rule = _RULES[event.event_type]
     except KeyError:
-        raise UnknownObservation(event.event_type) from None
+        raise NoProjectionRule(event.event_type) from None
     fact = rule(steps, event)
 
     if steps.state.docs_verified and steps.state.payment_completed:
@@ -102,7 +102,7 @@ def apply(state: ApplicationState, event: Observation) -> Transition:
 
 
 # Each rule updates ``steps`` and returns the note for a fact that did not move the status.
-def _documents_verified(steps: _Steps, event: Observation) -> str | None:
+def _documents_verified(steps: _Steps, event: EventFacts) -> str | None:
     if steps.state.docs_verified:
         return None
     steps.state = replace(steps.state, docs_verified=True)
@@ -111,13 +111,13 @@ def _documents_verified(steps: _Steps, event: Observation) -> str | None:
     return "documents verified"
 
 
-def _documents_rejected(steps: _Steps, event: Observation) -> str | None:
+def _documents_rejected(steps: _Steps, event: EventFacts) -> str | None:
     if not steps.state.docs_verified:  # the first verdict wins
         steps.fail(Status.VERIFICATION_FAILED, event.detail or "documents rejected")
     return None
 
 
-def _payment_initiated(steps: _Steps, event: Observation) -> str | None:
+def _payment_initiated(steps: _Steps, event: EventFacts) -> str | None:
     steps.state = replace(
         steps.state,
         checkout_url=steps.state.checkout_url or event.checkout_url,
@@ -127,7 +127,7 @@ def _payment_initiated(steps: _Steps, event: Observation) -> str | None:
     return "checkout ready"
 
 
-def _payment_completed(steps: _Steps, event: Observation) -> str | None:
+def _payment_completed(steps: _Steps, event: EventFacts) -> str | None:
     if steps.state.payment_completed:
         return None
     steps.state = replace(
@@ -138,7 +138,7 @@ def _payment_completed(steps: _Steps, event: Observation) -> str | None:
     return "fee paid"
 
 
-def _payment_failed(steps: _Steps, event: Observation) -> str | None:
+def _payment_failed(steps: _Steps, event: EventFacts) -> str | None:
     if not steps.state.payment_completed:  # the first outcome wins
         steps.fail(Status.PAYMENT_FAILED, event.detail or "payment failed")
     return None

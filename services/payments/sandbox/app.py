@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
+from services.payments.sandbox.origins import browser_refusal
 from services.payments.sandbox.service import PaymentSandbox
 from services.payments.sandbox.store import IdempotencyConflict, SandboxPayment
 
@@ -62,6 +63,16 @@ def create_app(
     ) -> Response:
         if sandbox.latency_ms and request.url.path.startswith("/v1/"):
             await asyncio.sleep(sandbox.latency_ms / 1000)
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def no_cross_site_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.method not in {"GET", "HEAD", "OPTIONS"}:
+            refusal = browser_refusal(request.url.path, request.headers, sandbox.public_url)
+            if refusal is not None:
+                return JSONResponse({"detail": refusal}, status_code=403)
         return await call_next(request)
 
     @app.get("/healthz")

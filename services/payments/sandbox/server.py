@@ -28,6 +28,7 @@ def build(settings: SandboxSettings) -> FastAPI:
         HttpWebhookSender(client),
         settings.webhook_target,
         settings.webhook_secret.get_secret_value(),
+        delivered_retention=settings.psp_delivered_webhook_retention_hours * 3600,
     )
     sandbox = PaymentSandbox(
         store,

@@ -28,6 +28,8 @@ class SandboxSettings(BaseSettings):
     # Where webhooks go; default: the API's /webhooks/payments.
     webhook_url: str | None = None
     webhook_secret: SecretStr = SecretStr("dev-webhook-secret")
+    # Delivered webhooks are forgotten after this (undelivered ones are kept until delivered).
+    psp_delivered_webhook_retention_hours: float = Field(default=24.0, ge=0)
 
     @property
     def public_url(self) -> str:

@@ -271,6 +271,13 @@ class PaymentStore:
             (now, event_id),
         )
 
+    def forget_delivered(self, before: float) -> int:
+        """Remove webhooks delivered before ``before``; the number removed."""
+        cursor = self.db.execute(
+            "DELETE FROM webhooks WHERE delivered_at IS NOT NULL AND delivered_at < ?", (before,)
+        )
+        return cursor.rowcount
+
     def mark_attempt_failed(self, event_id: str, next_attempt_at: float, error: str) -> None:
         self.db.execute(
             "UPDATE webhooks SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"

@@ -51,6 +51,7 @@ class WebhookDispatcher:
         *,
         concurrency: int = 16,
         retry_base: float = 0.5,
+        delivered_retention: float = 86_400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -58,6 +59,9 @@ class WebhookDispatcher:
         self.url = url
         self.secret = secret
         self.retry_base = retry_base
+        # Seconds a delivered webhook stays for GET /webhooks/{event_id} (tests look there).
+        self.delivered_retention = delivered_retention
+        self._forgotten_at = 0.0
         self.clock = clock
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -70,6 +74,7 @@ class WebhookDispatcher:
         while not stop.is_set():
             self._wake.clear()
             await self.deliver_due()
+            self.forget_delivered()
             due = self.store.next_webhook_due()
             wait = None if due is None else max(due - self.clock(), 0.0)
             if wait == 0.0:
@@ -79,6 +84,18 @@ class WebhookDispatcher:
             await asyncio.wait({stopping, woken}, timeout=wait, return_when="FIRST_COMPLETED")
             stopping.cancel()
             woken.cancel()
+
+    def forget_delivered(self, every: float = 60.0) -> int:
+        """Remove webhooks delivered longer than the retention ago, at most once per ``every``
+        seconds: the store would otherwise keep every webhook ever sent."""
+        now = self.clock()
+        if now - self._forgotten_at < every:
+            return 0
+        self._forgotten_at = now
+        removed = self.store.forget_delivered(now - self.delivered_retention)
+        if removed:
+            log.info("delivered webhooks forgotten", count=removed)
+        return removed
 
     async def deliver_due(self) -> int:
         """Attempt every webhook that is due now; the number delivered."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from services.mailer.catalog import password_reset_url
 from shared.events.sealed import seal_context
 from shared.signing import SIGNATURE_HEADER, signature_header
 from tests.integration.api.conftest import Applicant, log_in, scalar
@@ -223,3 +225,32 @@ async def test_readiness_names_what_is_unreachable(api_settings: ApiSettings) ->
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "rabbitmq": "unreachable"}
     assert "rabbitmq" in response.json()["detail"]
+
+
+async def test_the_reset_emails_link_opens_a_page_that_resets_the_password(
+    client: httpx.AsyncClient, alice: Applicant, db: AsyncConnectionPool
+) -> None:
+    """issue 14, item 12: a link in an e-mail is opened with GET; it used to answer 405."""
+    await client.post("/auth/password-reset", json={"email": alice.email})
+    [event] = await outbox_events(db, "auth.password_reset_requested")
+    payload = event["payload"]
+    assert isinstance(payload, dict)
+    token = DEVELOPMENT_SEALER.unseal(
+        str(payload["sealed_token"]), seal_context(str(event["type"]), alice.email)
+    )
+    # Given the link the mailer puts in the e-mail
+    link = urlsplit(password_reset_url(str(client.base_url), token))
+    # When it is clicked (GET)
+    page = await client.get(f"{link.path}?{link.query}")
+    # Then a page asks for the new password, without the token in its markup, uncached
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'type="password"' in page.text and token not in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # And what its script posts (the token of its own address, to its own path) resets it
+    posted = await client.post(
+        link.path, json={"token": parse_qs(link.query)["token"][0], "new_password": "clicked-pass"}
+    )
+    assert posted.status_code == 204
+    await log_in(client, alice.email, "clicked-pass")

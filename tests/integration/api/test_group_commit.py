@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI
@@ -12,7 +14,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.api.applications.accept import new_submission
 from services.api.applications.group_commit import GroupCommit
-from services.api.applications.repository import IdempotencyConflict, Outcome, Submission
+from services.api.applications.repository import (
+    IdempotencyConflict,
+    Outcome,
+    Submission,
+    TokenRevoked,
+)
 from services.api.applications.validation import SubmissionForm, UploadedDocument
 from services.api.auth.tokens import Principal
 from tests.integration.api.conftest import Applicant, scalar
@@ -28,6 +35,11 @@ def form(statement: str) -> SubmissionForm:
 async def principal(db: AsyncConnectionPool, who: Applicant) -> Principal:
     user_id = await scalar(db, "SELECT id::text FROM users WHERE email = %s", who.email)
     return Principal(user_id, who.email, "applicant")
+
+
+async def db_execute(db: AsyncConnectionPool, query: str, *params: Any) -> None:
+    async with db.connection() as conn:
+        await conn.execute(query, params)
 
 
 def group_commit(app: FastAPI) -> GroupCommit:
@@ -81,20 +93,53 @@ async def test_a_row_that_breaks_a_rule_fails_alone(
 ) -> None:
     writer = group_commit(app)
     user = await principal(db, alice)
-    stranger = Principal(str(uuid.uuid4()), "nobody@example.org", "applicant")  # no account
+    empty = UploadedDocument(str(uuid.uuid4()), "cv.pdf", "application/pdf", 0, SHA)
+    breaking = new_submission(
+        user, SubmissionForm("MSc", "x", (empty,)), str(uuid.uuid4()), "http://api.test", "k-x"
+    )
     together = [
         submission(user, "a", key="k-a"),
-        submission(stranger, "x", key="k-x"),
+        breaking,  # a document of 0 bytes: the table's CHECK refuses it
         submission(user, "b", key=None),
     ]
 
     results = await asyncio.gather(*(writer.write(s) for s in together), return_exceptions=True)
 
     assert isinstance(results[0], Outcome) and not results[0].replayed
-    assert isinstance(results[1], psycopg.errors.ForeignKeyViolation)
+    assert isinstance(results[1], psycopg.errors.CheckViolation)
     assert isinstance(results[2], Outcome) and not results[2].replayed
     assert await scalar(db, "SELECT count(*) FROM applications") == 2
     assert await scalar(db, "SELECT count(*) FROM outbox") == 2
+
+
+async def test_submissions_with_revoked_tokens_are_refused_in_the_shared_statement(
+    app: FastAPI, alice: Applicant, db: AsyncConnectionPool
+) -> None:
+    # issue 14, item 12: a token issued before a password reset (an older token version), or
+    # for an account that does not exist, writes nothing, claims no key, and costs no
+    # statement of its own
+    writer = group_commit(app)
+    user = await principal(db, alice)
+    await db_execute(db, "UPDATE users SET token_version = 1 WHERE id = %s", user.user_id)
+    current = replace(user, token_version=1)
+    stranger = Principal(str(uuid.uuid4()), "nobody@example.org", "applicant")
+    statements_before = writer.statements
+    together = [
+        submission(current, "a", key="k-a"),
+        submission(user, "stale", key="k-stale"),  # version 0: issued before the reset
+        submission(stranger, "x", key=None),
+        submission(current, "b", key=None),
+    ]
+
+    results = await asyncio.gather(*(writer.write(s) for s in together), return_exceptions=True)
+
+    written, stale, unknown, keyless = results
+    assert isinstance(written, Outcome) and isinstance(keyless, Outcome)
+    assert isinstance(stale, TokenRevoked) and isinstance(unknown, TokenRevoked)
+    assert writer.statements == statements_before + 1
+    assert await scalar(db, "SELECT count(*) FROM applications") == 2
+    assert await scalar(db, "SELECT count(*) FROM outbox") == 2
+    assert await scalar(db, "SELECT array_agg(key) FROM idempotency_keys") == ["k-a"]
 
 
 async def test_a_client_gone_before_its_turn_is_not_written(

@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.api.projector.app import ProjectionTransaction
 from services.api.projector.handler import QUEUE, handle
 from services.api.settings import ApiSettings
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.memory import InMemoryBroker
 from shared.consumer import policy
 from shared.consumer.runtime import Consumer
@@ -44,7 +44,7 @@ from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, val
 
 @dataclass
 class HandDelivery:
-    message: OutgoingMessage
+    message: BrokerMessage
     redelivered: bool = False
     acked: bool = False
 
@@ -75,7 +75,7 @@ class Projector:
         await self.consumer.process(delivery)
         assert delivery.acked
 
-    def dead_letters(self) -> list[OutgoingMessage]:
+    def dead_letters(self) -> list[BrokerMessage]:
         return self.broker.messages(f"{QUEUE}.dlq")
 
 

@@ -98,7 +98,8 @@ async def test_a_delivery_is_mailed_once_with_its_unsubscribe_link(lane: Lane) -
     await lane.run(delivery(announcement_id))
     await lane.run(delivery(announcement_id))
     # Then one mail went out, with a signed link for its recipient, and the ledger says sent
-    [mail] = lane.sender.sent
+    [sent] = lane.sender.sent
+    mail = sent.parsed()
     link = SIGNER.url("http://portal.example", "ada@example.org")
     assert mail["List-Unsubscribe"] == f"<{link}>"
     assert link in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -142,7 +142,8 @@ async def test_a_report_is_built_from_the_view_and_mailed_as_a_link(
     lines = blobs.read(sha256).decode().splitlines()
     assert lines[0].startswith("application_id,applicant_email,program,status")
     assert len(lines) == 26 and all(",Law," in line for line in lines[1:])
-    [mail] = sender.sent
+    [sent] = sender.sent
+    mail = sent.parsed()
     assert mail["To"] == "ops@example.org"
     body = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert f"http://portal.example/admin/reports/{report_id}/download" in body

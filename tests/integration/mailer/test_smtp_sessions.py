@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
 
 from devtools.smtp_catcher import read_mailbox
+from services.mailer.mail import OutgoingMail
 from services.mailer.smtp import RecipientRefused, SmtpOptions, SmtpSender
 from tests.integration.mailer.conftest import REFUSED_DOMAIN, SmtpServer
 from tests.support.tcp_proxy import TcpProxy
 
 
-def mail(number: int, to: str = "ada@example.org") -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "no-reply@admissions.local"
-    message["To"] = to
-    message["Subject"] = f"mail {number}"
-    message["Message-ID"] = f"<{number}@test>"
-    message.set_content(f"body {number}")
-    return message
+def mail(number: int, lane: str, to: str = "ada@example.org") -> OutgoingMail:
+    data = (
+        f"From: no-reply@admissions.local\r\nTo: {to}\r\nSubject: mail {number}\r\n"
+        f"Message-ID: <{number}@test>\r\n\r\nbody {number}\r\n"
+    )
+    return OutgoingMail(
+        "no-reply@admissions.local", (to,), f"<{number}@test>", "test", lane, data.encode()
+    )
 
 
 async def test_a_lane_reuses_its_sessions_for_many_mails(smtp_server: SmtpServer) -> None:
@@ -31,8 +31,8 @@ async def test_a_lane_reuses_its_sessions_for_many_mails(smtp_server: SmtpServer
     )
     try:
         # When twenty mails of one lane go out at once, then one more
-        await asyncio.gather(*(sender.send(mail(n), "high") for n in range(20)))
-        await sender.send(mail(20), "high")
+        await asyncio.gather(*(sender.send(mail(n, "high")) for n in range(20)))
+        await sender.send(mail(20, "high"))
         # Then every mail arrived, over two sessions opened for the lane
         assert len(read_mailbox(smtp_server.mail_dir)) == 21
         assert sender.lane_sessions("high").opened == 2
@@ -48,12 +48,12 @@ async def test_a_session_whose_connection_dropped_is_replaced_without_losing_the
     await link.start()
     sender = SmtpSender(SmtpOptions(host="127.0.0.1", port=link.port, sessions_per_lane=1))
     try:
-        await sender.send(mail(1), "medium")
+        await sender.send(mail(1, "medium"))
         # When the link drops that connection while the session is idle
         await link.cut()
         await link.restore()
         # Then the next mail goes out once, on a new session
-        await sender.send(mail(2), "medium")
+        await sender.send(mail(2, "medium"))
         ids = [m["Message-ID"] for m in read_mailbox(smtp_server.mail_dir)]
         assert ids == ["<1@test>", "<2@test>"]
         assert sender.lane_sessions("medium").opened == 2
@@ -70,8 +70,8 @@ async def test_a_refused_recipient_does_not_spoil_the_lanes_session(
     )
     try:
         with pytest.raises(RecipientRefused):
-            await sender.send(mail(1, to=f"nobody@{REFUSED_DOMAIN}"), "critical")
-        await sender.send(mail(2), "critical")
+            await sender.send(mail(1, "critical", to=f"nobody@{REFUSED_DOMAIN}"))
+        await sender.send(mail(2, "critical"))
         assert [m["Message-ID"] for m in read_mailbox(smtp_server.mail_dir)] == ["<2@test>"]
     finally:
         await sender.close()
@@ -85,7 +85,7 @@ async def test_a_reused_session_found_closed_at_sending_is_replaced_once(
         SmtpOptions(host=smtp_server.host, port=smtp_server.port, sessions_per_lane=1)
     )
     try:
-        await sender.send(mail(1), "low")
+        await sender.send(mail(1, "low"))
         [stale] = sender.lane_sessions("low")._idle
 
         async def closed(*_: object, **__: object) -> None:
@@ -93,7 +93,7 @@ async def test_a_reused_session_found_closed_at_sending_is_replaced_once(
 
         stale.sendmail = closed  # type: ignore[method-assign]
         # When the next mail is sent
-        await sender.send(mail(2), "low")
+        await sender.send(mail(2, "low"))
         # Then it went out once, on a new session
         assert [m["Message-ID"] for m in read_mailbox(smtp_server.mail_dir)] == [
             "<1@test>",

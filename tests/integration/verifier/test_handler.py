@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.verifier.checker import BlobMissing, PooledChecker
-from services.verifier.checks import Limits
+from services.verifier.document_rules import Limits
 from services.verifier.handler import VerifierTransaction, make_handler
 from services.verifier.isolation import CheckPool
 from shared.blobs import BlobStore

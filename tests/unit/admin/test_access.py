@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from services.api.app import build_resources, create_app
 from services.api.auth.passwords import Passwords
 from services.api.auth.tokens import Principal, Role, issue_token
 from services.api.settings import ApiSettings
-from tests.unit.api.unopened import unopened_pool
+from tests.unit.api.unopened import EveryTokenCurrent, unopened_pool
 
 SECRET = "unit-test-jwt-secret-at-least-32-bytes"
 NOWHERE = "http://127.0.0.1:1/"
@@ -51,7 +52,11 @@ def app(tmp_path: Path, passwords: Passwords) -> Iterator[FastAPI]:
         rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",
     )
     application = create_app(settings)
-    resources = build_resources(settings, unopened_pool(), passwords)
+    # The token version (a password reset revokes tokens) is the one read allowed before
+    # these answers; without a database, every token is current.
+    resources = replace(
+        build_resources(settings, unopened_pool(), passwords), token_versions=EveryTokenCurrent()
+    )
     application.state.resources = resources
     application.state.admin = AdminResources(settings)
     yield application

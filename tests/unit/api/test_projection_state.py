@@ -9,23 +9,23 @@ import pytest
 
 from services.api.projector.state import (
     ApplicationState,
-    Observation,
+    EventFacts,
+    NoProjectionRule,
     Transition,
-    UnknownObservation,
     apply,
 )
 from services.api.statuses import Status
 
 # Where the accept statement leaves an application: submitted, and at once verifying.
 ACCEPTED = ApplicationState(Status.VERIFYING, 30)
-VERIFIED = Observation("documents.verified")
-REJECTED = Observation("documents.rejected", detail="documents rejected: cv.pdf: encrypted")
-INITIATED = Observation("payment.initiated", payment_id="pay_1", checkout_url="https://psp/c/1")
-PAID = Observation("payment.completed", payment_id="pay_1")
-PAYMENT_FAILED = Observation("payment.failed", detail="payment failed: card declined")
+VERIFIED = EventFacts("documents.verified")
+REJECTED = EventFacts("documents.rejected", detail="documents rejected: cv.pdf: encrypted")
+INITIATED = EventFacts("payment.initiated", payment_id="pay_1", checkout_url="https://psp/c/1")
+PAID = EventFacts("payment.completed", payment_id="pay_1")
+PAYMENT_FAILED = EventFacts("payment.failed", detail="payment failed: card declined")
 
 
-def run(events: list[Observation], start: ApplicationState = ACCEPTED) -> list[Transition]:
+def run(events: list[EventFacts], start: ApplicationState = ACCEPTED) -> list[Transition]:
     """Apply events one after another; every transition, in order."""
     transitions: list[Transition] = []
     state = start
@@ -36,7 +36,7 @@ def run(events: list[Observation], start: ApplicationState = ACCEPTED) -> list[T
     return transitions
 
 
-def final(events: list[Observation]) -> ApplicationState:
+def final(events: list[EventFacts]) -> ApplicationState:
     return reduce(lambda state, event: apply(state, event).state, events, ACCEPTED)
 
 
@@ -62,7 +62,7 @@ def test_the_happy_path_walks_every_status_and_completes() -> None:
     [list(order) for order in itertools.permutations([VERIFIED, INITIATED, PAID])],
     ids=lambda events: "-".join(e.event_type for e in events),
 )
-def test_any_order_of_the_same_events_completes_exactly_once(events: list[Observation]) -> None:
+def test_any_order_of_the_same_events_completes_exactly_once(events: list[EventFacts]) -> None:
     # Given the same events in a different order
     transitions = run(events)
     # Then the application ends completed at 100, reaching it exactly once
@@ -81,7 +81,7 @@ def test_any_order_of_the_same_events_completes_exactly_once(events: list[Observ
         [VERIFIED, INITIATED, PAYMENT_FAILED],
     ],
 )
-def test_progress_never_goes_backwards(events: list[Observation]) -> None:
+def test_progress_never_goes_backwards(events: list[EventFacts]) -> None:
     progress = [ACCEPTED.progress] + [t.state.progress for t in run(events)]
     assert progress == sorted(progress)
 
@@ -98,7 +98,7 @@ def test_progress_never_goes_backwards(events: list[Observation]) -> None:
     ids=["verifying", "processing", "awaiting", "completed"],
 )
 def test_an_event_seen_twice_changes_nothing_the_second_time(
-    before: list[Observation], event: Observation
+    before: list[EventFacts], event: EventFacts
 ) -> None:
     # Given an application that has already seen ``event`` once
     state = final([*before, event])
@@ -139,7 +139,7 @@ def test_payment_before_verification_waits_for_the_documents() -> None:
 )
 @pytest.mark.parametrize("late", [VERIFIED, REJECTED, INITIATED, PAID, PAYMENT_FAILED])
 def test_terminal_states_never_change(
-    events: list[Observation], terminal: Status, late: Observation
+    events: list[EventFacts], terminal: Status, late: EventFacts
 ) -> None:
     # Given an application in a terminal state
     state = final(events)
@@ -173,11 +173,11 @@ def test_a_paid_fee_is_not_undone_by_a_failure_notice() -> None:
 
 def test_the_first_checkout_url_is_kept() -> None:
     state = final([VERIFIED, INITIATED])
-    other = Observation("payment.initiated", payment_id="pay_2", checkout_url="https://psp/c/2")
+    other = EventFacts("payment.initiated", payment_id="pay_2", checkout_url="https://psp/c/2")
     assert apply(state, other).state.checkout_url == "https://psp/c/1"
 
 
 @pytest.mark.parametrize("start", [ACCEPTED, final([REJECTED])])
 def test_an_event_without_a_rule_is_refused(start: ApplicationState) -> None:
-    with pytest.raises(UnknownObservation):
-        apply(start, Observation("announcement.published"))
+    with pytest.raises(NoProjectionRule):
+        apply(start, EventFacts("announcement.published"))

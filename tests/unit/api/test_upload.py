@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.api.applications.upload import read_submission
+from services.api.applications.upload import MAX_PART_HEADER_BYTES, read_submission
 from services.api.applications.validation import SubmissionInvalid, UploadLimits
 from shared.blobs import BlobStore
 from tests.unit.api.multipart import (
@@ -182,4 +182,39 @@ async def test_small_files_read_before_a_failure_are_not_kept(blobs: BlobStore) 
         await read(ChunkFeed(body, chunk_size=4096), blobs)
     assert refused.value.status == 413
     # Then not even the first file's temporary copy is left behind
+    assert stored_files(blobs) == []
+
+
+def part_with_headers(extra_headers: bytes) -> bytes:
+    """A valid form whose file part carries ``extra_headers`` before its own."""
+    body = multipart(valid_fields(), [FilePart("cv.pdf", PDF)])
+    marker = b'Content-Disposition: form-data; name="files"'
+    return body.replace(marker, extra_headers + marker, 1)
+
+
+@pytest.mark.parametrize(
+    "extra_headers",
+    [
+        b"X-Padding: " + b"p" * (400 * KIB) + b"\r\n",  # one huge header
+        b"".join(b"X-%d: v\r\n" % n for n in range(40_000)),  # very many small ones
+        b"X-" + b"n" * (400 * KIB) + b": v\r\n",  # a huge header name
+    ],
+    ids=["one huge header", "40000 headers", "a huge header name"],
+)
+async def test_a_part_with_huge_or_many_headers_is_refused_at_its_headers(
+    blobs: BlobStore, extra_headers: bytes
+) -> None:
+    # issue 14, item 12: our callbacks collect part headers without a bound of their own;
+    # the parser's limits (set by us) must stop a hostile part before they grow.
+    # Given a form whose file part has 400 KiB of headers (within the body limit)
+    feed = ChunkFeed(part_with_headers(extra_headers), chunk_size=4 * KIB)
+    assert len(feed.body) < LIMITS.max_body_bytes
+    # When it is read
+    with pytest.raises(SubmissionInvalid) as refused:
+        await read(feed, blobs)
+    # Then it is refused with a clear 4xx as soon as the headers pass their bound,
+    # long before the rest is read, and nothing is kept
+    assert refused.value.status == 422
+    assert "header" in refused.value.detail
+    assert feed.consumed <= MAX_PART_HEADER_BYTES + 2 * 4 * KIB
     assert stored_files(blobs) == []

@@ -18,6 +18,7 @@ from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
 from shared.definitions import dev_password
+from shared.manifest import processes, service_names
 from shared.settings import CoreSettings
 from tests.unit.deploy.compose_file import (
     COMPOSE_FILE,
@@ -36,7 +37,7 @@ from tests.unit.deploy.compose_file import (
 COMPOSE = load_compose()
 SERVICES: dict[str, Any] = interpolate(COMPOSE["services"])
 # Services that hold no single-instance state: `--scale NAME=N` must work for each.
-SCALABLE = ("api", "projector", "relay", "verifier", "payments", "mailer")
+SCALABLE = tuple(process.name for process in processes())
 # Each application service, the settings class that reads its environment, its broker user
 # and its database role.
 APPLICATIONS: dict[str, tuple[type[BaseSettings], str | None, str | None]] = {
@@ -97,7 +98,7 @@ def test_every_command_is_a_module_of_the_code(name: str) -> None:
 def test_migrate_provisions_every_service_with_its_migrations() -> None:
     arguments = list(SERVICES["migrate"]["command"])[3:]
     services = {argument.partition(":")[0] for argument in arguments}
-    assert services == {"api", "relay", "verifier", "payments", "mailer"}
+    assert services == set(service_names())
     for argument in arguments:
         _, _, package = argument.partition(":")
         if package:
@@ -178,8 +179,7 @@ def test_services_log_in_as_themselves(name: str) -> None:
         assert environment[f"{db_role.upper()}_DB_PASSWORD"] == dev_password(db_role)
         database = urlsplit(environment["DATABASE_URL"])
         assert database.password is None, "only migrate gets the admin password"
-        others = {f"{s.upper()}_DB_PASSWORD" for s in ("api", "relay", "verifier", "payments")}
-        others |= {"MAILER_DB_PASSWORD"}
+        others = {f"{s.upper()}_DB_PASSWORD" for s in service_names()}
         assert not (others - {f"{db_role.upper()}_DB_PASSWORD"}) & set(environment)
 
 
@@ -272,7 +272,7 @@ def test_env_example_documents_every_variable_with_the_same_default() -> None:
 
 def test_definitions_passwords_in_env_example_match_the_users() -> None:
     documented = env_example()
-    for user in ("api", "relay", "verifier", "payments", "mailer", "operator"):
+    for user in (*service_names(), "operator"):
         assert documented[f"{user.upper()}_RABBITMQ_PASSWORD"] == dev_password(user)
 
 
@@ -355,14 +355,38 @@ def test_rabbitmq_is_healthy_only_once_its_listeners_accept_connections() -> Non
     assert SERVICES["rabbitmq"]["init"] is True
 
 
-def test_the_dev_administrator_can_be_left_out() -> None:
-    # production: RABBITMQ_DEV_ADMIN=./rabbitmq/no-dev-admin.json
-    empty = json.loads((DEPLOY / "rabbitmq" / "no-dev-admin.json").read_text())
-    assert not empty.get("users") and not empty.get("permissions")
-    production = interpolate(
-        COMPOSE["services"], {"RABBITMQ_DEV_ADMIN": "./rabbitmq/no-dev-admin.json"}
-    )
-    mounted = [v for v in production["rabbitmq"]["volumes"] if v.endswith("20-dev-admin.json:ro")]
-    assert mounted == [
-        "./rabbitmq/no-dev-admin.json:/etc/rabbitmq/definitions/20-dev-admin.json:ro"
+def mounted_administrators(app_env: str | None) -> dict[str, Any]:
+    """The document compose mounts as the broker's 20-dev-admin.json under ``app_env``."""
+    services = interpolate(COMPOSE["services"], {"APP_ENV": app_env} if app_env else {})
+    (source,) = [
+        v.split(":")[0]
+        for v in services["rabbitmq"]["volumes"]
+        if ":/etc/rabbitmq/def" in v and v.split(":")[1].endswith("20-dev-admin.json")
     ]
+    document: dict[str, Any] = json.loads((DEPLOY / source).read_text())
+    return document
+
+
+def test_production_loads_no_development_administrator() -> None:
+    """issue 14, item 8: with APP_ENV=production compose mounts no guest, whatever else is set."""
+    assert [u["name"] for u in mounted_administrators(None)["users"]] == ["guest"]
+    assert [u["name"] for u in mounted_administrators("test")["users"]] == ["guest"]
+    production = mounted_administrators("production")
+    assert not production.get("users") and not production.get("permissions")
+    # and no variable can put it back
+    assert "RABBITMQ_DEV_ADMIN" not in variables(COMPOSE)
+
+
+def test_nginx_does_not_serve_the_api_metrics() -> None:
+    """issue 14, item 12: /metrics is for the scraper inside the network, not the internet.
+    ``^~`` prefix locations win over regular expressions and shorter prefixes, and nginx
+    matches the decoded, slash-merged path, so /metrics, /metrics/, //metrics and /%6detrics
+    all end here."""
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+([^{]+?)\s*\{([^}]*)\}", config))
+    assert "return 404;" in blocks["^~ /metrics"]
+    assert "proxy_pass" not in blocks["^~ /metrics"]
+    # and no exact or regex location could take /metrics to the API first
+    for selector in blocks:
+        if selector.startswith(("=", "~")):
+            assert not re.search(r"metrics", selector), selector

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -17,11 +18,14 @@ from shared.definitions import (
     export_definitions,
     hash_password,
     main,
+    ops_permissions,
     password_matches,
     render,
     service_permissions,
+    service_topic_permissions,
+    users_from_env,
 )
-from shared.settings import SERVICES
+from shared.manifest import service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -97,10 +101,10 @@ def test_every_declaration_is_in_the_document_with_its_exact_arguments() -> None
 def test_one_user_per_service_and_an_operator_for_the_ui() -> None:
     document = export_definitions(SYSTEM_TOPOLOGY, dev_users())
     users = {u["name"]: u for u in document["users"]}
-    assert set(users) == {*SERVICES, "operator"}
+    assert set(users) == {*service_names(), "ops", "operator"}
     assert users["operator"]["tags"] == ["administrator"]
     assert users["api"]["tags"] == ["management"]  # queue statistics for the admin API
-    for name in SERVICES:
+    for name in [*service_names(), "ops"]:
         if name != "api":
             assert users[name]["tags"] == []
     for name, user in users.items():
@@ -139,8 +143,7 @@ def test_a_consumer_configures_and_reads_only_its_own_queues(service: str) -> No
     for name in others:
         assert not allowed(granted.configure, name), name
         assert not allowed(granted.write, name), name
-        if not (service == "api" and name.endswith(".dlq")):
-            assert not allowed(granted.read, name), name
+        assert not allowed(granted.read, name), name
     # and it publishes only retries and dead letters (events go through the outbox and relay)
     assert allowed(granted.write, EX.retry)
     assert allowed(granted.write, EX.dead)
@@ -165,16 +168,28 @@ def test_control_queues_belong_to_their_service_only(service: str) -> None:
             assert not allowed(granted.read, theirs)
 
 
-def test_only_the_api_publishes_control_commands_and_reads_every_dead_letter_queue() -> None:
-    api = service_permissions(SYSTEM_TOPOLOGY, "api")
-    assert allowed(api.write, EX.control)
+def test_only_the_ops_login_sends_control_commands_and_reads_dead_letter_queues() -> None:
+    # issue 14, item 8: reading a DLQ allows purging it, so the api's login (internet-facing
+    # replicas) reads none; the admin API's ops login reads them all and touches nothing else
+    ops = ops_permissions(SYSTEM_TOPOLOGY)
+    assert allowed(ops.write, EX.control)
+    assert allowed(ops.write, EX.retry)
     for name in every_queue():
-        if name.endswith(".dlq"):
-            assert allowed(api.read, name)
+        assert allowed(ops.read, name) == name.endswith(".dlq"), name
+        assert not allowed(ops.configure, name), name
+        assert not allowed(ops.write, name), name
+    for exchange in (EX.events, EX.dead):
+        assert not allowed(ops.write, exchange)
+    (replay,) = service_topic_permissions(SYSTEM_TOPOLOGY, "ops")
+    assert replay.exchange == EX.retry
+    for name in every_queue():
+        assert allowed(replay.write, name) == (name in {s.name for s in SYSTEM_TOPOLOGY.queues})
     for service in CONSUMERS:
-        if service != "api":
-            granted = service_permissions(SYSTEM_TOPOLOGY, service)
-            assert not allowed(granted.write, EX.control)
+        granted = service_permissions(SYSTEM_TOPOLOGY, service)
+        assert not allowed(granted.write, EX.control), service
+        for name in every_queue():
+            if name.endswith(".dlq"):
+                assert not allowed(granted.read, name), (service, name)
 
 
 def test_the_relay_only_publishes_events() -> None:
@@ -265,3 +280,34 @@ def test_the_production_export_refuses_weak_passwords(
     # Then the export refuses, naming it
     with pytest.raises(SystemExit, match="OPERATOR_RABBITMQ_PASSWORD"):
         main(["--passwords-from-env"])
+
+
+def test_the_check_refuses_definitions_with_development_logins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """issue 14, item 8: make compose-up with APP_ENV=production runs this on the broker's
+    definitions: a development password (any user's) or guest is refused, by name."""
+    with pytest.raises(SystemExit, match="operator") as refused:
+        main(["--check", str(ROOT / "deploy" / "rabbitmq" / "definitions.json")])
+    assert all(name in str(refused.value) for name in [*service_names(), "ops"])
+    with pytest.raises(SystemExit, match="guest"):
+        main(["--check", str(DEV_ADMIN)])
+    # A user given another user's development password is refused too
+    swapped = export_definitions(SYSTEM_TOPOLOGY, [BrokerUser("api", dev_password("relay"))])
+    (tmp_path / "swapped.json").write_text(render(swapped))
+    with pytest.raises(SystemExit, match="api"):
+        main(["--check", str(tmp_path / "swapped.json")])
+    # And the production export passes
+    for user in dev_users():
+        monkeypatch.setenv(f"{user.name.upper()}_RABBITMQ_PASSWORD", f"{user.name}-7f3a9c21e8d4")
+    strong = export_definitions(
+        SYSTEM_TOPOLOGY, users_from_env(os.environ, [u.name for u in dev_users()])
+    )
+    (tmp_path / "strong.json").write_text(render(strong))
+    main(
+        [
+            "--check",
+            str(tmp_path / "strong.json"),
+            str(ROOT / "deploy/rabbitmq/admin-production.json"),
+        ]
+    )

@@ -22,6 +22,7 @@ from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
 from shared.definitions import dev_password
+from shared.manifest import service_names
 from shared.settings import CoreSettings
 from shared.system_topology import SYSTEM_TOPOLOGY
 
@@ -325,7 +326,7 @@ def test_services_get_only_variables_they_read_and_log_in_as_themselves(name: st
         assert (url.hostname, url.path) == (rabbitmq, "/admissions")
     if db_role is not None:
         assert f"{db_role.upper()}_DB_PASSWORD" in by_name
-        other_roles = {"api", "relay", "verifier", "payments", "mailer"} - {db_role}
+        other_roles = set(service_names()) - {db_role}
         assert not {f"{r.upper()}_DB_PASSWORD" for r in other_roles} & names
 
 

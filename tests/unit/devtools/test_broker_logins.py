@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from devtools.broker_users import PROCESS_LOGINS
 from devtools.run_system import system_processes, with_broker_logins
+from shared.manifest import process_logins
 
 
 def test_every_service_process_logs_in_as_its_own_user() -> None:
     env = {"RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/run"}
     specs = {spec.name: spec for spec in with_broker_logins(system_processes({}), env)}
-    for name, login in PROCESS_LOGINS.items():
+    for name, login in process_logins().items():
         url = urlsplit(specs[name].env["RABBITMQ_URL"])
         assert (url.username, url.password) == (login, f"{login}-dev-password")
         assert (url.hostname, url.port, url.path) == ("127.0.0.1", 5672, "/run")

@@ -23,11 +23,11 @@ from tests.unit.mailer.samples import one_of_each
 class FakeSentEmails:
     recorded: list[SentEmail] = field(default_factory=list)
 
-    async def already_sent(self, message_id_header: str) -> bool:
-        return any(e.message_id_header == message_id_header for e in self.recorded)
-
-    async def record(self, email: SentEmail) -> None:
+    async def record(self, email: SentEmail) -> bool:
+        if any(e.message_id_header == email.message_id_header for e in self.recorded):
+            return False
         self.recorded.append(email)
+        return True
 
 
 class FakeMailerWork(MemoryTransaction):
@@ -65,8 +65,8 @@ async def test_a_completed_payment_sends_two_mails_once_each_and_announces_none(
     await mailer(sender).handle(first)
     await mailer(sender).handle(context(record, payload, envelope))
     # Then the receipt and the completion mail went out once each, on the high lane, recorded
-    assert [m["X-Email-Template"] for m in sender.sent] == ["receipt", "application_complete"]
-    assert {m["X-Lane"] for m in sender.sent} == {"high"}
+    assert [m.template for m in sender.sent] == ["receipt", "application_complete"]
+    assert {m.lane for m in sender.sent} == {"high"}
     assert [(e.template, e.application_id) for e in record.recorded] == [
         ("receipt", "app-4"),
         ("application_complete", "app-4"),

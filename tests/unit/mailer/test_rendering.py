@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import jinja2
@@ -76,7 +75,8 @@ def test_every_template_renders_text_and_html_with_headers(
     # Given a mail an event calls for
     event_id = str(uuid.uuid4())
     # When rendered
-    message = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
+    mail = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
+    message = mail.parsed()
     # Then it is a multipart/alternative with a text and an HTML part, and the headers name it
     assert message.get_content_type() == "multipart/alternative"
     text, html = bodies(message)
@@ -87,6 +87,13 @@ def test_every_template_renders_text_and_html_with_headers(
     assert message["X-Email-Template"] == spec.template
     assert message["X-Lane"] == "medium"
     assert message["X-Application-Id"] == spec.application_id
+    # and the SMTP envelope is the mail's own
+    assert (mail.envelope_from, mail.recipients) == ("no-reply@admissions.local", (spec.recipient,))
+    assert (mail.message_id, mail.template, mail.lane) == (
+        message["Message-ID"],
+        spec.template,
+        "medium",
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,8 +118,8 @@ def test_both_alternatives_show_the_event_data(
     templates: jinja2.Environment, payload: EventPayload | EmailSpec, must_show: list[str]
 ) -> None:
     spec = payload if isinstance(payload, EmailSpec) else spec_of(payload)
-    message = render_email(templates, spec, event_message_id="e", lane="high", sender=SENDER)
-    text, html = bodies(message)
+    mail = render_email(templates, spec, event_message_id="e", lane="high", sender=SENDER)
+    text, html = bodies(mail.parsed())
     for fragment in must_show:
         assert fragment in text
         assert fragment in html
@@ -124,8 +131,8 @@ def test_html_escapes_payload_text_and_plain_text_keeps_it(
     # Given a program name with markup in it
     spec = spec_of(submitted(program='<script>alert("x")</script> & Law'))
     # When rendered
-    message = render_email(templates, spec, event_message_id="e", lane="medium", sender=SENDER)
-    text, html = bodies(message)
+    mail = render_email(templates, spec, event_message_id="e", lane="medium", sender=SENDER)
+    text, html = bodies(mail.parsed())
     # Then the HTML shows it escaped and the text as written
     assert "<script>" not in html
     assert "&lt;script&gt;" in html and "&amp; Law" in html
@@ -154,10 +161,11 @@ def test_message_id_is_the_same_when_the_same_event_is_rendered_again(
         now=datetime(2024, 1, 2, tzinfo=UTC),
     )
     # Then the Message-ID is the same, and another event gets another one
-    assert first["Date"] != again["Date"]
-    assert first["Message-ID"] == again["Message-ID"] == message_id_header("0b9d", "confirmation")
+    assert first.parsed()["Date"] != again.parsed()["Date"]
+    assert first.parsed()["Message-ID"] == again.parsed()["Message-ID"]
+    assert first.message_id == again.message_id == message_id_header("0b9d", "confirmation")
     other = render_email(templates, spec, event_message_id="77aa", lane="medium", sender=SENDER)
-    assert other["Message-ID"] != first["Message-ID"]
+    assert other.message_id != first.message_id
 
 
 def test_a_long_message_id_reads_back_unchanged_from_the_wire(
@@ -166,10 +174,24 @@ def test_a_long_message_id_reads_back_unchanged_from_the_wire(
     # Given the longest template name and a full UUID (the header exceeds 78 characters)
     spec = spec_of(rejected())
     event_id = str(uuid.uuid4())
-    message = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
-    # When it is flattened as sent and parsed again
-    wire = message.as_bytes()
-    parsed = message_from_bytes(wire, policy=policy.default)
+    mail = render_email(templates, spec, event_message_id=event_id, lane="medium", sender=SENDER)
+    # When it is parsed again as sent
+    wire = mail.data
+    parsed = mail.parsed()
     # Then the Message-ID is exactly the one rendered (no folding, no leading space), CRLF lines
     assert parsed["Message-ID"] == message_id_header(event_id, "documents_rejected")
     assert b"\r\nMessage-ID: <" in wire
+
+
+def test_non_ascii_subjects_and_bodies_and_long_lines_read_back_as_written(
+    templates: jinja2.Environment,
+) -> None:
+    # Given a program with a Vietnamese name, and one whose name makes an over-long line
+    for program in ("Khoa học Máy tính", "Kỹ thuật " + "x" * 1200):
+        spec = spec_of(submitted(program=program))
+        # When rendered and read back as a client reads it
+        mail = render_email(templates, spec, event_message_id="e", lane="high", sender=SENDER)
+        text, html = bodies(mail.parsed())
+        # Then the name shows in both alternatives, and no line on the wire breaks SMTP's limit
+        assert program in text and program in html
+        assert max(len(line) for line in mail.data.split(b"\r\n")) <= 998

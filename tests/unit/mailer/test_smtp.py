@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
-from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
 
 from services.mailer.handler import lane_wait_seconds
+from services.mailer.mail import OutgoingMail
 from services.mailer.smtp import (
+    FaultySender,
+    MemorySender,
     RecipientRefused,
     SmtpUnavailable,
     classify_refusal,
-    envelope_addresses,
 )
 from shared.errors import PermanentError
+from shared.faults import FaultPoint, InjectedFault
 
 
 def refused(*codes: int) -> aiosmtplib.SMTPRecipientsRefused:
@@ -47,12 +50,19 @@ def test_lane_wait_is_measured_from_the_event_time() -> None:
     assert lane_wait_seconds(now + timedelta(seconds=1), now) == 0.0  # clock skew
 
 
-def test_envelope_addresses_come_from_the_headers() -> None:
-    message = EmailMessage()
-    message["From"] = "Admissions <no-reply@admissions.local>"
-    message["To"] = "Ada <ada@example.org>, bob@example.org"
-    message["Cc"] = "cy@example.org"
-    assert envelope_addresses(message) == (
-        "no-reply@admissions.local",
-        ["ada@example.org", "bob@example.org", "cy@example.org"],
-    )
+async def test_a_faulty_sender_fails_some_sends_before_or_after_the_real_one() -> None:
+    # Given a sender behind a fault point that fails half the sends (chaos runs' assembly)
+    inner = MemorySender()
+    sender = FaultySender(inner, FaultPoint("smtp", 0.5, 0.0, random.Random(3)))
+    mail = OutgoingMail("a@x.org", ("b@x.org",), "<1@x>", "t", "high", b"Subject: t\r\n\r\nt")
+    # When it sends 200 mails
+    failed = 0
+    for _ in range(200):
+        try:
+            await sender.send(mail)
+        except InjectedFault:
+            failed += 1
+    # Then some failed, and the real sender got every other mail and some of the failed ones
+    # (their answer was lost after the send)
+    assert 0 < failed < 200
+    assert 200 - failed < len(inner.sent) < 200

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared.broker.base import OutgoingMessage
+from shared.broker.base import BrokerMessage
 from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.runtime import Consumer, MessageContext, Observation
@@ -17,6 +17,7 @@ from shared.errors import DomainRuleViolation
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
 from shared.metrics import metrics_for, metrics_observer, seconds_between
+from shared.outcomes import Outcome
 from shared.topology import Exchanges, QueueSpec, Topology
 from tests.support.events import DEVELOPMENT_VERIFIER, signed
 from tests.support.waiting import eventually
@@ -136,7 +137,7 @@ class FailsOnMarker:
             raise DomainRuleViolation("never valid")
 
 
-def message(application_id: str) -> OutgoingMessage:
+def message(application_id: str) -> BrokerMessage:
     envelope = new_envelope(
         PaymentFailed(
             reason="declined", application_id=application_id, applicant_email="a@example.org"
@@ -184,6 +185,8 @@ async def test_the_runtime_reports_every_outcome_to_the_counters() -> None:
             registry, "admissions_messages_total", service="tests", queue="work", outcome=outcome
         )
 
+    # and each is one of the outcomes the metrics and the timeline know
+    assert set(consumer.outcomes) <= set(Outcome)
     assert {o: count(o) for o in ("processed", "duplicate", "retried", "dead-lettered")} == {
         "processed": 2,
         "duplicate": 1,

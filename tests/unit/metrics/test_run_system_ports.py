@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from devtools.run_system import DEFAULT_METRICS_PORTS, banner, system_environment, system_processes
+from devtools.run_system import banner, system_environment, system_processes
+from shared.manifest import metrics_ports
+
+DEFAULT_METRICS_PORTS = metrics_ports()
 
 
 def test_each_worker_gets_its_own_metrics_port_and_the_others_none() -> None:

@@ -237,3 +237,52 @@ async def test_provider_latency_is_added_to_api_calls(tmp_path: Path) -> None:
         await psp.create("key-1")
         elapsed = time.perf_counter() - started
     assert elapsed >= 0.15
+
+
+async def test_delivered_webhooks_are_forgotten_after_their_retention(tmp_path: Path) -> None:
+    """issue 14, item 11: the sandbox's store of webhooks does not grow for ever."""
+    # Given one delivered webhook and one the receiver keeps refusing
+    async with running_sandbox(tmp_path, statuses=[200, 500, 500]) as psp:
+        paid = (await psp.create("key-1")).json()["payment_id"]
+        declined = (await psp.create("key-2")).json()["payment_id"]
+        await psp.client.post(f"/checkout/{paid}/pay")
+        await psp.sandbox.dispatcher.deliver_due()
+        await psp.client.post(f"/checkout/{declined}/decline")
+        await psp.sandbox.dispatcher.deliver_due()
+        dispatcher = psp.sandbox.dispatcher
+        store = psp.sandbox.store
+        now = time.time()
+        # When the retention has not passed yet, nothing goes
+        dispatcher.clock = lambda: now + dispatcher.delivered_retention - 60
+        assert dispatcher.forget_delivered() == 0
+        # When it has, the delivered webhook goes and the undelivered one stays
+        dispatcher.clock = lambda: now + dispatcher.delivered_retention + 120
+        assert dispatcher.forget_delivered() == 1
+        assert store.webhook(f"evt_{paid}_paid") is None
+        assert store.webhook(f"evt_{declined}_failed") is not None
+        assert store.undelivered_webhooks() == 1
+
+
+async def test_no_other_site_can_make_a_browser_decline_pay_or_create(tmp_path: Path) -> None:
+    """issue 14, item 12: a page elsewhere cannot drive the sandbox through its visitors'
+    browsers (a cross-site form POST carries the page's Origin)."""
+    evil = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    async with running_sandbox(tmp_path) as psp:
+        payment_id = (await psp.create("key-1")).json()["payment_id"]
+        # When another site's page posts the checkout's buttons, each is refused
+        for action in ("decline", "pay"):
+            refused = await psp.client.post(f"/checkout/{payment_id}/{action}", headers=evil)
+            assert refused.status_code == 403, action
+        assert psp.sandbox.store.get(payment_id).status == "pending"  # type: ignore[union-attr]
+        # And a browser may not create checkouts at all, even from the sandbox's own pages
+        for origin in ("https://evil.example", PUBLIC_URL):
+            created = await psp.client.post(
+                "/v1/checkouts",
+                json={"application_id": "app-2", "amount_cents": 5000, "currency": "EUR"},
+                headers={"Idempotency-Key": f"key-{origin}", "Origin": origin},
+            )
+            assert created.status_code == 403, origin
+        # While the checkout page's own button still works
+        own = {"Origin": PUBLIC_URL, "Sec-Fetch-Site": "same-origin"}
+        declined = await psp.client.post(f"/checkout/{payment_id}/decline", headers=own)
+        assert declined.status_code == 200 and "Payment declined" in declined.text

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.verifier.checks import Verdict
+from services.verifier.document_rules import Verdict
 from services.verifier.handler import make_handler
 from shared.consumer.memory import InMemoryTransactions, MemoryTransaction
 from shared.consumer.runtime import MessageContext

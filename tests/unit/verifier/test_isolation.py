@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from services.verifier.checker import BlobMissing, PooledChecker
-from services.verifier.checks import Limits, Verdict
-from services.verifier.isolation import TIMED_OUT, CheckPool, WorkerWedged, verify_blob_file
+from services.verifier.document_rules import Limits, Verdict
+from services.verifier.isolation import (
+    CRASHED,
+    TIMED_OUT,
+    CheckPool,
+    WorkerCrashed,
+    WorkerWedged,
+    verify_blob_file,
+)
 from shared.blobs import BlobStore
 from shared.errors import TransientError
 from shared.events.catalog import DocumentRef
 from tests.unit.verifier import workers
 from tests.unit.verifier.documents import pdf_bytes, png_bytes, sha256
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -89,22 +99,44 @@ async def test_a_wedged_worker_is_killed_and_the_pool_replaced(check_pool: Check
     assert await check_pool.run(workers.sleep_then_return, 0.0, "ok", deadline=5.0) == "ok"
 
 
-async def test_jobs_interrupted_by_replacing_the_pool_run_again(check_pool: CheckPool) -> None:
+async def test_a_job_beside_a_wedged_one_completes(check_pool: CheckPool) -> None:
     # Given a healthy job running beside a wedged one
     healthy = asyncio.create_task(
         check_pool.run(workers.sleep_then_return, 1.5, "done", deadline=10.0)
     )
     wedged = asyncio.create_task(check_pool.run(workers.wedge, 60.0, deadline=0.2))
-    # When the wedged job's worker is killed (with the whole pool)
+    # When the wedged job's worker is killed
     with pytest.raises(WorkerWedged):
         await wedged
-    # Then the healthy job still completes, on the new pool
+    # Then the healthy job still completes
     assert await healthy == "done"
 
 
-async def test_a_pool_that_keeps_dying_is_a_transient_error(check_pool: CheckPool) -> None:
-    with pytest.raises(TransientError):
+async def test_a_job_whose_worker_dies_twice_is_a_crash_not_a_retry(check_pool: CheckPool) -> None:
+    # A worker may be killed from outside once; dying again under the same job is the job's
+    # doing, and retrying the message later would only crash again.
+    with pytest.raises(WorkerCrashed):
         await check_pool.run(workers.die, deadline=5.0)
+    assert check_pool.replacements == 2
+    assert await check_pool.run(workers.sleep_then_return, 0.0, "ok", deadline=5.0) == "ok"
+
+
+class CrashingPool(CheckPool):
+    """A pool whose every job kills its worker twice, as a file that crashes the parser."""
+
+    async def run(self, function: Callable[..., T], *args: object, deadline: float) -> T:
+        raise WorkerCrashed("the worker process died twice under this job")
+
+
+async def test_the_checker_rejects_a_file_that_crashes_its_worker(tmp_path: Path) -> None:
+    # Given a stored file whose check crashes the worker every time
+    store = BlobStore(tmp_path, fsync=False)
+    data = pdf_bytes()
+    store.put_bytes(data)
+    checker = PooledChecker(store, CrashingPool(processes=1), Limits(), timeout=1.0)
+    # When it is checked / Then that document is rejected with the reason
+    verdict = await checker.verify(document_ref(data, "application/pdf"))
+    assert verdict == Verdict.reject(CRASHED)
 
 
 async def test_the_checker_rejects_a_wedged_file_as_timed_out(tmp_path: Path) -> None:
@@ -133,3 +165,32 @@ async def test_a_missing_blob_is_transient_not_a_rejection(
     with pytest.raises(BlobMissing) as raised:
         await checker.verify(document_ref(png_bytes(), "image/png"))
     assert isinstance(raised.value, TransientError)
+
+
+async def test_wedged_and_crashing_jobs_fail_alone_while_the_others_get_their_answers() -> None:
+    # issue 14, item 12: one stuck or crashing check used to take the whole pool down with it,
+    # and the jobs beside it gave up (transient error) once it had broken twice.
+    # Given five workers: two healthy jobs, two that wedge their worker, one that crashes it
+    pool = CheckPool(processes=5, grace=0.3)
+    await pool.warm_up()
+    try:
+        # When they all run at the same time
+        results = await asyncio.gather(
+            pool.run(workers.sleep_then_return, 1.5, "first", deadline=10.0),
+            pool.run(workers.sleep_then_return, 1.0, "second", deadline=10.0),
+            pool.run(workers.wedge, 60.0, deadline=0.2),
+            pool.run(workers.wedge, 60.0, deadline=0.6),
+            pool.run(workers.die, deadline=5.0),
+            return_exceptions=True,
+        )
+        # Then the healthy jobs get their answers; the wedged ones fail as wedged, and the
+        # crashing one fails for good (a file that kills its checker is not retried for ever)
+        first, second, wedged, wedged_later, crashed = results
+        assert (first, second) == ("first", "second")
+        assert isinstance(wedged, WorkerWedged)
+        assert isinstance(wedged_later, WorkerWedged)
+        assert isinstance(crashed, Exception) and not isinstance(crashed, TransientError)
+        # And the pool still works
+        assert await pool.run(workers.sleep_then_return, 0.0, "after", deadline=5.0) == "after"
+    finally:
+        await pool.close()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from services.verifier.checks import Limits, Verdict, canonical_type, check_document, sniff_type
+from services.verifier.document_rules import (
+    Limits,
+    Verdict,
+    canonical_type,
+    check_document,
+    sniff_type,
+)
 from tests.unit.verifier.documents import (
     encrypted_pdf_bytes,
     jpeg_bytes,

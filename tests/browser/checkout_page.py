@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,9 +47,20 @@ class CheckoutPage:
         button = self.wait.until(shown.element_to_be_clickable((By.CSS_SELECTOR, "button.pay")))
         button.click()
         # the form posts and the provider answers with a new page: wait for the old one to go
-        self.wait.until(shown.staleness_of(button))
+        self.wait.until(lambda _: gone(button))
         self.wait.until(shown.visibility_of_element_located((By.CSS_SELECTOR, "main h1")))
         return ResultView(
             heading=self.driver.find_element(By.CSS_SELECTOR, "main h1").text,
             text=self.driver.find_element(By.CSS_SELECTOR, "main").text,
         )
+
+
+def gone(element: WebElement) -> bool:
+    """Whether ``element`` left the page. While the old page is being replaced, Chrome may
+    answer with "node does not belong to the document" instead of a stale-element error
+    (``staleness_of`` lets that one through): both mean it is gone."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False

@@ -214,7 +214,8 @@ async def insert_submissions(
     rows = await cursor.fetchall()
     written = {application_id for application_id, was_written in rows if was_written}
     revoked = {application_id for application_id, was_written in rows if not was_written}
-    unclaimed = [s for s in submissions if s.application_id not in written | revoked]
+    settled = written | revoked
+    unclaimed = [s for s in submissions if s.application_id not in settled]
     earlier = await _earlier_answers(conn, unclaimed) if unclaimed else {}
     return [
         Outcome(s.answer, replayed=False)

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from devtools.smtp_catcher import MailDirHandler, start_catcher, stop_catcher
 from devtools.system import free_port
+from shared.system_topology import MAILER_LANES
 from tests.e2e.bulk import (
     admin_client,
     caught,
@@ -145,9 +146,7 @@ class AnswerWithheld(MailDirHandler):
 
 
 @asynccontextmanager
-async def mailer_sending_to(
-    system: RunningSystem, handler: MailDirHandler
-) -> AsyncIterator[None]:
+async def mailer_sending_to(system: RunningSystem, handler: MailDirHandler) -> AsyncIterator[None]:
     """The system's mailer talks to ``handler``'s server for the block, then to the catcher."""
     catcher_port = system.env["SMTP_PORT"]
     port = free_port()

@@ -12,12 +12,12 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from devtools.smtp_catcher import read_mailbox
 from services.mailer.announcements import Announcements, delivery_message_id
 from services.mailer.handler import Mailer, MailerTransaction
+from services.mailer.mail import OutgoingMail
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
-from devtools.smtp_catcher import read_mailbox
-from services.mailer.mail import OutgoingMail
 from services.mailer.smtp import (
     MailSender,
     MemorySender,
@@ -29,7 +29,7 @@ from services.mailer.smtp import (
 from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
-from shared.events.envelope import Envelope, new_envelope
+from shared.events.envelope import new_envelope
 from shared.system_topology import MAILER_LANES
 from shared.unsubscribe import UnsubscribeSigner
 from tests.integration.mailer.conftest import SmtpServer
@@ -87,7 +87,7 @@ def lane_with(
         api_public_url="http://portal.example",
         sealer=DEVELOPMENT_SEALER,
     )
-    announcements = Announcements(mailer, mailer_pool, SIGNER, api_schema=api)
+    announcements = Announcements(mailer, SIGNER, api_schema=api)
     return Lane(sender, announcements, mailer_pool, schema, api, infra.database_url)
 
 

@@ -111,6 +111,11 @@ class ApiSettings(CoreSettings):
     expired_secret_retention_hours: float = Field(default=24.0, ge=0)
     webhook_event_retention_days: float = Field(default=30.0, ge=1)
     replay_audit_retention_days: float = Field(default=365.0, ge=1)
+    # Reports asked for and announcements published, from when they were: the mailer keeps
+    # their runs and ledgers as long from later moments (services/mailer/settings.py), so the
+    # request goes first and never shows progress that is gone.
+    report_retention_days: float = Field(default=30.0, ge=1)
+    announcement_retention_days: float = Field(default=90.0, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB

@@ -172,9 +172,11 @@ async def test_a_mailer_killed_inside_its_smtp_call_still_mails_each_recipient_o
     async with mailer_sending_to(system, server), admin_client(system.api) as admin:
         # When an announcement to the program is published
         announcement_id = await publish(admin, subject, {"kind": "program", "value": program})
-        # And the mailer is killed (-9) while it waits for the server's answer to both: each
-        # delivery's ledger row and mail record written, the mail handed to SMTP
+        # And the mailer is killed (-9) while it waits for the server's answer to both (each
+        # delivery's ledger row and mail record written, the mail handed to SMTP), and only
+        # then: every other recipient's mail committed
         await asyncio.wait_for(server.all_withheld.wait(), timeout=60)
+        await sent_at_least(admin, announcement_id, 38)
         restarts = system.supervisor.restarts("mailer")
         system.supervisor.kill("mailer")
 

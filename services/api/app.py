@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api import health
 from services.api.admin.announcements import router as announcements_router
 from services.api.admin.reports import router as reports_router
-from services.api.admin.resources import REFUSED_BY_BROKER, broker_login_refused
+from services.api.admin.resources import broker_login_refused
 from services.api.admin.routes import router as admin_router
 from services.api.applications.accept import Intake, SubmissionFastPath
 from services.api.applications.admission import AdmissionLimit, RetryAdvice
@@ -44,6 +44,7 @@ from services.api.resources import Resources
 from services.api.settings import ApiSettings
 from services.api.unsubscribe import router as unsubscribe_router
 from shared.blobs import BlobPublisher, BlobStore
+from shared.errors import AccessRefused
 from shared.logs import configure_logging
 from shared.worker import open_pool
 
@@ -167,7 +168,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
-    app.add_exception_handler(REFUSED_BY_BROKER, broker_login_refused)
+    app.add_exception_handler(AccessRefused, broker_login_refused)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)

@@ -176,7 +176,7 @@ async def test_a_copy_the_broker_does_not_route_stops_the_replay_and_keeps_the_o
     spec = harness.queue_spec(f"{namespace}.work", max_attempts=1)
     await harness.declare(spec)
     dlq = dead_letter_queue_name(spec.name)
-    consumer, ids = await dead_lettered(harness, spec, Flaky(DomainRuleViolation), 2)
+    consumer, _ = await dead_lettered(harness, spec, Flaky(DomainRuleViolation), 2)
     # Given a retry exchange that routes nowhere (its bindings were lost)
     nowhere = Exchanges.namespaced(f"{namespace}-nowhere")
     await harness.declare(exchanges=nowhere)

@@ -73,9 +73,7 @@ async def start_worker(
     return Worker(consumers, control, await control.start())
 
 
-async def command(
-    harness: Harness, action: Action, queue: str, at: datetime | None = None
-) -> None:
+async def command(harness: Harness, action: Action, queue: str, at: datetime | None = None) -> None:
     sent = new_command(action, queue, OPERATOR, at or datetime.now(UTC))
     await send_command(harness.broker, harness.exchanges.control, sent)
 

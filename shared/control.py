@@ -42,8 +42,8 @@ import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.broker.base import Broker, BrokerMessage, Subscription
-from shared.consumer.commands import listen_for_commands
+from shared.broker.base import Broker, BrokerMessage
+from shared.consumer.commands import CommandListener
 from shared.errors import Unroutable
 
 log = structlog.get_logger("control")
@@ -252,19 +252,15 @@ class QueueControl:
         self.service = service
         self.store = store
         self.consumers = dict(consumers)
-        self.broker = broker
-        self.exchange = exchange
         self.queue_name = control_queue_name(service, uuid.uuid4().hex)
-        self._subscription: Subscription | None = None
+        self._listener = CommandListener(broker, exchange, self.queue_name, self.handle)
         self._lock = asyncio.Lock()
         self._closed = False
 
     async def start(self) -> list[str]:
         """Listen for commands, then start the consumers whose queue is not paused; returns
         the queues left paused."""
-        self._subscription = await listen_for_commands(
-            self.broker, self.exchange, self.queue_name, self.handle
-        )
+        await self._listener.start()
         log.info("listening for control commands", queue=self.queue_name)
         async with self._lock:
             paused = await self.store.paused()
@@ -279,9 +275,7 @@ class QueueControl:
         """Stop listening (before the consumers stop, so no resume races the shutdown)."""
         async with self._lock:
             self._closed = True
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
+        await self._listener.close()
 
     async def handle(self, message: BrokerMessage) -> None:
         """A message from the control exchange (``shared.consumer.commands`` acknowledges it)."""

@@ -58,10 +58,10 @@ def event_message() -> BrokerMessage:
     return signed(envelope)
 
 
-async def start_consumer(
+def new_consumer(
     harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
 ) -> Consumer[Any]:
-    consumer: Consumer[Any] = Consumer(
+    return Consumer(
         service="tests",
         spec=spec,
         exchanges=harness.exchanges,
@@ -71,6 +71,12 @@ async def start_consumer(
         authenticity=DEVELOPMENT_VERIFIER,
         **options,
     )
+
+
+async def start_consumer(
+    harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
+) -> Consumer[Any]:
+    consumer = new_consumer(harness, spec, handler, **options)
     await consumer.start()
     return consumer
 

@@ -23,8 +23,7 @@ from shared.control import (
 )
 from shared.topology import QueueSpec
 from tests.behaviour.conftest import Harness
-from tests.behaviour.test_consumer import Recorder, event_message
-from tests.support.events import DEVELOPMENT_VERIFIER
+from tests.behaviour.test_consumer import Recorder, event_message, new_consumer
 from tests.support.waiting import eventually
 
 OPERATOR = "ops@example.org"
@@ -51,18 +50,7 @@ class Worker:
 async def start_worker(
     harness: Harness, store: PauseStore, handler: Recorder, *specs: QueueSpec
 ) -> Worker:
-    consumers: dict[str, Consumer[Any]] = {
-        spec.name: Consumer(
-            service="tests",
-            spec=spec,
-            exchanges=harness.exchanges,
-            broker=harness.broker,
-            transactions=harness.transactions,
-            handler=handler,
-            authenticity=DEVELOPMENT_VERIFIER,
-        )
-        for spec in specs
-    }
+    consumers = {spec.name: new_consumer(harness, spec, handler) for spec in specs}
     control = QueueControl(
         service="tests",
         store=store,

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from bench.observe import OUTBOX_SOURCES
+from deploy.definitions.document import export_definitions
+from deploy.definitions.users import dev_users
 from devtools.broker_users import process_environment
 from devtools.chaos.breakers import Breakers
 from devtools.run_system import system_processes
@@ -23,7 +25,6 @@ from services.api.settings import ApiSettings
 from services.relay.app import RelaySettings
 from shared import manifest
 from shared.db.migrate import parse_targets
-from shared.definitions import dev_users, export_definitions
 from shared.manifest import (
     SERVICES,
     ServiceProcess,

@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic_settings import BaseSettings
 
+from deploy.definitions.users import dev_password
 from services.api.settings import ApiSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings
 from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
-from shared.definitions import dev_password
 from shared.manifest import processes, service_names
 from shared.settings import CoreSettings
 from tests.unit.deploy.compose_file import (
@@ -50,7 +50,7 @@ APPLICATIONS: dict[str, tuple[type[BaseSettings], str | None, str | None]] = {
     "sandbox": (SandboxSettings, None, None),
     "migrate": (CoreSettings, None, None),
 }
-# .env.example variables that compose does not read: inputs of `python -m shared.definitions
+# .env.example variables that compose does not read: inputs of `python -m deploy.definitions
 # --passwords-from-env` only.
 DEFINITIONS_ONLY = {"OPERATOR_RABBITMQ_PASSWORD"}
 

@@ -390,3 +390,22 @@ def test_nginx_does_not_serve_the_api_metrics() -> None:
     for selector in blocks:
         if selector.startswith(("=", "~")):
             assert not re.search(r"metrics", selector), selector
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/asyncapi.json", "/docs"])
+def test_nginx_passes_the_api_descriptions_through(path: str) -> None:
+    """The OpenAPI and AsyncAPI documents are public: only ``location /`` (the API) may
+    answer them, no location in front of it."""
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+([^{]+?)\s*\{([^}]*)\}", config))
+    assert "proxy_pass http://api;" in blocks["/"]
+    for selector in blocks:
+        kind, _, prefix = selector.rpartition(" ")
+        if selector == "/":
+            continue
+        if kind == "=":
+            assert prefix != path, selector
+        elif kind.startswith("~"):
+            assert not re.search(prefix, path), selector
+        else:  # a prefix, plain or ^~
+            assert not path.startswith(prefix), selector

@@ -11,7 +11,7 @@ from devtools.servers import cli, envfile
 
 AWKWARD = {
     "RABBITMQ_URL": "amqp://user:pa'ss@127.0.0.1:5672/",
-    "DATABASE_URL": "postgresql://postgres:$HOME `x` \"q\"@127.0.0.1:5432/admissions",
+    "DATABASE_URL": 'postgresql://postgres:$HOME `x` "q"@127.0.0.1:5432/admissions',
     "EMPTY": "",
 }
 

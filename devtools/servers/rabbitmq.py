@@ -81,7 +81,20 @@ class Ports:
 
 
 class RabbitNode:
-    def __init__(self, base: Path, ports: Ports, name: str | None = None) -> None:
+    """One node. ``home`` holds the Erlang cookie (nodes of one cluster share it);
+    ``extra_config`` and ``advanced_config`` add to the generated configuration (a cluster's
+    partition handling, its ticks)."""
+
+    def __init__(
+        self,
+        base: Path,
+        ports: Ports,
+        name: str | None = None,
+        *,
+        home: Path | None = None,
+        extra_config: str = "",
+        advanced_config: str | None = None,
+    ) -> None:
         self.base = base
         self.ports = ports
         # One node per AMQP port: a second checkout on other ports (sharing this machine's
@@ -90,7 +103,9 @@ class RabbitNode:
             "admissions@localhost" if ports.amqp == 5672 else f"admissions-{ports.amqp}@localhost"
         )
         self.logs = base / "log"
-        self.home = base / "home"  # holds the Erlang cookie shared by the node and its tools
+        self.home = home or base / "home"
+        self.extra_config = extra_config
+        self.advanced_config = advanced_config
         self.launcher_pid_file = base / "pid"  # the rabbitmq-server we launched
         self.vm_pid_file = base / "beam.pid"  # the Erlang VM, written by RabbitMQ itself
 
@@ -163,17 +178,26 @@ class RabbitNode:
         )
 
     def start(self) -> None:
+        """Start the node unless it runs, and wait until it has booted."""
         if self.running():
             self._already_running()
             return
+        self.check_ports()
+        self.write_config()
+        ensure_epmd(self.base)
+        self.wait_started(self.launch())
+        say(
+            f"RabbitMQ started (pid {read_pid(self.launcher_pid_file)},"
+            f" VM pid {read_pid(self.vm_pid_file)})"
+        )
+
+    def launch(self) -> int:
+        """Start the node detached and return at once (a cluster's nodes boot together)."""
         server = find_tool("rabbitmq-server")
         if server is None:
             raise ServerError("rabbitmq-server not found under /usr/lib/rabbitmq")
         for stale in (self.launcher_pid_file, self.vm_pid_file):
             stale.unlink(missing_ok=True)
-        self.check_ports()
-        self._write_config()
-        ensure_epmd(self.base)
         say(
             f"starting RabbitMQ (node {self.name}, AMQP {self.ports.amqp},"
             f" management {self.ports.management})"
@@ -183,8 +207,7 @@ class RabbitNode:
             [server], log=self.logs / "server.out", cwd=self.base, env=self.environment()
         )
         self.launcher_pid_file.write_text(f"{pid}\n")
-        self._wait_started(pid)
-        say(f"RabbitMQ started (pid {pid}, VM pid {read_pid(self.vm_pid_file)})")
+        return pid
 
     def _already_running(self) -> None:
         recorded = Ports.recorded(self.base)
@@ -197,9 +220,9 @@ class RabbitNode:
             say(f"RabbitMQ already running (pids {self.pids()}, port {self.ports.amqp})")
         else:
             say("RabbitMQ process is up but not yet listening; waiting")
-            self._wait_started(self.pids()[0])
+            self.wait_started(self.pids()[0])
 
-    def _write_config(self) -> None:
+    def write_config(self) -> None:
         for folder in (self.base / "mnesia", self.logs, self.home):
             folder.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o700)  # the Erlang cookie lives here
@@ -213,11 +236,13 @@ class RabbitNode:
             "management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.ports.management}\n"
             "prometheus.tcp.ip = 127.0.0.1\n"
-            f"prometheus.tcp.port = {self.ports.prometheus}\n",
+            f"prometheus.tcp.port = {self.ports.prometheus}\n{self.extra_config}",
         )
+        if self.advanced_config is not None:
+            write_atomically(self.base / "advanced.config", self.advanced_config)
         write_atomically(self.base / "ports.json", json.dumps(asdict(self.ports)) + "\n")
 
-    def _wait_started(self, launcher: int) -> None:
+    def wait_started(self, launcher: int) -> None:
         def listening_or_dead() -> bool:
             if not pid_alive(launcher):
                 raise ServerError(

@@ -57,7 +57,7 @@ def asyncapi_document(
     queue_channels = {q.name: queue_channel(q, topology) for q in topology.queues}
     shared_names = set(event_channels) & set(queue_channels)
     if shared_names:
-        raise ValueError(f"a queue and an event type share the channel ids {shared_names}")
+        raise ValueError(f"a queue and an event type share a channel id: {sorted(shared_names)}")
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {

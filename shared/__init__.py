@@ -4,6 +4,8 @@ Where to look:
 - ``manifest``: every service, once: its role and schema, migrations, outbox, processes and
   their metrics ports; the lists of services elsewhere are derived from it.
 - ``events``: the envelope and the event catalog (what travels on the wire).
+- ``asyncapi``: the AsyncAPI 3.0 document of every event, who sends and who receives it
+  (the API serves it at ``/asyncapi.json``; ``deploy/asyncapi.json`` is its committed copy).
 - ``topology``: exchanges and queues, declared from one description.
 - ``broker``: the broker port, its RabbitMQ adapter and an in-memory double.
 - ``consumer``: decode -> validate -> one transaction -> ack; retry and dead-letter decisions.

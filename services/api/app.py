@@ -31,6 +31,8 @@ from services.api.applications.admission import AdmissionLimit, RetryAdvice
 from services.api.applications.group_commit import GroupCommit
 from services.api.applications.routes import router as applications_router
 from services.api.applications.routes import submit_route
+from services.api.asyncapi import ASYNCAPI_PATH
+from services.api.asyncapi import router as asyncapi_router
 from services.api.auth.passwords import Passwords
 from services.api.auth.revocation import PostgresTokenVersions
 from services.api.auth.routes import router as auth_router
@@ -154,6 +156,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(
         title="Admissions API",
         summary="Submit applications, follow their progress, pay the fee.",
+        description=(
+            "The events the system carries behind this API (who publishes and who consumes "
+            f"each, with its payload schema) are described at `{ASYNCAPI_PATH}` (AsyncAPI 3.0)."
+        ),
         version="1.0.0",
         lifespan=lifespan,
         # Metrics are Prometheus' (services/api/metrics.py); FastAPI's OpenTelemetry hooks
@@ -173,6 +179,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(applications_router)
     app.include_router(payments_router)
     app.include_router(health.router)
+    app.include_router(asyncapi_router)
     app.include_router(admin_router)
     app.include_router(reports_router)
     app.include_router(announcements_router)

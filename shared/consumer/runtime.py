@@ -1,5 +1,6 @@
 """The consumer runtime: the one place where a message is acknowledged, retried or
-dead-lettered.
+dead-lettered. (Commands to the process, which are no events, are acknowledged beside it, in
+``commands.py``.)
 
     decode -> verify the signature -> validate
            -> one transaction {claim message id; handler; outbox rows} -> commit -> ack

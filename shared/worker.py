@@ -11,7 +11,7 @@ import psycopg_pool
 import structlog
 
 from shared.broker.rabbitmq import RabbitBroker
-from shared.consumer.runtime import Consumer, Handler, Observer
+from shared.consumer.runtime import Consumer, ExhaustedHook, Handler, Observer
 from shared.control import PostgresPauseStore, QueueControl
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PgTxT, PostgresTransaction, PostgresTransactions
@@ -72,6 +72,7 @@ async def run_worker(
     settings: CoreSettings,
     handlers: Mapping[str, Handler[PgTxT]],
     stop: asyncio.Event,
+    on_exhausted: Mapping[str, ExhaustedHook[PgTxT]] | None = None,
     transaction_type: type[PgTxT] = PostgresTransaction,  # type: ignore[assignment]
     topology: Topology = SYSTEM_TOPOLOGY,
     background: Sequence[BackgroundTask] = (),
@@ -98,6 +99,7 @@ async def run_worker(
             handler=faults.wrap(handler),
             authenticity=authenticity,
             observers=[metrics_observer(), timeline.observe, *observers],
+            on_exhausted=(on_exhausted or {}).get(queue),
         )
         for queue, handler in handlers.items()
     ]

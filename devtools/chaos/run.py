@@ -20,8 +20,9 @@ from devtools.chaos.audit import Evidence, Findings, judge
 from devtools.chaos.breakers import Breakers
 from devtools.chaos.evidence import Collector
 from devtools.chaos.load import Load
-from devtools.infra import Infra, from_environment, read_env_file
+from devtools.infra import Infra, from_environment
 from devtools.run_system import ROOT
+from devtools.servers.envfile import read as read_env_file
 from devtools.system import RunningSystem
 from services.api.statuses import TERMINAL
 

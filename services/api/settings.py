@@ -135,7 +135,7 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")
     # The broker login of dead-letter listings, replays and pause / resume: ``ops`` in the
-    # definitions (shared/definitions.py), apart from RABBITMQ_URL's api login, which reads no
+    # definitions (deploy/definitions/), apart from RABBITMQ_URL's api login, which reads no
     # dead-letter queue because reading one also allows purging it. Unset: RABBITMQ_URL's login
     # (a development broker's administrator does it all; the api login is refused: 503).
     ops_rabbitmq_url: SecretStr | None = None

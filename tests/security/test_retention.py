@@ -18,13 +18,13 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from deploy.definitions.document import DEAD_LETTER_MAX_AGE
 from services.api.retention import api_retention
 from services.api.settings import ApiSettings
 from services.mailer.retention import mailer_retention
 from services.mailer.settings import MailerSettings
 from services.payments.retention import payments_retention
 from services.payments.settings import PaymentsSettings
-from shared.definitions import DEAD_LETTER_MAX_AGE
 from shared.retention import RetentionRule
 from shared.sweeper import Sweeper
 from shared.system_topology import SYSTEM_TOPOLOGY

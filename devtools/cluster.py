@@ -175,10 +175,7 @@ class Cluster:
                 "rabbitmq_shovel,rabbitmq_shovel_management].\n"
             )
             (node.folder / "rabbitmq.conf").write_text(node_config(node))
-            (node.folder / "advanced.config").write_text(
-                "[{kernel, [{net_ticktime, %d}, {inet_dist_connect_options, [{ip, {%s}}]}]}].\n"
-                % (NET_TICKTIME_SECONDS, node.address.replace(".", ","))
-            )
+            (node.folder / "advanced.config").write_text(advanced_config(node))
 
     def pid(self, node: Node) -> int | None:
         """The node's Erlang VM, if it runs (and really is this node: pids are recycled)."""
@@ -391,6 +388,14 @@ consumer_timeout = 900000
 log.file.level = info
 log.console = false
 """
+
+
+def advanced_config(node: Node) -> str:
+    """Erlang's own settings: the tick, and the source address of the node's connections."""
+    address = node.address.replace(".", ",")
+    kernel = f"{{net_ticktime, {NET_TICKTIME_SECONDS}}}, "
+    kernel += f"{{inet_dist_connect_options, [{{ip, {{{address}}}}}]}}"
+    return f"[{{kernel, [{kernel}]}}].\n"
 
 
 def distribution_rules(source: Node, target: Node) -> list[list[str]]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -42,6 +42,8 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+
+from shared.broker.failover import connect_to_nodes
 
 log = structlog.get_logger("control")
 
@@ -194,14 +196,14 @@ class QueueControl:
         pool: AsyncConnectionPool,
         consumers: Mapping[str, Pausable],
         exchange: str,
-        rabbitmq_url: str,
+        rabbitmq_urls: Sequence[str],
     ) -> None:
         self.service = service
         self.schema = schema
         self.pool = pool
         self.consumers = dict(consumers)
         self.exchange = exchange
-        self.rabbitmq_url = rabbitmq_url
+        self.rabbitmq_urls = rabbitmq_urls
         self.queue_name = control_queue_name(service, uuid.uuid4().hex)
         self._connection: AbstractRobustConnection | None = None
         self._lock = asyncio.Lock()
@@ -258,8 +260,8 @@ class QueueControl:
         return await load_paused(self.pool, self.schema)
 
     async def _listen(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.rabbitmq_url, client_properties={"connection_name": f"{self.service}.control"}
+        self._connection = await connect_to_nodes(
+            self.rabbitmq_urls, connection_name=f"{self.service}.control"
         )
         channel = await self._connection.channel()
         # One command at a time, in order: a pause and a resume never overtake each other.

@@ -7,6 +7,7 @@ this module knows aio-pika's exception types.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from aio_pika.abc import (
 )
 
 from shared.broker.base import BrokerMessage, DeliveryHandler, Headers, HeaderValue
+from shared.broker.failover import connect_to_nodes
 from shared.errors import PublishFailed, PublishRefused, TopologyMismatch, Unroutable
 from shared.topology import (
     BindingDeclaration,
@@ -86,11 +88,12 @@ class RabbitBroker:
 
     @classmethod
     async def connect(
-        cls, url: str, *, connection_name: str, publish_timeout: float = 10.0
+        cls, url: str | Sequence[str], *, connection_name: str, publish_timeout: float = 10.0
     ) -> RabbitBroker:
-        connection = await aio_pika.connect_robust(
-            url, client_properties={"connection_name": connection_name}
-        )
+        """To the first node that answers (one URL, or one per node of a cluster:
+        ``shared.broker.nodes``); after a connection is lost, to the next."""
+        urls = [url] if isinstance(url, str) else list(url)
+        connection = await connect_to_nodes(urls, connection_name=connection_name)
         return cls(connection, publish_timeout)
 
     async def declare(self, topology: Topology) -> None:

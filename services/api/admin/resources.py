@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.api.admin.dead_letters import OpsBroker
 from services.api.admin.management import ManagementApi, vhost_of
 from services.api.settings import ApiSettings
+from shared.broker.failover import CONNECTION_EXCEPTIONS, connect_to_nodes
 from shared.db.pool import create_pool, role_conninfo
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Topology
@@ -78,12 +79,10 @@ class AdminResources:
         async with self._lock:
             if self._connection is None:
                 try:
-                    self._connection = await aio_pika.connect_robust(
-                        login.get_secret_value(),
-                        client_properties={"connection_name": "api.admin"},
-                        timeout=5,
+                    self._connection = await connect_to_nodes(
+                        self.settings.broker_urls(login), connection_name="api.admin", timeout=5
                     )
-                except (ConnectionError, OSError, aio_pika.exceptions.AMQPError) as error:
+                except CONNECTION_EXCEPTIONS as error:
                     raise unavailable("RabbitMQ", error) from error
             return OpsBroker(self._connection, self.topology.exchanges)
 

@@ -1,0 +1,41 @@
+"""A three-node RabbitMQ cluster of this machine's own (``devtools.cluster``), for the tests
+that kill and cut off its nodes. Started when it is not running, and then stopped again at
+the end (by pid); one already running (``python -m devtools.cluster up``) is used and left
+running. Needs the rabbitmq-server package and root (iptables); skipped without them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from devtools.cluster import RABBITMQ_BIN, Cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cluster/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        pytest.skip("no rabbitmq-server (Debian's package) to start a cluster with")
+    if os.geteuid() != 0 and shutil.which("iptables") is None:
+        pytest.skip("partitions need iptables and root")
+    found = Cluster()
+    started = not all(found.pid(node) for node in found.nodes)
+    found.up()
+    try:
+        yield found
+    finally:
+        found.heal()
+        if started:
+            found.down()
+        else:  # leave it as it was found: every node running
+            for node in found.nodes:
+                found.start(node)

@@ -331,9 +331,9 @@ class Cluster:
             return Counter(str(q["node"]) for q in response.json() if q.get("type") == "quorum")
         raise ClusterError("no node's management API answers")
 
-    def busiest(self) -> Node:
+    def busiest(self, counts: Counter[str] | None = None) -> Node:
         """The node leading the most quorum queues (the first on a tie)."""
-        counts = self.leaders()
+        counts = self.leaders() if counts is None else counts
         return max(self.nodes, key=lambda node: (counts.get(node.name, 0), -node.index))
 
     # --- partitions ---------------------------------------------------------------------------

@@ -328,7 +328,12 @@ class Cluster:
                 response.raise_for_status()
             except httpx.HTTPError:
                 continue
-            return Counter(str(q["node"]) for q in response.json() if q.get("type") == "quorum")
+            # A queue electing a leader right now has no node yet.
+            return Counter(
+                str(q["node"])
+                for q in response.json()
+                if q.get("type") == "quorum" and q.get("node")
+            )
         raise ClusterError("no node's management API answers")
 
     def busiest(self, counts: Counter[str] | None = None) -> Node:

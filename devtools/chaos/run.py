@@ -339,7 +339,7 @@ def summary(report: dict[str, Any]) -> str:
     ]
     for kind, stalls in report.get("cluster", {}).get("longest_stall_per_fault", {}).items():
         lines.append(
-            f"  {kind:<15}accepts stalled {stalls['accepts_stalled_seconds']}s at most,"
+            f"  {kind:<17} accepts stalled {stalls['accepts_stalled_seconds']}s at most,"
             f" completions {stalls['completions_stalled_seconds']}s"
         )
     if report["skipped_faults"]:

@@ -10,7 +10,8 @@ from statistics import median
 
 
 def longest_gap(times: Sequence[float], start: float, end: float) -> float | None:
-    """Seconds; ``None`` when nothing happened after ``start`` at all (never recovered)."""
+    """Seconds; ``None`` when nothing happened after ``start`` at all (the load had ended,
+    or it never recovered)."""
     ordered = sorted(times)
     if not ordered or ordered[-1] <= start:
         return None

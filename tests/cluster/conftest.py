@@ -14,13 +14,6 @@ import pytest
 from devtools.cluster import RABBITMQ_BIN, Cluster
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/cluster/" in str(item.path):
-            item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.cluster)
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     if not (RABBITMQ_BIN / "rabbitmq-server").exists():

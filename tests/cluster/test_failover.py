@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from devtools.cluster import ADMIN, Cluster, Node
+from services.api.admin.management import ManagementApi
 from shared.broker.base import BrokerMessage, Delivery
 from shared.broker.failover import NodeListConnection
 from shared.broker.nodes import node_urls
 from shared.broker.rabbitmq import RabbitBroker
 from shared.errors import PublishFailed
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(300)]
 
 EXCHANGE = "failover"
 
@@ -143,3 +144,18 @@ async def test_consumers_resume_on_a_surviving_node_and_nothing_is_lost(
         await consumer.close()
         await publisher.close()
         cluster.wait_running(cluster.nodes)
+
+
+async def test_the_admin_api_reads_queue_statistics_from_a_node_that_answers(
+    cluster: Cluster, vhost: str
+) -> None:
+    # Given RABBITMQ_MANAGEMENT_URL listing a node that does not answer before one that does
+    urls = node_urls(cluster.amqp_url(vhost), cluster.nodes_setting)
+    await declare_queue(urls[0], "work.stats")
+    silent = "http://127.0.0.1:9/"  # discard: nothing listens
+    management = ManagementApi(f"{silent},{cluster.nodes[1].management_url}/", *ADMIN, vhost)
+    try:
+        # When the admin API asks for the queues, then the answering node gives them
+        assert "work.stats" in await management.queues()
+    finally:
+        await management.close()

@@ -231,12 +231,16 @@ class Cluster:
         for node in self.nodes:
             self.launch(node)
         for node in self.nodes:
-            self.await_startup(node)
+            try:
+                self.await_startup(node, timeout=120)
+            except ClusterError:  # hung (see ``rejoin``): once more, from scratch
+                self.kill(node)
+                self.start(node)
         first = self.nodes[0]
         for node in self.nodes[1:]:
             if first.name not in self.cluster_status(node).get("disk_nodes", []):
                 self.join(node, first)
-        self.wait_running(self.nodes)
+        self.rejoin()
 
     def join(self, node: Node, to: Node) -> None:
         for args in (("stop_app",), ("join_cluster", to.name), ("start_app",)):
@@ -265,6 +269,29 @@ class Cluster:
             time.sleep(1)
         raise ClusterError(f"nodes {sorted(names)} do not all see each other running")
 
+    def rejoin(self, timeout: float = 90) -> list[str]:
+        """Wait until the cluster is whole again after a heal or a restart; a node that stays
+        out is restarted (kill -9, start), as an operator must: after a partition, RabbitMQ
+        3.x's membership (Mnesia, Erlang's ``global``) sometimes does not merge again, or the
+        node hangs rejoining, while the quorum queues have long recovered. Returns the names
+        of the nodes it had to restart."""
+        try:
+            self.wait_running(self.nodes, timeout)
+            return []
+        except ClusterError:
+            pass
+        views = {node.name: set(self.running_nodes(node)) for node in self.nodes}
+        everyone = {node.name for node in self.nodes}
+        outside = [node for node in self.nodes if views[node.name] != everyone]
+        if len(outside) == len(self.nodes):  # nobody sees everyone: restart the smallest side
+            smallest = min(len(view) for view in views.values())
+            outside = [node for node in self.nodes if len(views[node.name]) == smallest]
+        for node in outside:
+            self.kill(node)
+            self.start(node)
+        self.wait_running(self.nodes)
+        return [node.name for node in outside]
+
     def kill(self, node: Node) -> None:
         """kill -9 of the node's VM: no goodbye to its peers or its clients."""
         pid = self.pid(node)
@@ -285,14 +312,15 @@ class Cluster:
             os.kill(pid, signal.SIGKILL)
             wait_gone(pid, 15)
 
-    def restart(self, node: Node) -> None:
+    def restart(self, node: Node) -> list[str]:
         """A graceful restart, as an operator's rolling restart does it: first wait until no
         quorum queue would lose its majority without this node (its peers have caught up),
-        then stop, start, and wait until the whole cluster runs again."""
+        then stop, start, and wait until the whole cluster runs again (returns what
+        ``rejoin`` had to restart for that)."""
         self.wait_not_quorum_critical(node)
         self.stop(node)
         self.start(node)
-        self.wait_running(self.nodes)
+        return self.rejoin()
 
     def wait_not_quorum_critical(self, node: Node, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -127,7 +127,7 @@ class ClusterBreakers(Breakers):
         fault["killed_at"] = round(self.now(), 1)
         await asyncio.sleep(NODE_DOWN_SECONDS)
         fault["restarted_at"] = round(self.now(), 1)
-        await self._back(node)
+        await self._back(node, fault)
         fault["back_at"] = round(self.now(), 1)
         fault["leaders_after"] = dict(await self._run(self.cluster.leaders))
 
@@ -139,7 +139,7 @@ class ClusterBreakers(Breakers):
         await self._run(lambda: self.cluster.partition(node))
         await asyncio.sleep(seconds)
         fault["healed_at"] = round(self.now(), 1)
-        await self._back(node)
+        await self._back(node, fault)
         fault["back_at"] = round(self.now(), 1)
 
     async def _isolate_services(self, fault: dict[str, Any]) -> None:
@@ -155,7 +155,7 @@ class ClusterBreakers(Breakers):
         await self._run(cut)
         await asyncio.sleep(ISOLATION_SECONDS)
         fault["healed_at"] = round(self.now(), 1)
-        await self._back(node)
+        await self._back(node, fault)
         fault["back_at"] = round(self.now(), 1)
 
     async def _rolling_restart(self, fault: dict[str, Any]) -> None:
@@ -163,20 +163,28 @@ class ClusterBreakers(Breakers):
         for node in self.cluster.nodes:
             began = round(self.now(), 1)
             self.servers.out.add(node.index)
-            await self._run(lambda node=node: self.cluster.restart(node))  # type: ignore[misc]
+            restarted = await self._run(lambda node=node: self.cluster.restart(node))  # type: ignore[misc]
             self.servers.out.discard(node.index)
             steps.append({"node": node.name, "began": began, "back_at": round(self.now(), 1)})
+            if restarted:
+                fault.setdefault("operator_restarts", []).extend(restarted)
+            await asyncio.sleep(5)  # the clients settle on the nodes before the next one stops
         fault["nodes"] = steps
 
-    async def _back(self, node: Node) -> None:
-        """Heal, start what is down, and wait until every node sees the others running."""
+    async def _back(self, node: Node, fault: dict[str, Any]) -> None:
+        """Heal, start what is down, and wait until every node sees the others running; what
+        had to be restarted for that (``Cluster.rejoin``) is recorded as an operator's
+        intervention."""
 
-        def whole() -> None:
+        def whole() -> list[str]:
             self.cluster.heal()
-            self.cluster.start(node)
-            self.cluster.wait_running(self.cluster.nodes)
+            self.cluster.launch(node)
+            return self.cluster.rejoin()
 
-        await self._run(whole)
+        restarted = await self._run(whole)
+        if restarted:
+            log.warning("nodes restarted to rejoin the cluster", nodes=restarted)
+            fault.setdefault("operator_restarts", []).extend(restarted)
         self.servers.out.discard(node.index)
 
     async def ensure_servers_up(self) -> None:

@@ -229,6 +229,17 @@ def cluster_section(
             kind[name] = value if known is None or (value is not None and value > known) else known
     return {
         "nodes": [node.name for node in breakers.cluster.nodes],
+        # Nodes that did not rejoin by themselves after a heal or restart, restarted as an
+        # operator would (devtools.cluster.Cluster.rejoin).
+        "operator_restarts": [
+            {
+                "action": fault["action"],
+                "began": fault["began"],
+                "nodes": fault["operator_restarts"],
+            }
+            for fault in breakers.faults
+            if fault.get("operator_restarts")
+        ],
         "partition_handling": "pause_minority",
         "faults": faults,
         "longest_stall_per_fault": worst,
@@ -337,6 +348,8 @@ def summary(report: dict[str, Any]) -> str:
         f"  durations      {report['durations']['load_and_faults_seconds']}s load and faults,"
         f" {report['durations']['quiet_wait_seconds']}s until quiet",
     ]
+    if "cluster" in report:
+        lines.append(f"  node restarts  {report['cluster']['operator_restarts'] or 'none needed'}")
     for kind, stalls in report.get("cluster", {}).get("longest_stall_per_fault", {}).items():
         lines.append(
             f"  {kind:<17} accepts stalled {stalls['accepts_stalled_seconds']}s at most,"

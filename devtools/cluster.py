@@ -54,6 +54,7 @@ RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 # The ticks between nodes: a partition is seen after 0.75-1.25 of this (default 60 s).
 NET_TICKTIME_SECONDS = 10
 ADMIN = ("guest", "guest")
+DEAD_LETTER_CONFIRM_MS = 15000
 
 
 @dataclass(frozen=True)
@@ -424,11 +425,16 @@ log.console = false
 
 
 def advanced_config(node: Node) -> str:
-    """Erlang's own settings: the tick, and the source address of the node's connections."""
+    """Erlang's own settings (the tick, the source address of the node's connections), and
+    how long a quorum queue's at-least-once dead-lettering (our retry tiers) waits for the
+    target queue's confirm before it sends again: 3 minutes by default, so a transfer lost
+    to a partition or a node's death waited that long; a resend is only a duplicate, which
+    the consumers skip."""
     address = node.address.replace(".", ",")
     kernel = f"{{net_ticktime, {NET_TICKTIME_SECONDS}}}, "
     kernel += f"{{inet_dist_connect_options, [{{ip, {{{address}}}}}]}}"
-    return f"[{{kernel, [{kernel}]}}].\n"
+    rabbit = f"{{dead_letter_worker_publisher_confirm_timeout, {DEAD_LETTER_CONFIRM_MS}}}"
+    return f"[{{kernel, [{kernel}]}}, {{rabbit, [{rabbit}]}}].\n"
 
 
 def distribution_rules(source: Node, target: Node) -> list[list[str]]:

@@ -66,9 +66,9 @@ test-integration: venv infra
 	$(WITH_INFRA) $(PY) -m pytest -m "integration"
 
 lint: venv
-	$(VENV)/bin/ruff check shared services devtools bench tests
-	$(VENV)/bin/ruff format --check shared services devtools bench tests
-	$(VENV)/bin/mypy shared services devtools bench
+	$(VENV)/bin/ruff check shared services devtools deploy bench tests
+	$(VENV)/bin/ruff format --check shared services devtools deploy bench tests
+	$(VENV)/bin/mypy shared services devtools deploy bench
 	$(VENV)/bin/lint-imports
 
 # Kill, restart and poison the running system under load, then audit every effect:

@@ -2,7 +2,7 @@
 
 ``make run``, the end-to-end tests, chaos runs and benchmarks start the services with the
 broker's administrator URL in ``RABBITMQ_URL`` (``guest`` on a local broker). Before the
-services start, ``provision`` loads the definitions document (``shared.definitions``) into the
+services start, ``provision`` loads the definitions document (``deploy.definitions``) into the
 run's virtual host through the management HTTP API: its exchanges, queues, bindings and
 policies, each service's user with its permissions and topic permissions. Then
 ``service_url`` gives each process the URL of its own login, so a local run is refused by the
@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from shared.definitions import OPERATOR, OPS, dev_password, dev_users, export_definitions
+from deploy.definitions.document import export_definitions
+from deploy.definitions.users import OPERATOR, OPS, dev_password, dev_users
 from shared.manifest import process_logins
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Topology

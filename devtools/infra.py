@@ -3,22 +3,21 @@
 In order: containers started by testcontainers when ``INFRA_MODE=containers`` (``make test``
 runs the behaviour tests so once); URLs from the environment (``RABBITMQ_URL`` and
 ``DATABASE_URL``); otherwise the project's own servers, started (or found running) by
-``scripts/infra.sh up``. A Docker engine that merely answers changes nothing: the local servers
-stay the default (the chaos runs restart them, the benchmarks measure them).
+``scripts/infra.sh up`` (``devtools/servers``), which records them in ``.run/infra.env``. A
+Docker engine that merely answers changes nothing: the local servers stay the default (the
+chaos runs restart them, the benchmarks measure them).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV_FILE = ROOT / ".run" / "infra.env"
+from devtools.servers import envfile
 
 
 @dataclass(frozen=True)
@@ -37,27 +36,12 @@ class Infra:
         return self.mode in ("local", "docker")
 
 
-def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
-    """The ``export KEY='value'`` lines ``scripts/infra.sh up`` writes; empty if absent."""
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ")
-        key, _, value = line.partition("=")
-        values[key] = shlex.split(value)[0] if value else ""
-    return values
-
-
 def from_environment(environ: Mapping[str, str]) -> Infra | None:
     """The servers the environment names (both URLs set), or None. They count as ours (may be
     restarted) only when they are the ones ``scripts/infra.sh up`` recorded."""
     if not (environ.get("RABBITMQ_URL") and environ.get("DATABASE_URL")):
         return None
-    recorded = read_env_file()
+    recorded = envfile.read()
     ours = all(environ[k] == recorded.get(k) for k in ("RABBITMQ_URL", "DATABASE_URL"))
     return _infra_from(environ, recorded.get("INFRA_MODE", "external") if ours else "external")
 
@@ -83,12 +67,13 @@ def infrastructure() -> Iterator[Infra]:
         yield given
     else:
         subprocess.run(
-            ["bash", str(ROOT / "scripts" / "infra.sh"), "up"],
+            [sys.executable, "-m", "devtools.servers", "up"],
+            cwd=envfile.ROOT,
             check=True,
             stdout=subprocess.DEVNULL,
             timeout=600,
         )
-        env = read_env_file()
+        env = envfile.read()
         yield _infra_from(env, env.get("INFRA_MODE", "local"))
 
 

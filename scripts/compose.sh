@@ -110,7 +110,7 @@ cmd_up() {
     check_ports "$@" || exit 1
     if [[ ${APP_ENV:-} == production ]]; then
         # The broker's users come from this file: none may keep a development password.
-        (cd "$ROOT/deploy" && PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m shared.definitions \
+        (cd "$ROOT/deploy" && PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m deploy.definitions \
             --check "${RABBITMQ_DEFINITIONS:-./rabbitmq/definitions.json}") || exit 1
     fi
     if [[ $COMPOSE_IMAGES == local ]]; then

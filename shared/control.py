@@ -1,27 +1,28 @@
 """Pausing and resuming a queue's consumers: every replica at once, and across restarts.
 
-    operator --POST /admin/queues/<q>/pause--> api --confirmed publish--> admissions.control
+    operator --POST /admin/queues/<q>/pause--> api --send_command (confirmed)--> admissions.control
         (fanout) --> control.<service>.<uuid>, one queue per running worker process
-        --> the workers that consume <q>: upsert queue_controls(<q>, paused) in their own
-            schema, then Consumer.stop() (resume: Consumer.start())
+        --> the workers that consume <q>: record (<q>, paused) in their own schema's
+            queue_controls, then Consumer.stop() (resume: Consumer.start())
 
 - A command is JSON ``{"action": "pause"|"resume", "queue", "requested_by", "at"}`` with an
   AMQP message_id. Every worker of every service hears every command (fanout: the API does not
   need to know who runs where); a worker that does not consume the named queue ignores it.
-- Each process listens on its own classic, exclusive, auto-delete queue
+- Each process listens (``Broker.listen``) on its own classic, exclusive, auto-delete queue
   ``control.<service>.<uuid>``: it vanishes with the process, so the consumers of
   ``control.<service>.*`` queues are the worker processes of that service that listen now (the
   admin API reports that number). These queues are not in the topology declaration: their names
-  exist only while a process runs.
-- The desired state is persisted by the workers themselves, in the ``queue_controls`` table of
-  their own schema (the API has no write access to it). Every replica writes the same row; a
-  write only wins if its command is newer than the stored one, so replicas that apply the same
-  commands at different times still agree on the last one.
-- At start-up ``run_worker`` listens for commands *first*, then reads ``queue_controls`` and
+  exist only while a process runs. ``shared.consumer.commands`` acknowledges each command.
+- The desired state is persisted by the workers themselves (``PauseStore``: the
+  ``queue_controls`` table of their own schema; the API has no write access to it). Every
+  replica writes the same row; a write only wins if its command is newer than the stored one,
+  so replicas that apply the same commands at different times still agree on the last one.
+- At start-up ``run_worker`` listens for commands *first*, then reads the stored state and
   starts only the queues that are not paused: no command can fall between reading the state and
   listening, and a paused queue stays paused across a restart (the management UI shows it with
   0 consumers). A lock serialises start-up and commands.
-- With no worker listening (none running) a command reaches nobody; the admin API says so.
+- With no worker listening (none running) a command reaches nobody: ``send_command`` raises
+  ``NoListener``, and the admin API says so.
 
 The parsing and the decisions are pure functions (``parse_command``, ``queues_to_start``,
 ``transition``); ``QueueControl`` is the thin adapter around them.
@@ -32,18 +33,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-import aio_pika
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from shared.broker.failover import connect_to_nodes
+from shared.broker.base import Broker, BrokerMessage
+from shared.consumer.commands import CommandListener
+from shared.errors import Unroutable
 
 log = structlog.get_logger("control")
 
@@ -56,6 +57,10 @@ _MAX_FIELD = 200
 
 class InvalidCommand(ValueError):
     """The body is not a control command; it is dropped (logged), never retried."""
+
+
+class NoListener(Exception):
+    """A control command reached no queue: no worker of any service is running."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,14 @@ class ControlCommand:
                 "at": self.at.isoformat(),
             }
         ).encode()
+
+    def to_message(self) -> BrokerMessage:
+        return BrokerMessage(
+            body=self.encode(),
+            message_id=self.message_id,
+            content_type=CONTENT_TYPE,
+            timestamp=self.at,
+        )
 
 
 def new_command(action: Action, queue: str, requested_by: str, now: datetime) -> ControlCommand:
@@ -126,6 +139,15 @@ def control_queue_prefix(service: str) -> str:
     return f"{CONTROL_QUEUE_PREFIX}.{service}."
 
 
+async def send_command(broker: Broker, exchange: str, command: ControlCommand) -> None:
+    """Publish to the control exchange and wait for the broker's confirm; ``NoListener``
+    when no worker listens."""
+    try:
+        await broker.publish(exchange, "", command.to_message())
+    except Unroutable:
+        raise NoListener("no worker is listening for control commands") from None
+
+
 # --- decisions -------------------------------------------------------------------------------
 
 
@@ -147,28 +169,58 @@ def transition(paused: bool, consuming: bool) -> Literal["start", "stop"] | None
 # --- state in the service's schema -----------------------------------------------------------
 
 
-async def load_paused(pool: AsyncConnectionPool, schema: str) -> set[str]:
-    query = sql.SQL("SELECT queue FROM {} WHERE paused").format(
-        sql.Identifier(schema, "queue_controls")
-    )
-    async with pool.connection() as conn:
-        rows = await (await conn.execute(query)).fetchall()
-    return {str(row[0]) for row in rows}
+class PauseStore(Protocol):
+    """Where a worker keeps the desired state of its queues."""
+
+    async def paused(self) -> set[str]: ...
+
+    async def record(self, command: ControlCommand) -> bool:
+        """Record the command's state unless a newer command is already recorded; True if
+        written."""
 
 
-async def save_state(pool: AsyncConnectionPool, schema: str, command: ControlCommand) -> bool:
-    """Record the desired state unless a newer command is already recorded; True if written."""
-    statement = sql.SQL(
-        "INSERT INTO {table} (queue, paused, updated_at, updated_by) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused,"
-        " updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by"
-        " WHERE {table}.updated_at <= EXCLUDED.updated_at"
-    ).format(table=sql.Identifier(schema, "queue_controls"))
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            statement, (command.queue, command.paused, command.at, command.requested_by)
-        )
-    return cursor.rowcount == 1
+class PostgresPauseStore:
+    """The ``queue_controls`` table of the service's own schema."""
+
+    def __init__(self, pool: AsyncConnectionPool, schema: str) -> None:
+        self.pool = pool
+        self.table = sql.Identifier(schema, "queue_controls")
+
+    async def paused(self) -> set[str]:
+        query = sql.SQL("SELECT queue FROM {} WHERE paused").format(self.table)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(query)).fetchall()
+        return {str(row[0]) for row in rows}
+
+    async def record(self, command: ControlCommand) -> bool:
+        statement = sql.SQL(
+            "INSERT INTO {table} (queue, paused, updated_at, updated_by) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused,"
+            " updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by"
+            " WHERE {table}.updated_at <= EXCLUDED.updated_at"
+        ).format(table=self.table)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                statement, (command.queue, command.paused, command.at, command.requested_by)
+            )
+        return cursor.rowcount == 1
+
+
+class MemoryPauseStore:
+    """The same rule in a dict, for tests without Postgres."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, ControlCommand] = {}
+
+    async def paused(self) -> set[str]:
+        return {queue for queue, command in self.latest.items() if command.paused}
+
+    async def record(self, command: ControlCommand) -> bool:
+        stored = self.latest.get(command.queue)
+        if stored is not None and stored.at > command.at:
+            return False
+        self.latest[command.queue] = command
+        return True
 
 
 # --- the adapter ------------------------------------------------------------------------------
@@ -192,29 +244,26 @@ class QueueControl:
         self,
         *,
         service: str,
-        schema: str,
-        pool: AsyncConnectionPool,
+        store: PauseStore,
         consumers: Mapping[str, Pausable],
+        broker: Broker,
         exchange: str,
-        rabbitmq_urls: Sequence[str],
     ) -> None:
         self.service = service
-        self.schema = schema
-        self.pool = pool
+        self.store = store
         self.consumers = dict(consumers)
-        self.exchange = exchange
-        self.rabbitmq_urls = rabbitmq_urls
         self.queue_name = control_queue_name(service, uuid.uuid4().hex)
-        self._connection: AbstractRobustConnection | None = None
+        self._listener = CommandListener(broker, exchange, self.queue_name, self.handle)
         self._lock = asyncio.Lock()
         self._closed = False
 
     async def start(self) -> list[str]:
         """Listen for commands, then start the consumers whose queue is not paused; returns
         the queues left paused."""
-        await self._listen()
+        await self._listener.start()
+        log.info("listening for control commands", queue=self.queue_name)
         async with self._lock:
-            paused = await load_paused(self.pool, self.schema)
+            paused = await self.store.paused()
             for queue in queues_to_start(self.consumers, paused):
                 await self.consumers[queue].start()
         held = sorted(paused & set(self.consumers))
@@ -226,21 +275,28 @@ class QueueControl:
         """Stop listening (before the consumers stop, so no resume races the shutdown)."""
         async with self._lock:
             self._closed = True
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        await self._listener.close()
+
+    async def handle(self, message: BrokerMessage) -> None:
+        """A message from the control exchange (``shared.consumer.commands`` acknowledges it)."""
+        try:
+            command = parse_command(message.body, message.message_id)
+        except InvalidCommand as error:
+            log.error("invalid control command dropped", error=str(error))
+            return
+        await self.apply(command)
 
     async def apply(self, command: ControlCommand) -> Literal["start", "stop"] | None:
         """Persist and enact a command for a queue this process consumes (else ignore it)."""
         consumer = self.consumers.get(command.queue)
         if consumer is None:
             return None
-        written = await save_state(self.pool, self.schema, command)
+        written = await self.store.record(command)
         async with self._lock:
             if self._closed:
                 return None
             # A stale command (older than the stored state) must not override it.
-            paused = command.paused if written else command.queue in await self._paused()
+            paused = command.paused if written else command.queue in await self.store.paused()
             change = transition(paused, consumer.consuming)
             if change == "stop":
                 await consumer.stop()
@@ -255,39 +311,3 @@ class QueueControl:
             stale=not written,
         )
         return change
-
-    async def _paused(self) -> set[str]:
-        return await load_paused(self.pool, self.schema)
-
-    async def _listen(self) -> None:
-        self._connection = await connect_to_nodes(
-            self.rabbitmq_urls, connection_name=f"{self.service}.control"
-        )
-        channel = await self._connection.channel()
-        # One command at a time, in order: a pause and a resume never overtake each other.
-        await channel.set_qos(prefetch_count=1)
-        # Passive: the topology declaration made it; a least-privilege login (definitions.json)
-        # may not configure exchanges, only its own control.<service>.* queues.
-        exchange = await channel.declare_exchange(
-            self.exchange, aio_pika.ExchangeType.FANOUT, durable=True, passive=True
-        )
-        queue = await channel.declare_queue(
-            self.queue_name,
-            exclusive=True,
-            auto_delete=True,
-            arguments={"x-queue-type": "classic"},
-        )
-        await queue.bind(exchange)
-        await queue.consume(self._on_message)
-        log.info("listening for control commands", queue=self.queue_name)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        try:
-            command = parse_command(message.body, message.message_id)
-            await self.apply(command)
-        except InvalidCommand as error:
-            log.error("invalid control command dropped", error=str(error))
-        except Exception as error:  # the operator sees the state unchanged and can retry
-            log.error("control command failed", error=repr(error))
-        finally:
-            await message.ack()

@@ -10,7 +10,9 @@
     ├── TransientError            -> retried after a delay, dead-lettered when attempts run out
     ├── PublishFailed             (the broker did not confirm a publish)
     │   ├── Unroutable            (a mandatory publish matched no queue)
-    │   └── PublishRefused        (the login may not publish that: permissions)
+    │   └── PublishRefused        (the login may not publish that; also an AccessRefused)
+    ├── AccessRefused             (the login may not do that: permissions)
+    ├── MissingQueue              (the broker has no queue of that name)
     └── TopologyMismatch          (a queue or exchange exists with other arguments)
 
 Handlers raise ``PermanentError`` subclasses for input that can never be processed; any other
@@ -59,9 +61,18 @@ class Unroutable(PublishFailed):
     """A mandatory publish reached no queue: a topology error, never silently dropped."""
 
 
-class PublishRefused(PublishFailed):
+class AccessRefused(MessagingError):
+    """The broker refused this login an operation (its permissions): a configuration to fix,
+    never fixed by trying again at once."""
+
+
+class PublishRefused(PublishFailed, AccessRefused):
     """The broker refused the login this publish (its permissions or topic permissions): a
     configuration error, like ``Unroutable``, never fixed by publishing again at once."""
+
+
+class MissingQueue(MessagingError):
+    """The broker has no queue of that name (not declared yet, or deleted)."""
 
 
 class TopologyMismatch(MessagingError):

@@ -29,7 +29,7 @@ log = structlog.get_logger("sweeper")
 
 _DELETE_BATCH = """
 DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM {table} WHERE {column} < now() - %s LIMIT %s
+    SELECT ctid FROM {table} WHERE {age} < now() - %s LIMIT %s
 ))
 """
 
@@ -83,11 +83,11 @@ class Sweeper:
                 log.info("another replica is sweeping", schema=self.schema)
                 return SweepResult(ran=False)
             try:
-                processed = await self._delete(conn, "processed_messages", "processed_at")
-                outbox = await self._delete(conn, "outbox", "published_at")
-                timeline = await self._delete(conn, "message_log", "at")
+                processed = await self._delete(conn, "processed_messages", ("processed_at",))
+                outbox = await self._delete(conn, "outbox", ("published_at",))
+                timeline = await self._delete(conn, "message_log", ("at",))
                 retained = {
-                    rule.table: await self._delete(conn, rule.table, rule.column, rule.keep)
+                    rule.table: await self._delete(conn, rule.table, rule.columns, rule.keep)
                     for rule in self.rules
                 }
             finally:
@@ -102,12 +102,14 @@ class Sweeper:
         self,
         conn: AsyncConnection[Any],
         table: str,
-        column: str,
+        columns: tuple[str, ...],
         keep: timedelta | None = None,
     ) -> int:
-        statement = sql.SQL(_DELETE_BATCH).format(
-            table=sql.Identifier(self.schema, table), column=sql.Identifier(column)
-        )
+        """Rows whose age, read from the first of ``columns`` that is set, is past ``keep``."""
+        age: sql.Composable = sql.Identifier(columns[0])  # as it is: an index on it serves
+        if len(columns) > 1:
+            age = sql.SQL("coalesce({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        statement = sql.SQL(_DELETE_BATCH).format(table=sql.Identifier(self.schema, table), age=age)
         retention = self.retention if keep is None else keep
         total = 0
         while True:

@@ -13,7 +13,7 @@ subscriber of the event).
 Every exchange a service publishes to is a topic exchange, even where exact names would do
 (``retry``, ``dead``): RabbitMQ's topic permissions (a regex on the routing key per user and
 exchange) apply only to topic exchanges, and they are what keeps one service from routing a
-message into another service's queue (``shared.definitions``). Queue names contain no ``*``
+message into another service's queue (``deploy.definitions``). Queue names contain no ``*``
 or ``#``, so an exact binding key matches exactly that routing key.
 """
 
@@ -84,7 +84,7 @@ class QueueSpec:
     # (``x-overflow: reject-publish``): the relay's publish is not confirmed, so the events wait
     # in the outbox (Postgres) and the relay tries again, instead of the broker's memory and
     # disk filling up. Applied as a policy operators see and may change without redeclaring
-    # the queue (``shared.definitions``).
+    # the queue (``deploy.definitions``).
     max_length: int = 100_000
 
     def __post_init__(self) -> None:

@@ -11,8 +11,8 @@ import psycopg_pool
 import structlog
 
 from shared.broker.rabbitmq import RabbitBroker
-from shared.consumer.runtime import Consumer, Handler, Observer
-from shared.control import QueueControl
+from shared.consumer.runtime import Consumer, ExhaustedHook, Handler, Observer
+from shared.control import PostgresPauseStore, QueueControl
 from shared.db.pool import create_pool, role_conninfo
 from shared.db.transactions import PgTxT, PostgresTransaction, PostgresTransactions
 from shared.events.signing import verifier_from
@@ -70,6 +70,7 @@ async def run_worker(
     settings: CoreSettings,
     handlers: Mapping[str, Handler[PgTxT]],
     stop: asyncio.Event,
+    on_exhausted: Mapping[str, ExhaustedHook[PgTxT]] | None = None,
     transaction_type: type[PgTxT] = PostgresTransaction,  # type: ignore[assignment]
     topology: Topology = SYSTEM_TOPOLOGY,
     background: Sequence[BackgroundTask] = (),
@@ -96,6 +97,7 @@ async def run_worker(
             handler=faults.wrap(handler),
             authenticity=authenticity,
             observers=[metrics_observer(), timeline.observe, *observers],
+            on_exhausted=(on_exhausted or {}).get(queue),
         )
         for queue, handler in handlers.items()
     ]
@@ -108,20 +110,23 @@ async def run_worker(
     )
     tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
     timeline.start()
-    # Listens for pause/resume first, then starts only the queues not paused.
+    # Listens for pause/resume first, then starts only the queues not paused. On a connection of
+    # its own ("<service>.control" in the management UI) that never publishes: the broker's
+    # flow control, which blocks publishing connections, never holds a command back.
+    control_broker = await connect_broker(settings, f"{service}.control", stop)
     control = QueueControl(
         service=service,
-        schema=service,
-        pool=pool,
+        store=PostgresPauseStore(pool, service),
         consumers={consumer.spec.name: consumer for consumer in consumers},
+        broker=control_broker,
         exchange=topology.exchanges.control,
-        rabbitmq_urls=settings.broker_urls(),
     )
     paused = await control.start()
     log.info("started", service=service, queues=list(handlers), paused=paused)
     await stop.wait()
     log.info("stopping", service=service)
     await control.close()
+    await control_broker.close()
     await asyncio.gather(*(consumer.stop() for consumer in consumers))
     await timeline.close()
     await asyncio.gather(*tasks, return_exceptions=True)

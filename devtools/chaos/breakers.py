@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import time
 import uuid
 from collections import Counter
@@ -21,7 +22,6 @@ import aio_pika
 import aio_pika.exceptions
 import structlog
 
-from devtools.run_system import ROOT
 from devtools.system import RunningSystem
 from shared.broker.failover import connect_to_nodes
 from shared.broker.nodes import node_urls
@@ -144,8 +144,9 @@ class Breakers:
 
     async def infra(self, command: str) -> None:
         process = await asyncio.create_subprocess_exec(
-            "bash",
-            str(ROOT / "scripts" / "infra.sh"),
+            sys.executable,
+            "-m",
+            "devtools.servers",
             command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -155,7 +156,8 @@ class Breakers:
         )
         output, _ = await process.communicate()
         if process.returncode != 0:
-            raise RuntimeError(f"infra.sh {command} failed: {output.decode(errors='replace')}")
+            failure = output.decode(errors="replace")
+            raise RuntimeError(f"devtools.servers {command} failed: {failure}")
 
     async def ensure_servers_up(self) -> None:
         """Whatever happened (even an action cut short), leave both servers running for

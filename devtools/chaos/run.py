@@ -22,8 +22,9 @@ from devtools.chaos.cluster_faults import CLUSTER_FAULTS, ClusterBreakers, Clust
 from devtools.chaos.evidence import Collector
 from devtools.chaos.load import Load
 from devtools.chaos.stalls import longest_gap, typical_gap
-from devtools.infra import Infra, from_environment, read_env_file
+from devtools.infra import Infra, from_environment
 from devtools.run_system import ROOT
+from devtools.servers.envfile import read as read_env_file
 from devtools.system import RunningSystem
 from services.api.statuses import TERMINAL
 

@@ -24,13 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api import health
 from services.api.admin.announcements import router as announcements_router
 from services.api.admin.reports import router as reports_router
-from services.api.admin.resources import REFUSED_BY_BROKER, broker_login_refused
+from services.api.admin.resources import broker_login_refused
 from services.api.admin.routes import router as admin_router
 from services.api.applications.accept import Intake, SubmissionFastPath
 from services.api.applications.admission import AdmissionLimit, RetryAdvice
 from services.api.applications.group_commit import GroupCommit
 from services.api.applications.routes import router as applications_router
 from services.api.applications.routes import submit_route
+from services.api.asyncapi import ASYNCAPI_PATH
+from services.api.asyncapi import router as asyncapi_router
 from services.api.auth.passwords import Passwords
 from services.api.auth.revocation import PostgresTokenVersions
 from services.api.auth.routes import router as auth_router
@@ -44,6 +46,7 @@ from services.api.resources import Resources
 from services.api.settings import ApiSettings
 from services.api.unsubscribe import router as unsubscribe_router
 from shared.blobs import BlobPublisher, BlobStore
+from shared.errors import AccessRefused
 from shared.logs import configure_logging
 from shared.worker import open_pool
 
@@ -153,6 +156,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(
         title="Admissions API",
         summary="Submit applications, follow their progress, pay the fee.",
+        description=(
+            "The events the system carries behind this API (who publishes and who consumes "
+            f"each, with its payload schema) are described at `{ASYNCAPI_PATH}` (AsyncAPI 3.0)."
+        ),
         version="1.0.0",
         lifespan=lifespan,
         # Metrics are Prometheus' (services/api/metrics.py); FastAPI's OpenTelemetry hooks
@@ -167,11 +174,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
-    app.add_exception_handler(REFUSED_BY_BROKER, broker_login_refused)
+    app.add_exception_handler(AccessRefused, broker_login_refused)
     app.include_router(auth_router)
     app.include_router(applications_router)
     app.include_router(payments_router)
     app.include_router(health.router)
+    app.include_router(asyncapi_router)
     app.include_router(admin_router)
     app.include_router(reports_router)
     app.include_router(announcements_router)

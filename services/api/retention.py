@@ -1,5 +1,6 @@
 """How long the API's tables keep their rows (settings in ``ApiSettings``), swept by the
-projector's sweeper. ``application*`` tables and ``users`` are the record itself: not swept."""
+projector's sweeper. ``application*`` tables and ``users`` are the record itself: not swept;
+nor is ``announcement_opt_outs``: who unsubscribed stays unsubscribed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def api_retention(settings: ApiSettings) -> tuple[RetentionRule, ...]:
         ),
         RetentionRule(
             "replays", "requested_at", timedelta(days=settings.replay_audit_retention_days)
+        ),
+        # The mailer keeps the runs and ledgers behind them as long from later moments.
+        RetentionRule("reports", "created_at", timedelta(days=settings.report_retention_days)),
+        RetentionRule(
+            "announcements", "created_at", timedelta(days=settings.announcement_retention_days)
         ),
         # Counters whose window is over count nothing any more.
         RetentionRule("rate_limits", "window_ends", timedelta(0)),

@@ -111,6 +111,11 @@ class ApiSettings(CoreSettings):
     expired_secret_retention_hours: float = Field(default=24.0, ge=0)
     webhook_event_retention_days: float = Field(default=30.0, ge=1)
     replay_audit_retention_days: float = Field(default=365.0, ge=1)
+    # Reports asked for and announcements published, from when they were: the mailer keeps
+    # their runs and ledgers as long from later moments (services/mailer/settings.py), so the
+    # request goes first and never shows progress that is gone.
+    report_retention_days: float = Field(default=30.0, ge=1)
+    announcement_retention_days: float = Field(default=90.0, ge=1)
 
     max_files: int = 5
     max_file_bytes: int = 10 * MIB
@@ -131,7 +136,7 @@ class ApiSettings(CoreSettings):
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")
     # The broker login of dead-letter listings, replays and pause / resume: ``ops`` in the
-    # definitions (shared/definitions.py), apart from RABBITMQ_URL's api login, which reads no
+    # definitions (deploy/definitions/), apart from RABBITMQ_URL's api login, which reads no
     # dead-letter queue because reading one also allows purging it. Unset: RABBITMQ_URL's login
     # (a development broker's administrator does it all; the api login is refused: 503).
     ops_rabbitmq_url: SecretStr | None = None

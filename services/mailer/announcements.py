@@ -8,19 +8,22 @@ from (announcement, recipient): an announcement expanded twice yields the same m
 the consumers' claim drops the copies. ``announcement_runs`` records the expansion and its
 total; a second expansion of the same announcement stops there.
 
-Delivery, at most once per (announcement, recipient), whatever is killed when:
+Delivery: every recipient gets the mail, under one Message-ID whatever is killed when (the
+way every mail of the mailer goes out, ``services.mailer.handler``):
 
 1. cancelled, or the recipient has unsubscribed since: recorded (``cancelled`` /
    ``unsubscribed``), no mail, no token;
-2. the lane's token is taken (``Mailer.send``), then a ledger row ``sending`` is committed on
-   a connection of its own, right before the SMTP call;
-3. SMTP accepted it: the row becomes ``sent`` in the message's transaction.
+2. the lane's token is taken (``Mailer.send``), then the ledger row ``sent`` is written in the
+   message's transaction, beside the mail's record, right before the SMTP call;
+3. the transaction commits once SMTP accepted the mail, and the message is acknowledged.
 
-A delivery that finds its row already there was done before (a redelivery); one that finds
-``sending`` follows a mailer that died between 2 and the commit of 3: the mail may or may not
-have gone out, and it is not sent again (``interrupted``, counted as failed). A permanent
-refusal is ``refused``; a transient SMTP failure removes the row (nothing was accepted) and the
-message is dead-lettered, to be replayed from the admin API.
+A mailer killed before the commit leaves neither row, so the broker's redelivery mails the
+recipient (again, if the server had taken it before the kill) under the same Message-ID: the
+delivery's message id is derived from (announcement, recipient), the Message-ID from it, and
+receiving systems and the audit count a copy as the same mail. A delivery that finds its row
+committed was done before and sends nothing; one that finds it being written by another
+transaction waits for that one. A permanent refusal is ``refused``; a transient SMTP failure
+rolls everything back and the message is dead-lettered, to be replayed from the admin API.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from typing import Any
 
 import structlog
 from psycopg import AsyncConnection, sql
-from psycopg_pool import AsyncConnectionPool
 
 from services.mailer.catalog import announcement_email
 from services.mailer.handler import Mailer, MailerWork
@@ -79,31 +81,21 @@ _RECORD = """
 INSERT INTO announcement_deliveries (announcement_id, recipient, outcome) VALUES (%s, %s, %s)
 ON CONFLICT DO NOTHING
 """
-_CLAIM = """
-INSERT INTO announcement_deliveries (announcement_id, recipient, outcome)
-VALUES (%s, %s, 'sending') ON CONFLICT DO NOTHING RETURNING 1
-"""
-_INTERRUPTED = """
-UPDATE announcement_deliveries SET outcome = 'interrupted', updated_at = now()
-WHERE announcement_id = %s AND recipient = %s AND outcome = 'sending'
-"""
 # clock_timestamp(): in the message's transaction now() is when it began, before the token
 # wait; the ledger's times are when each mail went out (the fan-out rate is read from them).
-_SETTLE = """
-UPDATE announcement_deliveries SET outcome = %s, updated_at = clock_timestamp()
-WHERE announcement_id = %s AND recipient = %s
+_RECORD_SENT = """
+INSERT INTO announcement_deliveries (announcement_id, recipient, outcome, updated_at)
+VALUES (%s, %s, 'sent', clock_timestamp()) ON CONFLICT DO NOTHING RETURNING 1
 """
-_RELEASE = """
-DELETE FROM announcement_deliveries
-WHERE announcement_id = %s AND recipient = %s AND outcome = 'sending'
+_REFUSED = """
+UPDATE announcement_deliveries SET outcome = 'refused', updated_at = clock_timestamp()
+WHERE announcement_id = %s AND recipient = %s
 """
 
 
 @dataclass(frozen=True)
 class Announcements:
     mailer: Mailer
-    # Autocommit connections of its own: a ledger row is committed before the SMTP call.
-    pool: AsyncConnectionPool
     unsubscribe: UnsubscribeSigner
     api_schema: str = "api"
 
@@ -165,36 +157,23 @@ class Announcements:
             await conn.execute(_RECORD, (*key, outcome))
             log.info("announcement not sent", announcement_id=key[0], outcome=outcome)
             return
-        claimed = False
 
-        async def claim() -> bool:
-            nonlocal claimed
-            async with self.pool.connection() as ledger:
-                claimed = await (await ledger.execute(_CLAIM, key)).fetchone() is not None
-                if not claimed:
-                    await ledger.execute(_INTERRUPTED, key)
-                    log.warning("announcement delivery seen before", announcement_id=key[0])
-            return claimed
+        async def record_sent() -> bool:
+            """The ledger row, in the message's transaction: committed with the mail's record
+            once SMTP took the mail; False (no mail) if an earlier attempt committed it."""
+            if await (await conn.execute(_RECORD_SENT, key)).fetchone() is None:
+                log.info("announcement delivered before", announcement_id=key[0])
+                return False
+            return True
 
         spec = announcement_email(
             payload, self.unsubscribe.url(self.mailer.api_public_url, payload.recipient)
         )
         try:
-            sent = await self.mailer.send(ctx, spec, before_smtp=claim)
+            await self.mailer.send(ctx, spec, before_smtp=record_sent)
         except RecipientRefused:
-            await self._settle_alone("refused", key)
-            return
-        except Exception:
-            if claimed:  # nothing was accepted: a replay may send it
-                async with self.pool.connection() as ledger:
-                    await ledger.execute(_RELEASE, key)
-            raise
-        if sent:
-            await conn.execute(_SETTLE, ("sent", *key))
-
-    async def _settle_alone(self, outcome: str, key: tuple[str, str]) -> None:
-        async with self.pool.connection() as ledger:
-            await ledger.execute(_SETTLE, (outcome, *key))
+            # Acknowledged, not dead-lettered: this address never takes mail.
+            await conn.execute(_REFUSED, key)
 
     async def _state(
         self, conn: AsyncConnection[Any], announcement_id: str, recipient: str

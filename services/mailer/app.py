@@ -31,8 +31,8 @@ from shared.unsubscribe import UnsubscribeSigner
 from shared.worker import open_pool, run_worker
 
 SERVICE = "mailer"
-# The low lane's builders (a snapshot and progress rows each) and the batch lane's ledger.
-WORK_POOL_SIZE = 2 * (MAILER_LANES["low"].prefetch + MAILER_LANES["batch"].prefetch)
+# The low lane's builders: a snapshot and progress rows each.
+WORK_POOL_SIZE = 2 * MAILER_LANES["low"].prefetch
 
 
 def lane_rates(settings: MailerSettings) -> dict[str, LaneRate]:
@@ -82,7 +82,6 @@ def lane_handlers(
     )
     announcements = Announcements(
         mailer=mailer,
-        pool=work_pool,
         unsubscribe=UnsubscribeSigner.from_seal_setting(settings.mail_seal_key.get_secret_value()),
         api_schema=settings.api_schema,
     )
@@ -102,7 +101,7 @@ def lane_handlers(
 
 async def run(settings: MailerSettings, stop: asyncio.Event) -> None:
     # Tokens are taken on connections of their own, never inside a message's transaction;
-    # so are the reports' progress and snapshots and the announcements' ledger rows.
+    # so are the reports' progress and snapshots.
     rate_pool = await open_pool(settings, SERVICE, max_size=len(settings.mailer_lanes) + 1)
     work_pool = await open_pool(settings, SERVICE, max_size=WORK_POOL_SIZE)
     smtp = SmtpSender(smtp_options(settings))

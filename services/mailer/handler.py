@@ -86,8 +86,8 @@ class Mailer:
         before_smtp: Callable[[], Awaitable[bool]] | None = None,
     ) -> bool:
         """Send ``spec`` (once its lane's token is taken); whether it was handed to SMTP now.
-        ``before_smtp`` runs after the token, right before the SMTP call, and may call it
-        off (an announcement's at-most-once ledger)."""
+        ``before_smtp`` runs after the token, right before the SMTP call, in the message's
+        transaction, and may call it off (an announcement's ledger says it was delivered)."""
         lane = ctx.queue.lane or ctx.queue.name
         mail = render_email(
             self.templates,
@@ -110,8 +110,7 @@ class Mailer:
         self.metrics.record_rate_limit_wait(lane, rate_wait)
         waited = lane_wait_seconds(ctx.envelope.occurred_at, datetime.now(UTC))
         if before_smtp is not None and not await before_smtp():
-            # Called off (a delivery an earlier attempt may have sent): the record stays, so
-            # no later attempt sends it either.
+            # Called off: an earlier message delivered it; its record commits as that one's did.
             return False
         await self.sender.send(mail)
         log.info(

@@ -46,6 +46,13 @@ class MailerSettings(CoreSettings):
     blob_dir: Path = Path(".run/blobs")
     blob_fsync: bool = True
     report_link_ttl_hours: PositiveFloat = 72.0
+    # How long the records of reports and announcements stay (services/mailer/retention.py):
+    # a report's run this long after its link expired (or it failed), an announcement's
+    # expansion and delivery ledger this long after it went out. The API keeps its side (the
+    # request, the announcement) as long from when it was asked, so it goes first: it never
+    # shows a request whose progress is gone. Read by both services.
+    report_retention_days: float = Field(default=30.0, ge=1)
+    announcement_retention_days: float = Field(default=90.0, ge=1)
     # The schemas whose read-only views reports and announcements read (each service's role).
     api_schema: str = "api"
     payments_schema: str = "payments"

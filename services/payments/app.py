@@ -7,7 +7,7 @@ import logging
 from functools import partial
 
 from services.payments.domain import Fee
-from services.payments.handler import PaymentsTransaction, make_handler
+from services.payments.handler import PaymentHandler, PaymentsTransaction
 from services.payments.provider import (
     FaultyProvider,
     PaymentProvider,
@@ -32,11 +32,12 @@ async def run(settings: PaymentsSettings, stop: asyncio.Event) -> None:
         faults = Faults.from_settings(settings).provider
         if faults.enabled:  # chaos runs only
             provider = FaultyProvider(provider, faults)
-        handler = make_handler(provider, fee, settings.payment_simulated_ms)
+        handler = PaymentHandler(provider, fee, settings.payment_simulated_ms)
         await run_worker(
             service=SERVICE,
             settings=settings,
             handlers={QUEUE: handler},
+            on_exhausted={QUEUE: handler.on_exhausted},
             stop=stop,
             transaction_type=PaymentsTransaction,
             retention=payments_retention(settings),

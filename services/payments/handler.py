@@ -13,12 +13,11 @@ from services.payments.domain import Fee, Payment
 from services.payments.provider import (
     Checkout,
     PaymentProvider,
-    ProviderError,
     ProviderRejected,
 )
 from services.payments.repository import Payments, PostgresPayments
-from shared.consumer.routing import Route, routed
-from shared.consumer.runtime import Handler, MessageContext
+from shared.consumer.routing import ExhaustedRoute, Route, routed, routed_on_exhausted
+from shared.consumer.runtime import Exhausted, MessageContext
 from shared.consumer.transaction import Transaction
 from shared.db.transactions import PostgresTransaction
 from shared.errors import TransientError
@@ -56,6 +55,11 @@ class PaymentHandler:
             PaymentWebhookReceived: self.settle_payment,
         }
         self._route = routed(self.routes)
+        self.exhausted_routes: dict[type[EventPayload], ExhaustedRoute[PaymentsWork]] = {
+            DocumentsVerified: self.payment_never_started,
+            PaymentWebhookReceived: self.park_webhook,
+        }
+        self.on_exhausted = routed_on_exhausted(self.exhausted_routes)
 
     async def __call__(self, ctx: MessageContext[PaymentsWork]) -> None:
         await self._route(ctx)
@@ -69,28 +73,11 @@ class PaymentHandler:
             return
         try:
             checkout = await self.create_checkout(verified.application_id)
-        except ProviderError as error:
-            if not (ctx.last_attempt or isinstance(error, ProviderRejected)):
-                raise  # transient: the runtime retries on the queue's tiers
-            # Raising now would park the message in the DLQ and leave the application
-            # "verified" for ever, its applicant never told. The provider is down for longer
-            # than every retry (or refuses this checkout outright), so the honest outcome is a
-            # failed payment: the application reaches payment_failed and the applicant hears.
-            # Unless the provider was paid all the same: its parked webhook settles it.
-            reason = _reason(error, ctx.attempt)
-            await payments.serialize(verified.application_id)
-            parked = await payments.take_parked_webhooks(verified.application_id)
-            payment, outcome = domain.give_up_starting(verified, self.fee, reason, parked)
-            if await payments.insert(payment):
-                ctx.emit(outcome)
-            log.error(
-                "payment could not be started",
-                application_id=verified.application_id,
-                attempt=ctx.attempt,
-                error=str(error),
-                outcome=outcome.event_type,
-            )
+        except ProviderRejected as refused:  # this checkout will never be made: no retry
+            await self.give_up_starting(ctx, verified, str(refused))
             return
+        # Any other ProviderError is transient: the runtime retries it on the queue's tiers,
+        # and calls ``payment_never_started`` when they are used up.
         payment, initiated = domain.start(verified, checkout, self.fee)
         await payments.serialize(verified.application_id)
         if await payments.insert(payment):
@@ -102,6 +89,32 @@ class PaymentHandler:
             "payment initiated",
             application_id=verified.application_id,
             payment_id=checkout.payment_id,
+        )
+
+    async def payment_never_started(
+        self, ctx: MessageContext[PaymentsWork], verified: DocumentsVerified, why: Exhausted
+    ) -> None:
+        """The provider stayed down for longer than every retry (on_exhausted)."""
+        await self.give_up_starting(ctx, verified, str(why))
+
+    async def give_up_starting(
+        self, ctx: MessageContext[PaymentsWork], verified: DocumentsVerified, reason: str
+    ) -> None:
+        # Dead-lettering would leave the application "verified" for ever, its applicant never
+        # told. The honest outcome is a failed payment: the application reaches
+        # payment_failed and the applicant hears. Unless the provider was paid all the same:
+        # its parked webhook settles it.
+        payments = ctx.tx.payments
+        await payments.serialize(verified.application_id)
+        parked = await payments.take_parked_webhooks(verified.application_id)
+        payment, outcome = domain.give_up_starting(verified, self.fee, reason, parked)
+        if await payments.insert(payment):
+            ctx.emit(outcome)
+        log.error(
+            "payment could not be started",
+            application_id=verified.application_id,
+            reason=reason,
+            outcome=outcome.event_type,
         )
 
     async def create_checkout(self, application_id: str) -> Checkout:
@@ -120,21 +133,28 @@ class PaymentHandler:
         await payments.serialize(webhook.application_id)
         payment = await payments.lock(webhook.application_id)
         if payment is None:
-            if not ctx.last_attempt:
-                raise PaymentNotRecordedYet(
-                    f"no payment recorded for application {webhook.application_id} yet"
-                )
-            # Out of retries, but the payment is still coming (its checkout call is being
-            # retried): dead-lettering would lose the provider's outcome. Park the webhook;
-            # recording the payment settles it.
-            await payments.park_webhook(webhook)
-            log.warning(
-                "webhook parked until the payment is recorded",
-                application_id=webhook.application_id,
-                provider_event_id=webhook.provider_event_id,
+            raise PaymentNotRecordedYet(
+                f"no payment recorded for application {webhook.application_id} yet"
             )
-            return
         await self.apply(ctx, payment, webhook)
+
+    async def park_webhook(
+        self, ctx: MessageContext[PaymentsWork], webhook: PaymentWebhookReceived, _: Exhausted
+    ) -> None:
+        """Out of retries, but the payment is still coming (its checkout call is being
+        retried): dead-lettering would lose the provider's outcome. Park the webhook;
+        recording the payment settles it (on_exhausted)."""
+        payments = ctx.tx.payments
+        await payments.serialize(webhook.application_id)
+        if (payment := await payments.lock(webhook.application_id)) is not None:
+            await self.apply(ctx, payment, webhook)  # recorded since the last attempt failed
+            return
+        await payments.park_webhook(webhook)
+        log.warning(
+            "webhook parked until the payment is recorded",
+            application_id=webhook.application_id,
+            provider_event_id=webhook.provider_event_id,
+        )
 
     async def apply(
         self,
@@ -157,15 +177,3 @@ class PaymentHandler:
             note=settlement.note,
         )
         return settlement.payment or payment
-
-
-def _reason(error: ProviderError, attempt: int) -> str:
-    if isinstance(error, ProviderRejected):
-        return str(error)
-    return f"{error} (gave up after {attempt} attempts)"
-
-
-def make_handler(
-    provider: PaymentProvider, fee: Fee, simulated_ms: int = 0
-) -> Handler[PaymentsWork]:
-    return PaymentHandler(provider, fee, simulated_ms)

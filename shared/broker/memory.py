@@ -1,8 +1,9 @@
 """An in-memory broker with RabbitMQ's semantics where the core relies on them.
 
 For fast unit tests: topic/direct/fanout routing, mandatory publishing, prefetch, acks,
-queue-level TTL that dead-letters (the retry tiers), and argument checks on redeclaration.
-``time_scale`` shrinks TTLs so a 2 s retry tier takes 2 s x time_scale.
+queue-level TTL that dead-letters (the retry tiers), and argument checks on redeclaration;
+private auto-delete queues (``listen``) and ``basic.get`` that puts back what it did not
+acknowledge (``fetch``). ``time_scale`` shrinks TTLs so a 2 s retry tier takes 2 s x time_scale.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from shared.broker.base import BrokerMessage, DeliveryHandler
-from shared.errors import TopologyMismatch, Unroutable
+from shared.errors import MissingQueue, TopologyMismatch, Unroutable
 from shared.topology import (
     Arguments,
     BindingDeclaration,
@@ -44,6 +46,7 @@ class _Queue:
     arguments: Arguments
     messages: deque[tuple[BrokerMessage, bool]] = field(default_factory=deque)
     consumers: list[MemorySubscription] = field(default_factory=list)
+    auto_delete: bool = False
 
 
 @dataclass
@@ -95,6 +98,8 @@ class MemorySubscription:
     async def cancel(self) -> None:
         self.active = False
         self.queue.consumers.remove(self)
+        if self.queue.auto_delete and not self.queue.consumers:
+            self.broker.delete_queue(self.queue.name)
 
     async def close(self) -> None:
         """Like a channel closing: deliveries not yet acked go back to the queue."""
@@ -105,6 +110,49 @@ class MemorySubscription:
             self.queue.messages.appendleft((delivery.message, True))
         self.in_hand.clear()
         self.broker.dispatch(self.queue)
+
+
+class MemoryFetched:
+    """A message taken by ``basic.get``: acknowledged, requeued, or put back when the fetch
+    ends."""
+
+    def __init__(self, fetch: MemoryFetch, message: BrokerMessage, redelivered: bool) -> None:
+        self._fetch = fetch
+        self.message = message
+        self.redelivered = redelivered
+
+    async def ack(self) -> None:
+        self._fetch.settle(self)
+
+    async def requeue(self) -> None:
+        self._fetch.settle(self)
+        self._fetch.queue.messages.appendleft((self.message, True))
+
+
+class MemoryFetch:
+    def __init__(self, queue: _Queue) -> None:
+        self.queue = queue
+        self.depth = len(queue.messages)
+        self.in_hand: list[MemoryFetched] = []
+
+    async def get(self) -> MemoryFetched | None:
+        if not self.queue.messages:
+            return None
+        message, redelivered = self.queue.messages.popleft()
+        fetched = MemoryFetched(self, message, redelivered)
+        self.in_hand.append(fetched)
+        return fetched
+
+    def settle(self, fetched: MemoryFetched) -> None:
+        if fetched not in self.in_hand:
+            raise RuntimeError("message already acknowledged")
+        self.in_hand.remove(fetched)
+
+    def put_back(self) -> None:
+        """Like closing the channel: what was taken and not acknowledged returns, in order."""
+        for fetched in reversed(self.in_hand):
+            self.queue.messages.appendleft((fetched.message, True))
+        self.in_hand.clear()
 
 
 class InMemoryBroker:
@@ -156,9 +204,37 @@ class InMemoryBroker:
         self.dispatch(target)
         return subscription
 
+    async def listen(
+        self, exchange: str, queue: str, handler: DeliveryHandler
+    ) -> MemorySubscription:
+        fanout = self._exchanges.get(exchange)
+        if fanout is None or fanout.kind != "fanout":
+            raise TopologyMismatch(f"no fanout exchange {exchange!r} to listen to")
+        self._queues[queue] = _Queue(queue, {"x-queue-type": "classic"}, auto_delete=True)
+        fanout.bindings.append(("", queue))
+        return await self.consume(queue, 1, handler)
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, queue: str) -> AsyncIterator[MemoryFetch]:
+        target = self._queues.get(queue)
+        if target is None:
+            raise MissingQueue(queue)
+        fetch = MemoryFetch(target)
+        try:
+            yield fetch
+        finally:
+            fetch.put_back()
+            self.dispatch(target)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+    def delete_queue(self, name: str) -> None:
+        """Like ``queue.delete``: its messages go, and so do its bindings."""
+        del self._queues[name]
+        for exchange in self._exchanges.values():
+            exchange.bindings = [binding for binding in exchange.bindings if binding[1] != name]
 
     # --- inspection for tests -----------------------------------------------------------
 

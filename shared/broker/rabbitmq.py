@@ -7,7 +7,8 @@ this module knows aio-pika's exception types.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +20,20 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
+    FieldValue,
+    HeadersType,
 )
 
 from shared.broker.base import BrokerMessage, DeliveryHandler, Headers, HeaderValue
 from shared.broker.failover import connect_to_nodes
-from shared.errors import PublishFailed, PublishRefused, TopologyMismatch, Unroutable
+from shared.errors import (
+    AccessRefused,
+    MissingQueue,
+    PublishFailed,
+    PublishRefused,
+    TopologyMismatch,
+    Unroutable,
+)
 from shared.topology import (
     BindingDeclaration,
     Declaration,
@@ -42,16 +52,17 @@ _EXCHANGE_TYPES = {
 
 
 class RabbitDelivery:
-    def __init__(self, incoming: AbstractIncomingMessage) -> None:
+    def __init__(self, incoming: AbstractIncomingMessage, headers: Headers | None = None) -> None:
         self._incoming = incoming
         self.message = BrokerMessage(
             body=incoming.body,
             message_id=incoming.message_id,
             content_type=incoming.content_type or "",
+            content_encoding=incoming.content_encoding,
             type=incoming.type,
             correlation_id=incoming.correlation_id,
             timestamp=incoming.timestamp,
-            headers=_plain_headers(incoming.headers),
+            headers=_plain_headers(incoming.headers) if headers is None else headers,
         )
         self.redelivered = bool(incoming.redelivered)
 
@@ -74,6 +85,25 @@ class RabbitSubscription:
     async def close(self) -> None:
         """Close the channel: unacknowledged deliveries return to the queue."""
         await self._channel.close()
+
+
+class RabbitFetch:
+    """``basic.get`` on a channel of its own: closing the channel returns what was taken and
+    not acknowledged."""
+
+    def __init__(self, queue: AbstractQueue, depth: int) -> None:
+        self._queue = queue
+        self.depth = depth
+
+    async def get(self) -> RabbitDelivery | None:
+        try:
+            incoming = await self._queue.get(no_ack=False, fail=False)
+        except aiormq.exceptions.ChannelAccessRefused as error:
+            raise AccessRefused(f"this login may not read {self._queue.name!r}: {error}") from error
+        if incoming is None:
+            return None
+        # Shown to operators as they are: keep the broker's own tables (x-death) readable.
+        return RabbitDelivery(incoming, headers=_json_headers(incoming.headers))
 
 
 class RabbitBroker:
@@ -175,6 +205,47 @@ class RabbitBroker:
         tag = await amqp_queue.consume(on_message)
         return RabbitSubscription(channel, amqp_queue, tag)
 
+    async def listen(
+        self, exchange: str, queue: str, handler: DeliveryHandler
+    ) -> RabbitSubscription:
+        channel = await self._connection.channel()
+        # One at a time, in order: a pause and a resume never overtake each other.
+        await channel.set_qos(prefetch_count=1)
+        try:
+            # Passive: the topology declaration made it; a least-privilege login
+            # (definitions.json) may configure only its own private queues.
+            fanout = await channel.declare_exchange(
+                exchange, aio_pika.ExchangeType.FANOUT, durable=True, passive=True
+            )
+        except aiormq.exceptions.ChannelNotFoundEntity as error:
+            raise TopologyMismatch(f"no exchange {exchange!r} to listen to: {error}") from error
+        private = await channel.declare_queue(
+            queue, exclusive=True, auto_delete=True, arguments={"x-queue-type": "classic"}
+        )
+        await private.bind(fanout)
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            await handler(RabbitDelivery(incoming))
+
+        tag = await private.consume(on_message)
+        return RabbitSubscription(channel, private, tag)
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, queue: str) -> AsyncIterator[RabbitFetch]:
+        channel = await self._connection.channel()
+        try:
+            try:
+                found = await channel.declare_queue(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                raise MissingQueue(queue) from None
+            except aiormq.exceptions.ChannelAccessRefused as error:
+                raise AccessRefused(f"this login may not read {queue!r}: {error}") from error
+            yield RabbitFetch(found, int(found.declaration_result.message_count or 0))
+        finally:
+            # Everything taken and not acknowledged goes back to its queue now.
+            if not channel.is_closed:
+                await channel.close()
+
     async def close(self) -> None:
         await self._connection.close()
 
@@ -231,23 +302,50 @@ def _to_amqp(message: BrokerMessage) -> aio_pika.Message:
         body=message.body,
         message_id=message.message_id,
         content_type=message.content_type,
+        content_encoding=message.content_encoding,
         type=message.type,
         correlation_id=message.correlation_id,
         timestamp=message.timestamp,
-        headers=dict(message.headers),
+        headers=_amqp_table(message.headers),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
+def _amqp_table(headers: Headers) -> HeadersType:
+    return {key: _amqp_value(value) for key, value in headers.items()}
+
+
+def _amqp_value(value: HeaderValue) -> FieldValue:
+    if isinstance(value, Mapping):
+        return _amqp_table(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_amqp_value(item) for item in value]
+    return value
+
+
 def _plain_headers(headers: dict[str, Any] | None) -> Headers:
-    plain: dict[str, HeaderValue] = {}
-    for key, value in (headers or {}).items():
-        if isinstance(value, bytes):
-            value = value.decode(errors="replace")
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        if isinstance(value, str | int | bool | float) or value is None:
-            plain[key] = value
-        else:  # tables and arrays (x-death) are kept readable, not interpreted
-            plain[key] = repr(value)
-    return plain
+    """Scalars only: tables and arrays (x-death) are kept readable, not interpreted."""
+    return {key: _scalar(value) for key, value in (headers or {}).items()}
+
+
+def _json_headers(headers: dict[str, Any] | None) -> Headers:
+    """Every value as JSON can carry it, tables and arrays included."""
+    return {key: _json_value(value) for key, value in (headers or {}).items()}
+
+
+def _json_value(value: Any) -> HeaderValue:
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> HeaderValue:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str | int | bool | float) or value is None:
+        return value
+    return repr(value)

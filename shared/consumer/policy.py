@@ -33,9 +33,13 @@ class Retry:
     next_attempt: int
 
 
+PERMANENT = "permanent"
+EXHAUSTED = "attempts-exhausted"
+
+
 @dataclass(frozen=True)
 class DeadLetter:
-    kind: str  # "permanent" | "attempts-exhausted"
+    kind: str  # PERMANENT | EXHAUSTED
 
 
 def attempt_of(headers: Headers) -> int:
@@ -52,9 +56,9 @@ def is_last_attempt(spec: QueueSpec, attempt: int) -> bool:
 
 def decide(spec: QueueSpec, attempt: int, error: BaseException) -> Retry | DeadLetter:
     if isinstance(error, PermanentError):
-        return DeadLetter("permanent")
+        return DeadLetter(PERMANENT)
     if is_last_attempt(spec, attempt):
-        return DeadLetter("attempts-exhausted")
+        return DeadLetter(EXHAUSTED)
     return Retry(delay=spec.delay_before_attempt(attempt + 1), next_attempt=attempt + 1)
 
 

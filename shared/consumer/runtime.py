@@ -1,5 +1,6 @@
 """The consumer runtime: the one place where a message is acknowledged, retried or
-dead-lettered.
+dead-lettered. (Commands to the process, which are no events, are acknowledged beside it, in
+``commands.py``.)
 
     decode -> verify the signature -> validate
            -> one transaction {claim message id; handler; outbox rows} -> commit -> ack
@@ -25,7 +26,10 @@ Each message, alone or in a batch, ends in one of these:
   invalid payload, domain rule): copy to ``<queue>.dlq`` with headers naming service,
   exception, message, attempt; ack;
 - transient error: copy to ``<queue>.retry.<delay>`` with ``x-attempt`` + 1; ack; when the
-  attempts are used up, dead-letter instead;
+  attempts are used up, dead-letter instead, unless the queue has an ``on_exhausted`` hook:
+  then the hook records the honest outcome (a failed payment rather than an application left
+  waiting for ever) in a transaction of its own, like a handler's, and the message is acked;
+  if the hook fails too, the message is dead-lettered;
 - the database unreachable: the message is held (not acked, not requeued) and handled again
   after a pause, doubling up to ``MAX_INFRASTRUCTURE_BACKOFF``, until the database answers; it
   uses up no attempt and is never bounced back to the queue, where a quorum queue would count
@@ -113,6 +117,21 @@ Handler = Callable[[MessageContext[TxT]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Exhausted:
+    """Why a message's attempts ran out: its last error, after how many attempts."""
+
+    error: Exception
+    attempts: int
+
+    def __str__(self) -> str:
+        return f"{policy.describe(self.error)} (gave up after {self.attempts} attempts)"
+
+
+# What a queue records when a message's attempts are used up (``Consumer(on_exhausted=...)``).
+ExhaustedHook = Callable[[MessageContext[TxT], Exhausted], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class Observation:
     """What happened to one delivery: for metrics and the per-message timeline."""
 
@@ -147,6 +166,7 @@ class Consumer(Generic[TxT]):
         infrastructure_backoff: float = 1.0,
         observers: Sequence[Observer] = (),
         batch_window: float = DEFAULT_BATCH_WINDOW,
+        on_exhausted: ExhaustedHook[TxT] | None = None,
     ) -> None:
         self.service = service
         self.spec = spec
@@ -159,6 +179,7 @@ class Consumer(Generic[TxT]):
         self.infrastructure_backoff = infrastructure_backoff
         self.observers = list(observers)
         self.batch_window = batch_window
+        self.on_exhausted = on_exhausted
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -336,13 +357,15 @@ class Consumer(Generic[TxT]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_INFRASTRUCTURE_BACKOFF)
 
-    async def _run_handler(self, item: Received, tx: TxT) -> list[Envelope]:
+    async def _run_handler(
+        self, item: Received, tx: TxT, handler: Handler[TxT] | None = None
+    ) -> list[Envelope]:
         assert item.envelope is not None and item.payload is not None
         context = MessageContext(item.envelope, item.payload, item.attempt, self.spec, tx)
         with structlog.contextvars.bound_contextvars(
             message_id=item.message.message_id, correlation_id=item.message.correlation_id
         ):
-            await self.handler(context)
+            await (handler or self.handler)(context)
         return context.outgoing
 
     async def _one(self, item: Received) -> None:
@@ -373,26 +396,57 @@ class Consumer(Generic[TxT]):
             await _settle(item.delivery.requeue())
             return Outcome.REQUEUED, error
         except Exception as error:
-            decision = policy.decide(self.spec, item.attempt, error)
-            if isinstance(decision, policy.Retry):
-                await self._retry(item.message, decision, error)
-                outcome = Outcome.RETRIED
-            else:
-                await self._dead_letter(item.message, item.attempt, error, decision.kind)
-                outcome = Outcome.DEAD_LETTERED
-            await _settle(item.delivery.ack())
-            return outcome, error
+            return await self._failed(item, error), error
         log.debug(outcome, seconds=round(time.perf_counter() - item.started, 4))
         await _settle(item.delivery.ack())
         return outcome, None
 
-    async def _handle(self, item: Received) -> Outcome:
+    async def _handle(self, item: Received, handler: Handler[TxT] | None = None) -> Outcome:
         assert item.envelope is not None
         async with self.transactions.begin() as tx:
             if not await tx.claim(self.spec.name, str(item.envelope.message_id)):
                 return Outcome.DUPLICATE
-            await tx.add_outbox(await self._run_handler(item, tx))
+            await tx.add_outbox(await self._run_handler(item, tx, handler))
         return Outcome.PROCESSED
+
+    async def _failed(self, item: Received, error: Exception) -> Outcome:
+        """Retried, dead-lettered, or recorded by the queue's ``on_exhausted``; then settled."""
+        decision = policy.decide(self.spec, item.attempt, error)
+        if isinstance(decision, policy.Retry):
+            await self._retry(item.message, decision, error)
+            outcome = Outcome.RETRIED
+        elif decision.kind == policy.EXHAUSTED and self.on_exhausted and item.envelope:
+            try:
+                outcome = await self._give_up(item, Exhausted(error, item.attempt))
+            except INFRASTRUCTURE_ERRORS:  # stopping while the database is away
+                await _settle(item.delivery.requeue())
+                return Outcome.REQUEUED
+            except Exception as failure:
+                if failure is not error:  # else the hook had nothing to record for it
+                    log.error(
+                        "on_exhausted failed too",
+                        error_type=failure.__class__.__name__,
+                        error=policy.describe(failure),
+                    )
+                await self._dead_letter(item.message, item.attempt, error, decision.kind)
+                outcome = Outcome.DEAD_LETTERED
+        else:
+            await self._dead_letter(item.message, item.attempt, error, decision.kind)
+            outcome = Outcome.DEAD_LETTERED
+        await _settle(item.delivery.ack())
+        return outcome
+
+    async def _give_up(self, item: Received, exhausted: Exhausted) -> Outcome:
+        """The ``on_exhausted`` hook in a transaction of its own, as a handler runs."""
+        hook = self.on_exhausted
+        assert hook is not None
+
+        async def record(context: MessageContext[TxT]) -> None:
+            await hook(context, exhausted)
+
+        outcome = await self._when_the_database_answers(lambda: self._handle(item, record))
+        log.warning("attempts used up; on_exhausted recorded the outcome", reason=str(exhausted))
+        return outcome
 
     async def _finish(self, item: Received, outcome: Outcome, error: Exception | None) -> None:
         self.outcomes[outcome] += 1

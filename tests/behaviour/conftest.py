@@ -1,5 +1,6 @@
-"""One harness, two brokers: the consumer's behaviour tests run on the in-memory double
-(fast, no servers) and on the real RabbitMQ + Postgres."""
+"""One harness, two brokers: the behaviour tests of the consumer runtime, of pausing and
+resuming, and of the dead-letter viewer run on the in-memory double (fast, no servers) and on
+the real RabbitMQ + Postgres."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from psycopg import sql
 from shared.broker.base import Broker, BrokerMessage, HeaderValue
 from shared.broker.memory import InMemoryBroker
 from shared.consumer.memory import InMemoryTransactions
+from shared.control import MemoryPauseStore, PauseStore, PostgresPauseStore
 from shared.db.transactions import PostgresTransactions
 from shared.topology import Exchanges, QueueSpec, Topology
+from tests.support.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,30 @@ class Harness:
     def queue_spec(self, name: str, **policy: Any) -> QueueSpec:
         return QueueSpec(name=name, service="tests", bindings=(name,), **policy)
 
-    async def declare(self, *specs: QueueSpec) -> Topology:
-        topology = Topology(self.exchanges, specs)
+    async def declare(self, *specs: QueueSpec, exchanges: Exchanges | None = None) -> Topology:
+        topology = Topology(exchanges or self.exchanges, specs)
         await self.broker.declare(topology)
         return topology
 
     async def send(self, routing_key: str, message: BrokerMessage) -> None:
         await self.broker.publish(self.exchanges.events, routing_key, message)
+
+    def pause_store(self) -> PauseStore:
+        """Where the workers keep which queues are paused."""
+        raise NotImplementedError
+
+    async def depth(self, queue: str) -> int:
+        """Messages ready in ``queue``."""
+        raise NotImplementedError
+
+    async def holds(self, queue: str, count: int) -> None:
+        """``queue`` holds ``count`` messages, once the broker has put back what a finished
+        fetch left unacknowledged (a quorum queue does it a moment after the channel closed)."""
+
+        async def depth_is() -> bool:
+            return await self.depth(queue) == count
+
+        await eventually(depth_is, timeout=10, what=f"{queue} to hold {count} messages")
 
     async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
         raise NotImplementedError
@@ -59,8 +79,6 @@ class MemoryHarness(Harness):
         self.exchanges = exchanges
 
     async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
-        from tests.support.waiting import eventually
-
         memory = self.broker
         assert isinstance(memory, InMemoryBroker)
         await eventually(lambda: len(memory.messages(f"{queue}.dlq")) >= count, what="dead letters")
@@ -71,6 +89,14 @@ class MemoryHarness(Harness):
 
     async def effects(self) -> int:
         return len(self.transactions.outbox)
+
+    def pause_store(self) -> PauseStore:
+        return MemoryPauseStore()
+
+    async def depth(self, queue: str) -> int:
+        memory = self.broker
+        assert isinstance(memory, InMemoryBroker)
+        return len(memory.messages(queue))
 
 
 class RabbitHarness(Harness):
@@ -85,8 +111,8 @@ class RabbitHarness(Harness):
         self._schema = schema
         self._amqp = amqp
 
-    async def declare(self, *specs: QueueSpec) -> Topology:
-        return self._amqp.track(await super().declare(*specs))
+    async def declare(self, *specs: QueueSpec, exchanges: Exchanges | None = None) -> Topology:
+        return self._amqp.track(await super().declare(*specs, exchanges=exchanges))
 
     async def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
         taken = await self._amqp.take(f"{queue}.dlq", count)
@@ -99,6 +125,12 @@ class RabbitHarness(Harness):
             )
             row = await (await conn.execute(query)).fetchone()
             return int(row[0])
+
+    def pause_store(self) -> PauseStore:
+        return PostgresPauseStore(self._pool, self._schema)
+
+    async def depth(self, queue: str) -> int:
+        return int(await self._amqp.depth(queue))
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)])

@@ -18,11 +18,11 @@ from shared.consumer.policy import (
     ERROR_TYPE,
     FIRST_SEEN,
 )
-from shared.consumer.runtime import Consumer, Handler, MessageContext
+from shared.consumer.runtime import Consumer, Exhausted, Handler, MessageContext
 from shared.errors import DomainRuleViolation
 from shared.events.catalog import PaymentFailed
 from shared.events.envelope import new_envelope
-from shared.topology import QueueSpec
+from shared.topology import QueueSpec, dead_letter_queue_name
 from tests.behaviour.conftest import Harness
 from tests.support.events import DEVELOPMENT_VERIFIER, otp_requested, sign, signed
 from tests.support.waiting import eventually
@@ -58,10 +58,10 @@ def event_message() -> BrokerMessage:
     return signed(envelope)
 
 
-async def start_consumer(
+def new_consumer(
     harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
 ) -> Consumer[Any]:
-    consumer: Consumer[Any] = Consumer(
+    return Consumer(
         service="tests",
         spec=spec,
         exchanges=harness.exchanges,
@@ -71,6 +71,12 @@ async def start_consumer(
         authenticity=DEVELOPMENT_VERIFIER,
         **options,
     )
+
+
+async def start_consumer(
+    harness: Harness, spec: QueueSpec, handler: Handler[Any], **options: Any
+) -> Consumer[Any]:
+    consumer = new_consumer(harness, spec, handler, **options)
     await consumer.start()
     return consumer
 
@@ -121,6 +127,64 @@ async def test_exhausted_attempts_dead_letter_the_message_with_the_reason(
     assert dead.headers[ERROR_KIND] == "attempts-exhausted"
     assert dead.headers[FIRST_SEEN]
     assert len(handler.calls) == 3
+    assert await harness.effects() == 0
+    await consumer.stop()
+
+
+class GiveUp:
+    """An ``on_exhausted`` hook: records the honest outcome (one event), or fails too."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.calls: list[Exhausted] = []
+
+    async def __call__(self, ctx: MessageContext[Any], exhausted: Exhausted) -> None:
+        self.calls.append(exhausted)
+        if self.fails:
+            raise RuntimeError("the hook failed too")
+        ctx.emit(
+            PaymentFailed(
+                reason=str(exhausted),
+                application_id=str(ctx.envelope.message_id),
+                applicant_email="a@example.org",
+            )
+        )
+
+
+async def test_exhausted_attempts_go_to_the_queues_hook_which_records_the_outcome(
+    harness: Harness, namespace: str
+) -> None:
+    # Given a queue whose on_exhausted hook records an outcome, and a handler that always fails
+    spec = harness.queue_spec(f"{namespace}.work", max_attempts=3, retry_delays=(0.5,))
+    await harness.declare(spec)
+    hook = GiveUp()
+    consumer = await start_consumer(harness, spec, Recorder(failures=99), on_exhausted=hook)
+    # When a message uses up its attempts
+    await harness.send(spec.name, event_message())
+    await eventually(lambda: len(hook.calls) == 1, timeout=30, what="the hook")
+    # Then the hook's event is the one effect, with the reason, and nothing is dead-lettered
+    assert str(hook.calls[0]) == "boom 3 (gave up after 3 attempts)"
+    await eventually(lambda: consumer.outcomes["processed"] == 1, timeout=10, what="the ack")
+    assert await harness.effects() == 1
+    assert await harness.depth(dead_letter_queue_name(spec.name)) == 0
+    await consumer.stop()
+
+
+async def test_a_hook_that_fails_too_leaves_the_message_dead_lettered_with_its_reason(
+    harness: Harness, namespace: str
+) -> None:
+    spec = harness.queue_spec(f"{namespace}.work", max_attempts=2, retry_delays=(0.5,))
+    await harness.declare(spec)
+    consumer = await start_consumer(
+        harness, spec, Recorder(failures=99), on_exhausted=GiveUp(fails=True)
+    )
+    await harness.send(spec.name, event_message())
+    [dead] = await harness.dead_letters(spec.name, 1)
+    # the handler's own error, not the hook's
+    assert (dead.headers[ERROR_MESSAGE], dead.headers[ERROR_KIND]) == (
+        "boom 2",
+        "attempts-exhausted",
+    )
     assert await harness.effects() == 0
     await consumer.stop()
 

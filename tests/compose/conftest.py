@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.infra import ROOT
+from devtools.servers.envfile import ROOT
 from tests.browser.conftest import browser, screenshots  # noqa: F401 (fixtures)
 from tests.compose.stack import ComposeStack
 

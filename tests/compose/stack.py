@@ -15,7 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.infra import ROOT, read_env_file
+from devtools.servers.envfile import ROOT
+from devtools.servers.envfile import read as read_env_file
 
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 # What scripts/compose.sh up chose (engine, images): every later compose command needs it, or

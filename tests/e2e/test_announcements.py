@@ -1,17 +1,23 @@
 """Announcements through the running system: published over HTTP, fanned out on the mailer's
-batch lane at its rate, at most once per recipient even when the mailer is killed half-way,
-cancellable, and not sent to whoever followed the unsubscribe link (who still gets the mails
-about their own application)."""
+batch lane at its rate, to every recipient under one Message-ID each even when the mailer is
+killed half-way (or inside an SMTP call), cancellable, and not sent to whoever followed the
+unsubscribe link (who still gets the mails about their own application)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from devtools.smtp_catcher import MailDirHandler, start_catcher, stop_catcher
+from devtools.system import free_port
 from shared.system_topology import MAILER_LANES
 from tests.e2e.bulk import (
     admin_client,
@@ -65,7 +71,17 @@ async def settled(admin: httpx.AsyncClient, announcement_id: str, timeout: float
 
 
 def recipients_of(system: RunningSystem, subject: str) -> Counter[str]:
+    """How many copies each recipient got (a copy sent again after a crash included)."""
     return Counter(str(h["To"]) for _, h in caught(system.mail_dir, Subject=subject))
+
+
+def message_ids_of(system: RunningSystem, subject: str) -> dict[str, set[str]]:
+    """The distinct mails each recipient got: a copy sent again carries the same Message-ID,
+    and receiving systems, like the chaos audit, count it as the same mail."""
+    found: defaultdict[str, set[str]] = defaultdict(set)
+    for _, headers in caught(system.mail_dir, Subject=subject):
+        found[str(headers["To"])].add(str(headers["Message-ID"]))
+    return dict(found)
 
 
 async def test_an_announcement_to_500_applicants_mails_each_once_though_the_mailer_is_killed(
@@ -86,25 +102,102 @@ async def test_an_announcement_to_500_applicants_mails_each_once_though_the_mail
         at_kill = (await progress(admin, announcement_id))["sent"]
         assert at_kill < 450, at_kill  # the kill came mid-fan-out
 
-        # Then, after its restart, every applicant gets the announcement, and none twice
+        # Then, after its restart, every applicant gets the announcement, as one mail each
         final = await settled(admin, announcement_id, timeout=120)
         # And the batch lane showed the work with the other lanes (queue view, lane metrics)
         batch = await lane_in_queue_view(admin, "batch")
         assert batch["name"] == "mailer.batch"
         assert await lane_wait_count(system, "batch") >= final["sent"] - at_kill
-    mailed = recipients_of(system, subject)
+    mail_ids = message_ids_of(system, subject)
     assert system.supervisor.restarts("mailer") == restarts + 1
-    assert final["total"] == 500
-    assert max(mailed.values()) == 1, mailed.most_common(3)
-    assert set(mailed) <= {f"{tag}-{n}@example.org" for n in range(1, 501)}
-    # A mail the kill caught between the ledger and SMTP's answer is not sent again: it shows
-    # as failed ("interrupted"): at most the deliveries the mailer had in hand (its prefetch).
-    assert final["failed"] <= MAILER_LANES["batch"].prefetch
-    assert final["sent"] + final["failed"] == 500
-    assert final["sent"] <= len(mailed) <= 500
-    assert len(mailed) >= 500 - final["failed"]
-    if final["failed"] == 0:
-        assert len(mailed) == sum(mailed.values()) == 500  # exactly 500 mails
+    assert final["total"] == final["sent"] == 500
+    assert final["failed"] == 0
+    # Every applicant got it, as one mail (a copy sent again after the kill, because the mailer
+    # died between SMTP's answer and its commit, carries the same Message-ID)
+    assert set(mail_ids) == {f"{tag}-{n}@example.org" for n in range(1, 501)}
+    assert all(len(ids) == 1 for ids in mail_ids.values()), mail_ids
+    # And copies are at most the deliveries the mailer had in hand (its prefetch)
+    copies = recipients_of(system, subject)
+    assert sum(copies.values()) - 500 <= MAILER_LANES["batch"].prefetch, copies.most_common(3)
+
+
+class AnswerWithheld(MailDirHandler):
+    """An SMTP server that withholds its answer to the DATA of the first mail to each
+    ``trapped`` recipient, so the mailer sits inside its SMTP call until the test kills it:
+    the mail is lost with the connection (``trapped[recipient]`` False), or stored first and
+    only the answer lost (True). Every later mail is taken as usual."""
+
+    def __init__(self, mail_dir: Path, trapped: Mapping[str, bool]) -> None:
+        super().__init__(mail_dir)
+        self.trapped = dict(trapped)
+        self.withheld: set[str] = set()
+        self.all_withheld = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        recipient = envelope.rcpt_tos[0]
+        if recipient in self.trapped and recipient not in self.withheld:
+            if self.trapped[recipient]:
+                await super().handle_DATA(server, session, envelope)
+            self.withheld.add(recipient)
+            if self.withheld == set(self.trapped):
+                self.all_withheld.set()
+            await asyncio.Future()  # never answered: cancelled when the connection drops
+        return await super().handle_DATA(server, session, envelope)
+
+
+@asynccontextmanager
+async def mailer_sending_to(system: RunningSystem, handler: MailDirHandler) -> AsyncIterator[None]:
+    """The system's mailer talks to ``handler``'s server for the block, then to the catcher
+    again. Meanwhile it waits for an answer longer than any test (a withheld answer is waited
+    for until the test kills the mailer, not given up on as a transient failure)."""
+    settings = ("SMTP_PORT", "SMTP_TIMEOUT")
+    before = {name: system.env.get(name) for name in settings}
+    port = free_port()
+    server = await start_catcher("127.0.0.1", port, handler)
+    try:
+        await system.restart("mailer", SMTP_PORT=str(port), SMTP_TIMEOUT="3600")
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                system.env.pop(name, None)
+            else:
+                system.env[name] = value
+        await system.restart("mailer")
+        await stop_catcher(server)
+
+
+async def test_a_mailer_killed_inside_its_smtp_call_still_mails_each_recipient_once(
+    system: RunningSystem,
+) -> None:
+    # Given 40 applicants of one program, and an SMTP server that withholds its answer to the
+    # first mail of two of them: one mail it loses, one it stores (its answer is what is lost)
+    program = f"Withheld Studies {uuid.uuid4().hex[:6]}"
+    tag = await seed_applicants(system.database_url, 40, program)
+    lost, stored = f"{tag}-1@example.org", f"{tag}-2@example.org"
+    server = AnswerWithheld(system.mail_dir, {lost: False, stored: True})
+    subject = f"Withheld {uuid.uuid4().hex[:6]}"
+    async with mailer_sending_to(system, server), admin_client(system.api) as admin:
+        # When an announcement to the program is published
+        announcement_id = await publish(admin, subject, {"kind": "program", "value": program})
+        # And the mailer is killed (-9) while it waits for the server's answer to both: each
+        # delivery's ledger row and mail record written, the mail handed to SMTP
+        await asyncio.wait_for(server.all_withheld.wait(), timeout=60)
+        restarts = system.supervisor.restarts("mailer")
+        system.supervisor.kill("mailer")
+
+        # Then, after its restart, the announcement is done with every recipient mailed
+        final = await settled(admin, announcement_id, timeout=120)
+        assert system.supervisor.restarts("mailer") == restarts + 1
+    assert (final["total"], final["sent"], final["failed"]) == (40, 40, 0)
+    mail_ids = message_ids_of(system, subject)
+    assert set(mail_ids) == {f"{tag}-{n}@example.org" for n in range(1, 41)}
+    # And each under one Message-ID: the stored one went out again, as the same mail
+    assert all(len(ids) == 1 for ids in mail_ids.values()), mail_ids
+    copies = recipients_of(system, subject)
+    assert (copies[lost], copies[stored]) == (1, 2)
+    # (any other delivery the kill caught after SMTP's answer went out again the same way)
+    assert 41 <= sum(copies.values()) <= 40 + MAILER_LANES["batch"].prefetch
 
 
 async def test_cancel_stops_an_announcement(system: RunningSystem) -> None:

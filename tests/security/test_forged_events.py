@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from deploy.definitions.users import OPS
 from shared.broker.base import BrokerMessage
 from shared.broker.rabbitmq import RabbitBroker
 from shared.consumer.memory import InMemoryTransactions
 from shared.consumer.policy import ERROR_KIND, ERROR_MESSAGE, ERROR_TYPE
 from shared.consumer.runtime import Consumer, MessageContext, Observation
-from shared.definitions import OPS
 from shared.errors import PublishFailed
 from shared.events.catalog import CATALOG, PaymentCompleted, ReportRequested, publisher_of
 from shared.events.envelope import Envelope, new_envelope

@@ -15,21 +15,34 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiormq
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import SecretStr
 
+from services.api.admin.dead_letters import DeadLetterQueues
+from services.api.admin.replay import Selector
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from shared.broker.base import BrokerMessage, Delivery
+from shared.broker.rabbitmq import RabbitBroker
+from shared.control import NoListener, control_queue_name, new_command, send_command
 from shared.db.migrations import grant_outbox_access, migrate_service
 from shared.db.pool import role_conninfo
+from shared.errors import AccessRefused
 from shared.manifest import SERVICES as MANIFEST
 from shared.manifest import service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import retry_queue_name
+from tests.integration.api.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.support.broker_logins import BrokerLogins, channel_of, may_consume, may_publish
 from tests.support.infra import Infra
 from tests.support.system import RunningSystem
+from tests.support.waiting import eventually
 
 SERVICES = service_names()
 # The services that own a schema of note (the relay's holds only the shared tables).
@@ -276,3 +289,105 @@ async def test_the_api_login_cannot_purge_dead_letters_only_the_ops_login_reads_
     )
     assert not await may_publish(broker_logins, "ops", exchanges.events, "payment.completed")
     assert not await may_publish(broker_logins, "api", exchanges.control)
+
+
+# --- the admin API's broker work, through the broker port -----------------------------------
+
+
+@pytest.mark.integration
+async def test_dead_letters_and_control_commands_go_through_the_port_as_the_ops_login(
+    broker_logins: BrokerLogins,
+) -> None:
+    """What the admin API does on the broker (``DeadLetterQueues``, ``send_command``) and what
+    a worker does to hear commands (``Broker.listen``), each with the login it runs as."""
+    exchanges = SYSTEM_TOPOLOGY.exchanges
+    queue = "verifier.documents"
+    brokers = {
+        login: await RabbitBroker.connect(broker_logins.url(login), connection_name=f"lp-{login}")
+        for login in ("admin", "api", "ops", "verifier")
+    }
+    try:
+        # Given a dead letter in the verifier's DLQ
+        dead = BrokerMessage(body=b"{}", message_id=str(uuid.uuid4()))
+        await brokers["admin"].publish(exchanges.dead, queue, dead)
+        command = new_command("pause", queue, "ops@example.org", datetime.now(UTC))
+
+        # When the api's own login reads it or sends a command, the broker refuses both (the
+        # admin API answers 503: set OPS_RABBITMQ_URL)
+        with pytest.raises(AccessRefused):
+            await DeadLetterQueues(brokers["api"], exchanges).scan(queue, limit=10)
+        with pytest.raises(AccessRefused):
+            await send_command(brokers["api"], exchanges.control, command)
+
+        # Then the ops login reads it, and may send a command (which nobody hears yet)
+        scan = await DeadLetterQueues(brokers["ops"], exchanges).scan(queue, limit=10)
+        assert [letter.message_id for letter in scan.letters] == [dead.message_id]
+        with pytest.raises(NoListener):
+            await send_command(brokers["ops"], exchanges.control, command)
+
+        # And a worker's login listens on a control queue of its own and hears it
+        heard: list[bytes] = []
+
+        async def hear(delivery: Delivery) -> None:
+            heard.append(delivery.message.body)
+            await delivery.ack()
+
+        private = control_queue_name("verifier", uuid.uuid4().hex)
+        listening = await brokers["verifier"].listen(exchanges.control, private, hear)
+        await send_command(brokers["ops"], exchanges.control, command)
+        await eventually(lambda: heard == [command.encode()], what="the command")
+        await listening.close()
+
+        # And the ops login replays the dead letter into its work queue
+        outcome = await DeadLetterQueues(brokers["ops"], exchanges).replay(
+            queue,
+            Selector(all=True),
+            dry_run=False,
+            rate_per_second=50,
+            limit=10,
+            replayed_by="ops@example.org",
+        )
+        assert outcome.selected == [dead.message_id] and outcome.stopped_early is None
+        async with brokers["admin"].fetch(queue) as work:
+            replayed = await work.get()
+            assert replayed is not None and replayed.message.message_id == dead.message_id
+            await replayed.ack()
+    finally:
+        for broker in brokers.values():
+            await broker.close()
+
+
+@pytest.mark.integration
+async def test_without_the_ops_login_the_admin_api_says_which_login_to_set(
+    api_settings: ApiSettings, broker_logins: BrokerLogins
+) -> None:
+    # Given a dead letter, and an API replica whose only broker login is the api's own
+    admin = await RabbitBroker.connect(broker_logins.url("admin"), connection_name="lp-admin")
+    try:
+        dead = BrokerMessage(body=b"{}", message_id=str(uuid.uuid4()))
+        await admin.publish(SYSTEM_TOPOLOGY.exchanges.dead, "verifier.documents", dead)
+    finally:
+        await admin.close()
+    settings = api_settings.model_copy(
+        update={"rabbitmq_url": SecretStr(broker_logins.url("api")), "ops_rabbitmq_url": None}
+    )
+    application = create_app(settings)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://api.test"
+        ) as client,
+    ):
+        token = await client.post(
+            "/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        # When an administrator reads the dead letters or pauses a queue
+        for method, path in (
+            ("GET", "/admin/dead-letters"),
+            ("POST", "/admin/queues/verifier.documents/pause"),
+        ):
+            answer = await client.request(method, path, headers=headers)
+            # Then the broker's refusal is a 503 that names the setting to fix
+            assert answer.status_code == 503, (path, answer.text)
+            assert "OPS_RABBITMQ_URL" in answer.json()["detail"]

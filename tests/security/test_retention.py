@@ -18,13 +18,13 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from deploy.definitions.document import DEAD_LETTER_MAX_AGE
 from services.api.retention import api_retention
 from services.api.settings import ApiSettings
 from services.mailer.retention import mailer_retention
 from services.mailer.settings import MailerSettings
 from services.payments.retention import payments_retention
 from services.payments.settings import PaymentsSettings
-from shared.definitions import DEAD_LETTER_MAX_AGE
 from shared.retention import RetentionRule
 from shared.sweeper import Sweeper
 from shared.system_topology import SYSTEM_TOPOLOGY
@@ -58,6 +58,18 @@ ROWS = {
     " sent_at) VALUES (%(id)s, 't', 'a@example.org', 'medium', now() - %(age)s)",
     "early_webhooks": "INSERT INTO early_webhooks (provider_event_id, application_id, payload,"
     " received_at) VALUES (%(id)s, 'app', '{}', now() - %(age)s)",
+    "reports": "INSERT INTO reports (id, kind, format, filters, requested_by, created_at)"
+    " VALUES (%(id)s, 'applications', 'csv', '{}', 'admin@example.org', now() - %(age)s)",
+    "announcements": "INSERT INTO announcements (id, subject, body, audience, created_by,"
+    " created_at) VALUES (%(id)s, 's', 'b', '{}', 'admin@example.org', now() - %(age)s)",
+    # Built three days before its link expired.
+    "report_runs": "INSERT INTO report_runs (report_id, status, sha256, started_at, finished_at,"
+    " expires_at) VALUES (%(id)s, 'done', repeat('a', 64), now() - %(age)s - interval '3 days',"
+    " now() - %(age)s - interval '3 days', now() - %(age)s)",
+    "announcement_runs": "INSERT INTO announcement_runs (announcement_id, total, expanded_at)"
+    " VALUES (%(id)s, 1, now() - %(age)s)",
+    "announcement_deliveries": "INSERT INTO announcement_deliveries (announcement_id, recipient,"
+    " outcome, updated_at) VALUES (gen_random_uuid(), %(id)s, 'sent', now() - %(age)s)",
 }
 HALF_HOUR = timedelta(minutes=30)  # a young row of a zero retention lies in the future
 PARENTS = """
@@ -101,6 +113,11 @@ async def ids_left(pool: AsyncConnectionPool, table: str) -> set[str]:
         "login_failures": "key",
         "sent_emails": "message_id_header",
         "early_webhooks": "provider_event_id",
+        "reports": "id",
+        "announcements": "id",
+        "report_runs": "report_id",
+        "announcement_runs": "announcement_id",
+        "announcement_deliveries": "recipient",
     }[table]
     async with pool.connection() as conn:
         rows = await (
@@ -133,8 +150,10 @@ async def test_each_growing_table_loses_only_its_rows_past_their_retention(
             "replays",
             "rate_limits",
             "login_failures",
+            "reports",
+            "announcements",
         },
-        "mailer": {"sent_emails"},
+        "mailer": {"sent_emails", "report_runs", "announcement_runs", "announcement_deliveries"},
         "payments": {"early_webhooks"},
     }[service]
     assert {rule.table for rule in rules} == expected
@@ -151,6 +170,51 @@ async def test_each_growing_table_loses_only_its_rows_past_their_retention(
         assert result.retained_deleted == {table: 1 for table in expected}
         for table, (_old, young) in seeded.items():
             assert await ids_left(pool, table) == {young}, table
+
+
+async def test_a_report_run_without_a_link_is_aged_from_its_end_or_its_start(
+    infra: Infra, namespace: str
+) -> None:
+    rules = mailer_retention(MailerSettings())
+    [rule] = [rule for rule in rules if rule.table == "report_runs"]
+    async with (
+        service_schema(infra, f"{namespace}_mailer", ["services.mailer.migrations"]) as schema,
+        open_role_pool(infra, schema) as pool,
+    ):
+        # Given runs that never got a link: failed, or left running, long ago and recently
+        ages = {"old": rule.keep + timedelta(hours=1), "young": rule.keep / 2}
+        runs = {}
+        async with pool.connection() as conn:
+            for status, column in (("failed", "finished_at"), ("running", "started_at")):
+                for age_name, age in ages.items():
+                    run = runs[(status, age_name)] = str(uuid.uuid4())
+                    await conn.execute(
+                        sql.SQL(
+                            "INSERT INTO report_runs (report_id, status, {}) VALUES (%s, %s,"
+                            " now() - %s)"
+                        ).format(sql.Identifier(column)),
+                        (run, status, age),
+                    )
+        # When the mailer's sweeper runs once
+        await Sweeper(pool, schema, rules=[rule]).sweep_once()
+        # Then the old ones are gone, by the time they failed or started
+        assert await ids_left(pool, "report_runs") == {
+            runs[("failed", "young")],
+            runs[("running", "young")],
+        }
+
+
+def test_the_api_forgets_a_report_or_an_announcement_no_later_than_the_mailer() -> None:
+    # Given both services' rules from the same settings (the API ages its rows from the
+    # request, the mailer from later moments: the link's end, the expansion, each mail)
+    api = {rule.table: rule for rule in api_retention(ApiSettings())}
+    mailer = {rule.table: rule for rule in mailer_retention(MailerSettings())}
+    # Then the API's side is never kept longer: no status shows progress that is gone
+    assert api["reports"].keep == mailer["report_runs"].keep
+    assert api["announcements"].keep == mailer["announcement_runs"].keep
+    assert api["announcements"].keep == mailer["announcement_deliveries"].keep
+    # And a report's request outlives its download link
+    assert api["reports"].keep > timedelta(hours=MailerSettings().report_link_ttl_hours)
 
 
 async def test_dead_letter_queues_keep_messages_for_a_bounded_age_operators_see(

@@ -15,8 +15,8 @@ import aiormq
 import httpx
 import pytest
 
+from deploy.definitions.users import OPS, dev_password
 from devtools.broker_users import Management, delete_users, provision
-from shared.definitions import OPS, dev_password
 from shared.manifest import service_names
 from tests.support.infra import Infra
 

@@ -16,14 +16,16 @@ import pytest
 import yaml
 
 from bench.observe import OUTBOX_SOURCES
+from deploy.definitions.document import export_definitions
+from deploy.definitions.users import dev_users
 from devtools.broker_users import process_environment
 from devtools.chaos.breakers import Breakers
 from devtools.run_system import system_processes
 from services.api.settings import ApiSettings
 from services.relay.app import RelaySettings
 from shared import manifest
+from shared.asyncapi import asyncapi_document
 from shared.db.migrate import parse_targets
-from shared.definitions import dev_users, export_definitions
 from shared.manifest import (
     SERVICES,
     ServiceProcess,
@@ -118,6 +120,13 @@ def test_the_definitions_give_a_new_service_its_broker_login(
     assert "grader" in {entry["user"] for entry in document["permissions"]}
 
 
+def test_the_asyncapi_document_names_a_new_service(
+    with_grader: tuple[ServiceSpec, ...],
+) -> None:
+    tags = {tag["name"] for tag in asyncapi_document()["info"]["tags"]}
+    assert "grader" in tags
+
+
 def test_make_run_and_chaos_see_a_new_services_process(
     with_grader: tuple[ServiceSpec, ...],
 ) -> None:
@@ -147,6 +156,7 @@ def test_defaults_cover_exactly_the_manifest() -> None:
     assert ApiSettings().ops_schemas == outbox_sources()
     assert list(OUTBOX_SOURCES) == outbox_sources()
     assert {user.name for user in dev_users()} == {*service_names(), "ops", "operator"}
+    assert [tag["name"] for tag in asyncapi_document()["info"]["tags"]] == list(service_names())
     supervised = {spec.name for spec in system_processes({})} - {"smtp", "sandbox"}
     assert supervised == {process.name for process in processes()}
     assert set(process_logins()) == supervised

@@ -11,8 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aio_pika
-import aiormq
 import psycopg
 import psycopg_pool
 import structlog
@@ -20,10 +18,11 @@ from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from services.api.admin.dead_letters import OpsBroker
+from services.api.admin.dead_letters import DeadLetterQueues
 from services.api.admin.management import ManagementApi, vhost_of
 from services.api.settings import ApiSettings
-from shared.broker.failover import CONNECTION_EXCEPTIONS, connect_to_nodes
+from shared.broker.base import Broker
+from shared.broker.rabbitmq import RabbitBroker
 from shared.db.pool import create_pool, role_conninfo
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import Topology
@@ -47,7 +46,7 @@ class AdminResources:
             vhost_of(settings.rabbitmq_url.get_secret_value()),
         )
         self._ops_pool: AsyncConnectionPool | None = None
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._ops_broker: Broker | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -72,24 +71,30 @@ class AdminResources:
                 self._ops_pool = pool
             return self._ops_pool
 
-    async def ops_broker(self) -> OpsBroker:
-        """Dead letters and control commands, logged in as the operations login (the api's
-        own login may not read a dead-letter queue: reading one allows purging it)."""
+    async def ops_broker(self) -> Broker:
+        """For dead letters and control commands: the broker as the operations login (the
+        api's own login may not read a dead-letter queue: reading one allows purging it)."""
         login = self.settings.ops_rabbitmq_url or self.settings.rabbitmq_url
         async with self._lock:
-            if self._connection is None:
+            if self._ops_broker is None:
                 try:
-                    self._connection = await connect_to_nodes(
-                        self.settings.broker_urls(login), connection_name="api.admin", timeout=5
+                    self._ops_broker = await asyncio.wait_for(
+                        RabbitBroker.connect(
+                            self.settings.broker_urls(login), connection_name="api.admin"
+                        ),
+                        timeout=5,
                     )
-                except CONNECTION_EXCEPTIONS as error:
+                except (ConnectionError, OSError, TimeoutError) as error:
                     raise unavailable("RabbitMQ", error) from error
-            return OpsBroker(self._connection, self.topology.exchanges)
+            return self._ops_broker
+
+    async def dead_letter_queues(self) -> DeadLetterQueues:
+        return DeadLetterQueues(await self.ops_broker(), self.topology.exchanges)
 
     async def close(self) -> None:
         await self.management.close()
-        if self._connection is not None:
-            await self._connection.close()
+        if self._ops_broker is not None:
+            await self._ops_broker.close()
         if self._ops_pool is not None:
             await self._ops_pool.close()
 
@@ -105,9 +110,6 @@ async def broker_login_refused(request: Request, error: Exception) -> JSONRespon
         },
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
     )
-
-
-REFUSED_BY_BROKER = aiormq.exceptions.ChannelAccessRefused
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from services.api.admin import repository
-from services.api.admin.dead_letters import MissingQueue, NoListener, Scan
+from services.api.admin.dead_letters import Scan
 from services.api.admin.fingerprints import group_dead_letters
 from services.api.admin.management import ManagementUnavailable, QueueStats
 from services.api.admin.overview import listening_workers, queue_overview
@@ -43,7 +43,8 @@ from services.api.admin.views import (
 )
 from services.api.auth.dependencies import AdminUser, require_admin
 from services.api.resources import Resources, resources
-from shared.control import Action, new_command
+from shared.control import Action, NoListener, new_command, send_command
+from shared.errors import MissingQueue
 from shared.topology import QueueSpec, dead_letter_queue_name
 
 log = structlog.get_logger("api.admin")
@@ -97,7 +98,7 @@ async def _control(
     spec = work_queue(admin, queue)
     command = new_command(action, spec.name, requested_by, datetime.now(UTC))
     try:
-        await (await admin.ops_broker()).send_control_command(command)
+        await send_command(await admin.ops_broker(), admin.topology.exchanges.control, command)
     except NoListener as error:
         raise HTTPException(status.HTTP_409_CONFLICT, f"{error}; nothing changed") from None
     try:
@@ -152,9 +153,9 @@ async def outbox(admin: Admin) -> OutboxView:
 
 
 async def _scan(admin: AdminResources, spec: QueueSpec) -> Scan:
-    broker = await admin.ops_broker()
+    dead_letter_queues = await admin.dead_letter_queues()
     try:
-        return await broker.scan(spec.name, admin.settings.admin_dead_letter_scan)
+        return await dead_letter_queues.scan(spec.name, admin.settings.admin_dead_letter_scan)
     except MissingQueue:
         return Scan([], 0)
 
@@ -204,7 +205,7 @@ async def dead_letters(admin: Admin) -> DeadLettersView:
 async def dead_letter(queue: str, message_id: str, admin: Admin) -> DeadLetterDetail:
     spec = work_queue(admin, queue)
     try:
-        found = await (await admin.ops_broker()).find(
+        found = await (await admin.dead_letter_queues()).find(
             spec.name, message_id, admin.settings.admin_dead_letter_scan
         )
     except MissingQueue:
@@ -248,7 +249,7 @@ async def replay(request: ReplayRequest, admin: Admin, deps: Deps, user: AdminUs
         all=request.all,
     )
     try:
-        outcome = await (await admin.ops_broker()).replay(
+        outcome = await (await admin.dead_letter_queues()).replay(
             spec.name,
             selector,
             dry_run=request.dry_run,

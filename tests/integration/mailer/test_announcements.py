@@ -1,27 +1,38 @@
-"""Announcements on the batch lane against real Postgres: the expansion reads the API's
-audience view, and each recipient is mailed at most once, whatever came before."""
+"""Announcements on the batch lane against real Postgres (and a real SMTP server where a crash
+is rehearsed): the expansion reads the API's audience view, and each recipient gets the mail,
+under one Message-ID, whatever came before."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from devtools.smtp_catcher import read_mailbox
 from services.mailer.announcements import Announcements, delivery_message_id
 from services.mailer.handler import Mailer, MailerTransaction
+from services.mailer.mail import OutgoingMail
 from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
-from services.mailer.smtp import MemorySender, RecipientRefused, SmtpUnavailable
+from services.mailer.smtp import (
+    MailSender,
+    MemorySender,
+    RecipientRefused,
+    SmtpOptions,
+    SmtpSender,
+    SmtpUnavailable,
+)
 from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
 from shared.events.envelope import new_envelope
 from shared.system_topology import MAILER_LANES
 from shared.unsubscribe import UnsubscribeSigner
+from tests.integration.mailer.conftest import SmtpServer
 from tests.support.events import DEVELOPMENT_SEALER
 from tests.support.infra import Infra
 
@@ -32,7 +43,7 @@ SIGNER = UnsubscribeSigner(b"k" * 32)
 
 @dataclasses.dataclass
 class Lane:
-    sender: MemorySender
+    sender: MailSender
     announcements: Announcements
     pool: AsyncConnectionPool
     schema: str
@@ -40,8 +51,12 @@ class Lane:
     admin_url: str
 
     async def run(self, payload: AnnouncementPublished | AnnouncementDelivery) -> None:
-        """The handler in its message transaction, as the runtime calls it."""
+        """The handler in its message transaction, as the runtime calls it, under the message
+        id the expansion gives a delivery (a redelivery comes back under the same one)."""
         envelope = new_envelope(payload)
+        if isinstance(payload, AnnouncementDelivery):
+            message_id = delivery_message_id(payload.announcement_id, payload.recipient)
+            envelope = new_envelope(payload, message_id=message_id)
         async with PostgresTransactions(self.pool, self.schema, MailerTransaction).begin() as tx:
             context = MessageContext(envelope, payload, 1, BATCH, tx)
             if isinstance(payload, AnnouncementPublished):
@@ -59,11 +74,9 @@ class Lane:
             await conn.execute(statement, params)
 
 
-@pytest.fixture
-def lane(
-    infra: Infra, mailer_schema: str, mailer_pool: AsyncConnectionPool, api_schema: str
+def lane_with(
+    sender: MailSender, infra: Infra, mailer_pool: AsyncConnectionPool, schema: str, api: str
 ) -> Lane:
-    sender = MemorySender()
     mailer = Mailer(
         templates=template_environment(),
         sender=sender,
@@ -74,8 +87,25 @@ def lane(
         api_public_url="http://portal.example",
         sealer=DEVELOPMENT_SEALER,
     )
-    announcements = Announcements(mailer, mailer_pool, SIGNER, api_schema=api_schema)
-    return Lane(sender, announcements, mailer_pool, mailer_schema, api_schema, infra.database_url)
+    announcements = Announcements(mailer, SIGNER, api_schema=api)
+    return Lane(sender, announcements, mailer_pool, schema, api, infra.database_url)
+
+
+@pytest.fixture
+def lane(
+    infra: Infra, mailer_schema: str, mailer_pool: AsyncConnectionPool, api_schema: str
+) -> Lane:
+    return lane_with(MemorySender(), infra, mailer_pool, mailer_schema, api_schema)
+
+
+def sent(lane: Lane) -> list[OutgoingMail]:
+    assert isinstance(lane.sender, MemorySender)
+    return lane.sender.sent
+
+
+def failing(lane: Lane, failure: Exception | None) -> None:
+    assert isinstance(lane.sender, MemorySender)
+    lane.sender.failure = failure
 
 
 def delivery(announcement_id: str, recipient: str = "ada@example.org") -> AnnouncementDelivery:
@@ -98,45 +128,84 @@ async def test_a_delivery_is_mailed_once_with_its_unsubscribe_link(lane: Lane) -
     await lane.run(delivery(announcement_id))
     await lane.run(delivery(announcement_id))
     # Then one mail went out, with a signed link for its recipient, and the ledger says sent
-    [sent] = lane.sender.sent
-    mail = sent.parsed()
+    [mailed] = sent(lane)
+    mail = mailed.parsed()
     link = SIGNER.url("http://portal.example", "ada@example.org")
     assert mail["List-Unsubscribe"] == f"<{link}>"
     assert link in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert await outcome(lane, announcement_id) == [("ada@example.org", "sent")]
 
 
-async def test_a_delivery_a_killed_mailer_left_half_way_is_not_sent_again(lane: Lane) -> None:
-    # Given a ledger row a mailer committed before its SMTP call, then died (mail or not)
+class MailerKilled(BaseException):
+    """The mailer process dying (kill -9): nothing after it runs, its transaction is lost
+    (the connection is closed, Postgres rolls it back), and only what it committed stays."""
+
+
+@dataclasses.dataclass
+class KilledInItsFirstSend:
+    """A real SMTP sender whose process is killed inside its first send: before the server
+    took the mail, or after the server took it but before its answer came back."""
+
+    sender: MailSender
+    moment: Literal["before the server took it", "after the server took it"]
+    killed: bool = False
+
+    async def send(self, mail: OutgoingMail) -> None:
+        if not self.killed:
+            self.killed = True
+            if self.moment == "after the server took it":
+                await self.sender.send(mail)
+            raise MailerKilled
+        await self.sender.send(mail)
+
+
+@pytest.mark.parametrize("moment", ["before the server took it", "after the server took it"])
+async def test_a_mailer_killed_between_the_ledger_and_smtps_answer_still_mails_the_recipient(
+    infra: Infra,
+    mailer_schema: str,
+    mailer_pool: AsyncConnectionPool,
+    api_schema: str,
+    smtp_server: SmtpServer,
+    moment: Literal["before the server took it", "after the server took it"],
+) -> None:
+    # Given a mailer on a real SMTP server, killed inside the SMTP call of a delivery (its
+    # ledger row and its record of the mail written, the server's answer not yet read)
+    smtp = SmtpSender(SmtpOptions(host=smtp_server.host, port=smtp_server.port, timeout=5))
+    dying = KilledInItsFirstSend(smtp, moment)
+    lane = lane_with(dying, infra, mailer_pool, mailer_schema, api_schema)
     announcement_id = str(uuid.uuid4())
-    async with lane.pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO announcement_deliveries VALUES (%s, 'ada@example.org', 'sending')",
-            (announcement_id,),
-        )
-    # When the message comes back
+    with pytest.raises(MailerKilled):
+        await lane.run(delivery(announcement_id))
+    # When the broker redelivers the message it never saw acknowledged (same message id)
     await lane.run(delivery(announcement_id))
-    # Then nothing is sent: at most once; the row says it may not have arrived
-    assert lane.sender.sent == []
-    assert await outcome(lane, announcement_id) == [("ada@example.org", "interrupted")]
+    await smtp.close()
+    # Then the recipient has the announcement: once, or twice under one Message-ID (the same
+    # mail to a receiving system and to the audit), never left out
+    mails = read_mailbox(smtp_server.mail_dir)
+    assert [m["To"] for m in mails] == ["ada@example.org"] * len(mails)
+    expected = f"<{delivery_message_id(announcement_id, 'ada@example.org')}.announcement@"
+    assert {str(m["Message-ID"]) for m in mails} == {f"{expected}admissions.local>"}
+    assert len(mails) == (2 if moment == "after the server took it" else 1)
+    # And the ledger counts it as sent, not failed
+    assert await outcome(lane, announcement_id) == [("ada@example.org", "sent")]
 
 
 async def test_an_unavailable_server_leaves_the_recipient_to_a_replay(lane: Lane) -> None:
     announcement_id = str(uuid.uuid4())
-    lane.sender.failure = SmtpUnavailable("down")
+    failing(lane, SmtpUnavailable("down"))
     with pytest.raises(SmtpUnavailable):
         await lane.run(delivery(announcement_id))
     assert await outcome(lane, announcement_id) == []
     # And a replay sends it
-    lane.sender.failure = None
+    failing(lane, None)
     await lane.run(delivery(announcement_id))
-    assert len(lane.sender.sent) == 1
+    assert len(sent(lane)) == 1
     assert await outcome(lane, announcement_id) == [("ada@example.org", "sent")]
 
 
 async def test_a_refused_recipient_is_recorded_and_not_retried(lane: Lane) -> None:
     announcement_id = str(uuid.uuid4())
-    lane.sender.failure = RecipientRefused("550 no such user")
+    failing(lane, RecipientRefused("550 no such user"))
     await lane.run(delivery(announcement_id))  # acknowledged, not dead-lettered
     assert await outcome(lane, announcement_id) == [("ada@example.org", "refused")]
 
@@ -155,7 +224,7 @@ async def test_cancelled_and_unsubscribed_are_skipped_without_mail(lane: Lane) -
     await lane.run(delivery(cancelled))
     await lane.run(delivery(other, "quiet@example.org"))
     # Then no mail, and each is recorded as skipped with its reason
-    assert lane.sender.sent == []
+    assert sent(lane) == []
     assert await outcome(lane, cancelled) == [("ada@example.org", "cancelled")]
     assert await outcome(lane, other) == [("quiet@example.org", "unsubscribed")]
 

@@ -1,7 +1,7 @@
 """Reports on the low lane against real Postgres: built from the API's view into the blob
 store and mailed as a link, marked failed when they cannot be; their files kept by the blob
 sweeper (which works as the API's role, through the mailer's ``report_status`` view) while
-their link works, swept once it expired."""
+their link works, swept once it expired, and never kept past their run."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from services.mailer.rate_limit import LaneRate, MemoryRateLimiter
 from services.mailer.rendering import template_environment
 from services.mailer.report_queries import ReportSources
 from services.mailer.reports import ReportBuilder
+from services.mailer.retention import mailer_retention
+from services.mailer.settings import MailerSettings
 from services.mailer.smtp import MemorySender, SmtpUnavailable
 from shared.blob_sweeper import BlobSweeper
 from shared.blobs import BlobStore
@@ -27,6 +29,7 @@ from shared.consumer.runtime import MessageContext
 from shared.db.transactions import PostgresTransactions
 from shared.events.catalog import ReportFilters, ReportRequested
 from shared.events.envelope import new_envelope
+from shared.sweeper import Sweeper
 from shared.system_topology import MAILER_LANES
 from tests.support.database import open_role_pool
 from tests.support.events import DEVELOPMENT_SEALER
@@ -67,6 +70,44 @@ async def test_a_report_file_is_kept_while_its_link_works(
     assert result.blobs_removed == 1
     assert store.exists(linked.sha256)
     assert not store.exists(expired.sha256)
+
+
+async def test_a_report_run_past_its_retention_is_swept_and_its_file_with_it(
+    tmp_path: Path,
+    mailer_pool: AsyncConnectionPool,
+    mailer_schema: str,
+    api_schema: str,
+    api_pool: AsyncConnectionPool,
+) -> None:
+    # Given two reports built by the low lane, one whose link expired longer ago than the
+    # retention (its run aged by hand), the other still downloadable
+    await seed(api_pool, "Law", 3)
+    blobs = BlobStore(tmp_path / "blobs", fsync=False)
+    builder = builder_for(MemorySender(), mailer_pool, blobs, api_schema, mailer_schema)
+    rules = mailer_retention(MailerSettings())
+    [rule] = [rule for rule in rules if rule.table == "report_runs"]
+    reports = {}
+    for name, kind in (("old", "applications"), ("live", "dead_letters")):
+        reports[name] = str(uuid.uuid4())
+        payload = ReportRequested(report_id=reports[name], kind=kind, recipient="o@example.org")
+        await run_report(builder, mailer_pool, mailer_schema, payload)
+    files = {name: (await report_run(mailer_pool, rid))[2] for name, rid in reports.items()}
+    async with mailer_pool.connection() as conn:
+        await conn.execute(
+            "UPDATE report_runs SET expires_at = now() - %s WHERE report_id = %s",
+            (rule.keep + timedelta(hours=1), reports["old"]),
+        )
+    # When the mailer's sweeper runs, then the API's blob sweeper (past its grace period)
+    swept = await Sweeper(mailer_pool, mailer_schema, rules=rules).sweep_once()
+    references = referenced_in(api_pool, api_schema, mailer_schema)
+    await BlobSweeper(blobs.root, references, grace=timedelta(0)).sweep_once()
+    # Then the old report's run and file are gone; the live one's stay
+    assert swept.retained_deleted["report_runs"] == 1
+    async with mailer_pool.connection() as conn:
+        left = await (await conn.execute("SELECT report_id::text FROM report_runs")).fetchall()
+    assert left == [(reports["live"],)]
+    assert not blobs.exists(files["old"])
+    assert blobs.exists(files["live"])
 
 
 async def run_report(

@@ -12,14 +12,15 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.payments.domain import Fee
-from services.payments.handler import PaymentNotRecordedYet, PaymentsTransaction, make_handler
+from services.payments.handler import PaymentHandler, PaymentNotRecordedYet, PaymentsTransaction
 from services.payments.provider import (
     Checkout,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
 )
-from shared.consumer.runtime import MessageContext
+from shared.consumer import policy
+from shared.consumer.runtime import Exhausted, Handler, MessageContext
 from shared.db.transactions import PostgresTransactions
 from shared.errors import TransientError
 from shared.events.catalog import (
@@ -57,20 +58,38 @@ class FakeProvider:
 
 
 class Payments:
-    """Runs the handler the way the consumer runtime does: one transaction per message."""
+    """Runs the handler the way the consumer runtime does: one transaction per message; when
+    the queue's retry policy says the attempts are used up, the queue's on_exhausted hook in a
+    transaction of its own."""
 
     def __init__(self, pool: AsyncConnectionPool, schema: str, provider: FakeProvider) -> None:
         self.pool = pool
         self.transactions = PostgresTransactions(pool, schema, PaymentsTransaction)
         self.provider = provider
-        self.handler = make_handler(provider, FEE)
+        self.handler = PaymentHandler(provider, FEE)
 
     async def deliver(self, payload: EventPayload, attempt: int = 1) -> list[Envelope]:
         envelope = new_envelope(payload)
+        parsed = parse_payload(envelope.type, envelope.version, envelope.payload)
+        try:
+            return await self._run(self.handler, envelope, parsed, attempt)
+        except Exception as error:
+            decision = policy.decide(QUEUE, attempt, error)
+            if not (isinstance(decision, policy.DeadLetter) and decision.kind == policy.EXHAUSTED):
+                raise
+            exhausted = Exhausted(error, attempt)
+
+            async def give_up(ctx: MessageContext[Any]) -> None:
+                await self.handler.on_exhausted(ctx, exhausted)
+
+            return await self._run(give_up, envelope, parsed, attempt)
+
+    async def _run(
+        self, handler: Handler[Any], envelope: Envelope, parsed: EventPayload, attempt: int
+    ) -> list[Envelope]:
         async with self.transactions.begin() as tx:
-            parsed = parse_payload(envelope.type, envelope.version, envelope.payload)
             ctx = MessageContext(envelope, parsed, attempt, QUEUE, tx)
-            await self.handler(ctx)
+            await handler(ctx)
             await tx.add_outbox(ctx.outgoing)
         return ctx.outgoing
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.api.app import build_resources, create_app
+from services.api.asyncapi import ASYNCAPI_PATH
 from services.api.auth.passwords import Passwords
 from services.api.auth.tokens import Principal, issue_token
 from services.api.settings import ApiSettings
@@ -19,6 +21,7 @@ from tests.unit.api.multipart import CONTENT_TYPE, PDF, FilePart, multipart, val
 from tests.unit.api.unopened import unopened_pool
 
 SECRET = "unit-test-jwt-secret-at-least-32-bytes"
+COMMITTED_ASYNCAPI = Path(__file__).resolve().parents[3] / "deploy" / "asyncapi.json"
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +158,18 @@ async def test_the_openapi_document_describes_the_multipart_form(client: httpx.A
         "files",
     }
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_the_asyncapi_document_is_served_beside_the_openapi(
+    client: httpx.AsyncClient,
+) -> None:
+    # Given no login at all, as for /openapi.json
+    response = await client.get(ASYNCAPI_PATH)
+    # Then the API serves the committed AsyncAPI document of the events
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == json.loads(COMMITTED_ASYNCAPI.read_text())
+    # and its OpenAPI description says where it is
+    openapi = (await client.get("/openapi.json")).json()
+    assert ASYNCAPI_PATH in openapi["info"]["description"]
+    assert ASYNCAPI_PATH not in openapi["paths"]  # not an API operation, as /openapi.json

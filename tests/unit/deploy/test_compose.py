@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic_settings import BaseSettings
 
+from deploy.definitions.users import dev_password
 from services.api.settings import ApiSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings
 from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
-from shared.definitions import dev_password
 from shared.manifest import processes, service_names
 from shared.settings import CoreSettings
 from tests.unit.deploy.compose_file import (
@@ -50,7 +50,7 @@ APPLICATIONS: dict[str, tuple[type[BaseSettings], str | None, str | None]] = {
     "sandbox": (SandboxSettings, None, None),
     "migrate": (CoreSettings, None, None),
 }
-# .env.example variables that compose does not read: inputs of `python -m shared.definitions
+# .env.example variables that compose does not read: inputs of `python -m deploy.definitions
 # --passwords-from-env` only.
 DEFINITIONS_ONLY = {"OPERATOR_RABBITMQ_PASSWORD"}
 
@@ -390,3 +390,22 @@ def test_nginx_does_not_serve_the_api_metrics() -> None:
     for selector in blocks:
         if selector.startswith(("=", "~")):
             assert not re.search(r"metrics", selector), selector
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/asyncapi.json", "/docs"])
+def test_nginx_passes_the_api_descriptions_through(path: str) -> None:
+    """The OpenAPI and AsyncAPI documents are public: only ``location /`` (the API) may
+    answer them, no location in front of it."""
+    config = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    blocks = dict(re.findall(r"location\s+([^{]+?)\s*\{([^}]*)\}", config))
+    assert "proxy_pass http://api;" in blocks["/"]
+    for selector in blocks:
+        kind, _, prefix = selector.rpartition(" ")
+        if selector == "/":
+            continue
+        if kind == "=":
+            assert prefix != path, selector
+        elif kind.startswith("~"):
+            assert not re.search(prefix, path), selector
+        else:  # a prefix, plain or ^~
+            assert not path.startswith(prefix), selector

@@ -10,22 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from shared.control import control_queue_name
-from shared.definitions import (
-    BrokerUser,
+from deploy.definitions.cli import main
+from deploy.definitions.document import export_definitions, render
+from deploy.definitions.passwords import hash_password, password_matches
+from deploy.definitions.permissions import (
+    ops_permissions,
+    ops_topic_permissions,
+    service_permissions,
+)
+from deploy.definitions.users import (
     dev_password,
     dev_users,
-    export_definitions,
-    hash_password,
-    main,
-    ops_permissions,
-    password_matches,
-    render,
-    service_permissions,
-    service_topic_permissions,
+    service_user,
     users_from_env,
 )
-from shared.manifest import service_names
+from shared.control import control_queue_name
+from shared.manifest import SERVICES, ServiceSpec, service_names
 from shared.system_topology import SYSTEM_TOPOLOGY
 from shared.topology import (
     BindingDeclaration,
@@ -42,9 +42,10 @@ from shared.topology import (
 ROOT = Path(__file__).resolve().parents[3]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 DEV_ADMIN = ROOT / "deploy" / "rabbitmq" / "dev-admin.json"
-REGENERATE = "python -m shared.definitions > deploy/rabbitmq/definitions.json"
+REGENERATE = "python -m deploy.definitions > deploy/rabbitmq/definitions.json"
 EX = SYSTEM_TOPOLOGY.exchanges
 CONSUMERS = sorted({spec.service for spec in SYSTEM_TOPOLOGY.queues})
+SPECS = {spec.name: spec for spec in SERVICES}
 
 
 def allowed(pattern: str, name: str) -> bool:
@@ -72,7 +73,7 @@ def test_committed_definitions_match_a_fresh_export() -> None:
     # Then they are the same, byte for byte
     assert committed == fresh, (
         f"{DEFINITIONS.relative_to(ROOT)} is out of date with shared/system_topology.py "
-        f"(or shared/definitions.py); regenerate it with:\n    {REGENERATE}"
+        f"(or deploy/definitions/); regenerate it with:\n    {REGENERATE}"
     )
 
 
@@ -131,7 +132,7 @@ def test_the_export_is_stable_across_runs() -> None:
 @pytest.mark.parametrize("service", CONSUMERS)
 def test_a_consumer_configures_and_reads_only_its_own_queues(service: str) -> None:
     # Given a consumer service's permissions
-    granted = service_permissions(SYSTEM_TOPOLOGY, service)
+    granted = service_permissions(SYSTEM_TOPOLOGY, SPECS[service])
     own = queues_of(service)
     others = [q for q in every_queue() if q not in {n for names in own.values() for n in names}]
     # Then it may declare its queues, tiers and DLQ, and no other service's
@@ -157,7 +158,7 @@ def test_a_consumer_configures_and_reads_only_its_own_queues(service: str) -> No
 @pytest.mark.parametrize("service", CONSUMERS)
 def test_control_queues_belong_to_their_service_only(service: str) -> None:
     mine = control_queue_name(service, uuid.uuid4().hex)
-    granted = service_permissions(SYSTEM_TOPOLOGY, service)
+    granted = service_permissions(SYSTEM_TOPOLOGY, SPECS[service])
     assert allowed(granted.configure, mine)
     assert allowed(granted.write, mine)
     assert allowed(granted.read, mine)
@@ -180,12 +181,12 @@ def test_only_the_ops_login_sends_control_commands_and_reads_dead_letter_queues(
         assert not allowed(ops.write, name), name
     for exchange in (EX.events, EX.dead):
         assert not allowed(ops.write, exchange)
-    (replay,) = service_topic_permissions(SYSTEM_TOPOLOGY, "ops")
+    (replay,) = ops_topic_permissions(SYSTEM_TOPOLOGY)
     assert replay.exchange == EX.retry
     for name in every_queue():
         assert allowed(replay.write, name) == (name in {s.name for s in SYSTEM_TOPOLOGY.queues})
     for service in CONSUMERS:
-        granted = service_permissions(SYSTEM_TOPOLOGY, service)
+        granted = service_permissions(SYSTEM_TOPOLOGY, SPECS[service])
         assert not allowed(granted.write, EX.control), service
         for name in every_queue():
             if name.endswith(".dlq"):
@@ -193,7 +194,7 @@ def test_only_the_ops_login_sends_control_commands_and_reads_dead_letter_queues(
 
 
 def test_the_relay_only_publishes_events() -> None:
-    relay = service_permissions(SYSTEM_TOPOLOGY, "relay")
+    relay = service_permissions(SYSTEM_TOPOLOGY, SPECS["relay"])
     assert allowed(relay.write, EX.events)
     for exchange in (EX.retry, EX.dead, EX.control, "", "amq.default"):
         assert not allowed(relay.write, exchange)
@@ -208,7 +209,9 @@ def test_permissions_follow_a_different_topology() -> None:
         Exchanges.namespaced("t1"), (QueueSpec("billing.invoices", "billing", ("x.y",)),)
     )
     document = export_definitions(
-        topology, (BrokerUser("billing", "pw"), BrokerUser("relay", "pw")), vhost="v"
+        topology,
+        (service_user(ServiceSpec("billing", ()), "pw"), service_user(SPECS["relay"], "pw")),
+        vhost="v",
     )
     # Then the permissions name its queues and exchanges, not the system's
     billing = next(p for p in document["permissions"] if p["user"] == "billing")
@@ -293,7 +296,9 @@ def test_the_check_refuses_definitions_with_development_logins(
     with pytest.raises(SystemExit, match="guest"):
         main(["--check", str(DEV_ADMIN)])
     # A user given another user's development password is refused too
-    swapped = export_definitions(SYSTEM_TOPOLOGY, [BrokerUser("api", dev_password("relay"))])
+    swapped = export_definitions(
+        SYSTEM_TOPOLOGY, [service_user(SPECS["api"], dev_password("relay"))]
+    )
     (tmp_path / "swapped.json").write_text(render(swapped))
     with pytest.raises(SystemExit, match="api"):
         main(["--check", str(tmp_path / "swapped.json")])

@@ -15,13 +15,13 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from deploy.definitions.users import dev_password
 from services.api.settings import ApiSettings, ProjectorSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings
 from services.payments.settings import PaymentsSettings
 from services.relay.app import RelaySettings
 from services.verifier.settings import VerifierSettings
-from shared.definitions import dev_password
 from shared.manifest import service_names
 from shared.settings import CoreSettings
 from shared.system_topology import SYSTEM_TOPOLOGY

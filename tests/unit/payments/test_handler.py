@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
 from services.payments.domain import Fee, Payment
-from services.payments.handler import PaymentHandler
+from services.payments.handler import PaymentHandler, PaymentNotRecordedYet
 from services.payments.provider import Checkout
 from shared.consumer.memory import InMemoryTransactions, MemoryTransaction
-from shared.consumer.runtime import MessageContext
+from shared.consumer.runtime import Exhausted, MessageContext
 from shared.events.catalog import (
     DocumentsVerified,
     DocumentVerdict,
@@ -111,15 +113,15 @@ async def test_verified_documents_open_one_checkout_and_a_paid_webhook_completes
     assert payments.rows["app-1"].status == "completed"
 
 
-async def test_a_webhook_before_the_checkout_is_parked_on_its_last_attempt_then_settles() -> None:
+async def test_a_webhook_out_of_attempts_before_the_checkout_is_parked_then_settles() -> None:
     payments, handler = FakePayments(), PaymentHandler(Provider(), FEE)
-    queue = SYSTEM_TOPOLOGY.queue("payments.applications")
-    # Given the provider's webhook, on its last attempt, before the payment is recorded here
+    # Given the provider's webhook before the payment is recorded here: not yet, retried
     early = webhook("paid")
-    last = MessageContext(
-        new_envelope(early), early, queue.max_attempts, queue, FakePaymentsWork(payments)
-    )
-    await handler(last)
+    with pytest.raises(PaymentNotRecordedYet) as not_yet:
+        await handler(context(payments, early))
+    # When its attempts are used up, the queue's on_exhausted hook parks it
+    last = context(payments, early)
+    await handler.on_exhausted(last, Exhausted(not_yet.value, 5))
     assert payments.parked == [early] and last.outgoing == []
     # When the documents' verdict opens the checkout
     started = context(payments, VERIFIED)

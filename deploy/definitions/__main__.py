@@ -1,0 +1,3 @@
+from deploy.definitions.cli import main
+
+main()

@@ -42,43 +42,70 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from devtools.servers.host import (
+    install_debian_packages,
+    is_root,
+    pid_alive,
+    read_pid,
+    run_quietly,
+    wait_until,
+)
+from devtools.servers.rabbitmq import Ports, RabbitNode, ensure_epmd, find_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / ".run" / "cluster"
 SIZE = 3
-RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 # The ticks between nodes: a partition is seen after 0.75-1.25 of this (default 60 s).
 NET_TICKTIME_SECONDS = 10
 ADMIN = ("guest", "guest")
+# Added to each node's generated rabbitmq.conf (devtools.servers.rabbitmq).
+CLUSTER_CONFIG = """# devtools/cluster.py: the minority side of a partition stops serving.
+cluster_partition_handling = pause_minority
+# New quorum queues' leaders spread over the nodes instead of all on the declaring one.
+queue_leader_locator = balanced
+consumer_timeout = 900000
+"""
 DEAD_LETTER_CONFIRM_MS = 15000
 
 
-@dataclass(frozen=True)
 class Node:
-    index: int  # 1..SIZE
-    amqp_port: int
-    folder: Path
+    """One node of the cluster: a ``devtools.servers`` RabbitMQ node (the same launch,
+    configuration and tools as the single node of ``make infra``) with the cluster's
+    settings, the shared cookie folder, and a distribution source address of its own."""
+
+    def __init__(self, index: int, amqp_port: int, folder: Path, home: Path) -> None:
+        self.index = index  # 1..SIZE
+        self.amqp_port = amqp_port
+        # Prometheus not on + 10010: 15692 is the single node's.
+        ports = Ports(amqp_port, amqp_port + 10000, amqp_port + 10020)
+        self.server = RabbitNode(
+            folder,
+            ports,
+            f"rabbit-{amqp_port}@localhost",
+            home=home,
+            extra_config=CLUSTER_CONFIG,
+            advanced_config=advanced_config(self),
+        )
 
     @property
     def name(self) -> str:
-        return f"rabbit-{self.amqp_port}@localhost"
+        return self.server.name
 
     @property
     def dist_port(self) -> int:
-        return self.amqp_port + 20000
+        return self.server.ports.distribution
 
     @property
     def management_port(self) -> int:
-        return self.amqp_port + 10000
+        return self.server.ports.management
 
     @property
     def prometheus_port(self) -> int:
-        # Not + 10010: 15692 is the single node's (scripts/infra.sh).
-        return self.amqp_port + 10020
+        return self.server.ports.prometheus
 
     @property
     def address(self) -> str:
@@ -90,12 +117,8 @@ class Node:
         return f"http://127.0.0.1:{self.management_port}"
 
     @property
-    def pid_file(self) -> Path:
-        return self.folder / "beam.pid"
-
-    @property
     def log_dir(self) -> Path:
-        return self.folder / "log"
+        return self.server.logs
 
 
 class ClusterError(RuntimeError):
@@ -106,8 +129,10 @@ class Cluster:
     def __init__(self, base_port: int | None = None, folder: Path = BASE) -> None:
         self.base_port = base_port or int(os.environ.get("CLUSTER_AMQP_PORT", "5681"))
         self.folder = folder
+        self.home = folder / "home"  # the Erlang cookie the nodes and their tools share
         self.nodes = [
-            Node(i, self.base_port + i - 1, folder / f"node-{i}") for i in range(1, SIZE + 1)
+            Node(i, self.base_port + i - 1, folder / f"node-{i}", self.home)
+            for i in range(1, SIZE + 1)
         ]
         self.chain = f"ADMISSIONS-{self.base_port}"
 
@@ -138,82 +163,33 @@ class Cluster:
 
     # --- the nodes' processes ---------------------------------------------------------------
 
-    def node_env(self, node: Node) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
-        loopback = "-kernel inet_dist_use_interface {127,0,0,1}"
-        env.update(
-            HOME=str(self.folder / "home"),  # the shared Erlang cookie
-            RABBITMQ_NODENAME=node.name,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-            RABBITMQ_NODE_PORT=str(node.amqp_port),
-            RABBITMQ_DIST_PORT=str(node.dist_port),
-            RABBITMQ_MNESIA_BASE=str(node.folder / "mnesia"),
-            RABBITMQ_LOG_BASE=str(node.log_dir),
-            RABBITMQ_CONFIG_FILE=str(node.folder / "rabbitmq.conf"),
-            RABBITMQ_ADVANCED_CONFIG_FILE=str(node.folder / "advanced.config"),
-            RABBITMQ_CONF_ENV_FILE=str(node.folder / "rabbitmq-env.conf"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(node.folder / "enabled_plugins"),
-            RABBITMQ_PID_FILE=str(node.pid_file),
-            ERL_EPMD_ADDRESS="127.0.0.1",
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=loopback,
-            RABBITMQ_CTL_ERL_ARGS=loopback,
-        )
-        return env
-
     def write_config(self) -> None:
-        home = self.folder / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        home.chmod(0o700)
-        cookie = home / ".erlang.cookie"
+        self.home.mkdir(parents=True, exist_ok=True)
+        cookie = self.home / ".erlang.cookie"
         if not cookie.exists():
             cookie.write_text(os.urandom(16).hex().upper())
             cookie.chmod(0o400)
         for node in self.nodes:
-            node.log_dir.mkdir(parents=True, exist_ok=True)
-            (node.folder / "rabbitmq-env.conf").write_text("")  # keeps /etc/rabbitmq out
-            (node.folder / "enabled_plugins").write_text(
-                "[rabbitmq_management,rabbitmq_prometheus,"
-                "rabbitmq_shovel,rabbitmq_shovel_management].\n"
-            )
-            (node.folder / "rabbitmq.conf").write_text(node_config(node))
-            (node.folder / "advanced.config").write_text(advanced_config(node))
+            node.server.write_config()
 
     def pid(self, node: Node) -> int | None:
-        """The node's Erlang VM, if it runs (and really is this node: pids are recycled)."""
-        try:
-            pid = int(node.pid_file.read_text().strip())
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        return pid if f"RABBITMQ_NODENAME={node.name}".encode() in environ else None
+        """The node's Erlang VM, if it runs."""
+        return read_pid(node.server.vm_pid_file) if node.server.running() else None
 
     def launch(self, node: Node) -> None:
-        """Start the node detached (its own session, output to a file); returns at once."""
-        if self.pid(node) is not None:
-            return
-        node.pid_file.unlink(missing_ok=True)
-        with (node.log_dir / "server.out").open("ab") as out:
-            subprocess.Popen(
-                [str(RABBITMQ_BIN / "rabbitmq-server")],
-                env=self.node_env(node),
-                cwd=node.folder,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        """Start the node detached; returns at once (a cluster's nodes boot together)."""
+        if not node.server.running():
+            ensure_epmd(self.folder)
+            node.server.launch()
 
     def ctl(
         self, node: Node, *args: str, timeout: float = 60, tool: str = "rabbitmqctl"
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(RABBITMQ_BIN / tool), "-n", node.name, *args],
-            env=self.node_env(node),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        path = find_tool(tool)
+        if path is None:
+            raise ClusterError(f"{tool} not found under /usr/lib/rabbitmq")
+        return run_quietly(
+            [path, "-n", node.name, *args], env=node.server.environment(), timeout=timeout
         )
 
     def await_startup(self, node: Node, timeout: float = 180) -> None:
@@ -294,24 +270,21 @@ class Cluster:
         return [node.name for node in outside]
 
     def kill(self, node: Node) -> None:
-        """kill -9 of the node's VM: no goodbye to its peers or its clients."""
-        pid = self.pid(node)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, 30)
+        """kill -9 of the node's VM (and its launcher): no goodbye to peers or clients."""
+        for pid in node.server.pids():
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                wait_until(lambda pid=pid: not pid_alive(pid), 30)  # type: ignore[misc]
 
     def start(self, node: Node) -> None:
         self.launch(node)
         self.await_startup(node)
 
     def stop(self, node: Node) -> None:
-        pid = self.pid(node)
-        if pid is None:
-            return
-        self.ctl(node, "stop", timeout=120)
-        if not wait_gone(pid, 60):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, 15)
+        """``rabbitmqctl stop``, then signals for what stays (``RabbitNode.stop``)."""
+        if node.server.running():
+            node.server.stop()
 
     def restart(self, node: Node) -> list[str]:
         """A graceful restart, as an operator's rolling restart does it: first wait until no
@@ -407,23 +380,6 @@ class Cluster:
             iptables("-A", self.chain, *rule, "-j", "DROP")
 
 
-def node_config(node: Node) -> str:
-    return f"""# Generated by devtools/cluster.py; rewritten on every `up`.
-listeners.tcp.1 = 127.0.0.1:{node.amqp_port}
-management.tcp.ip = 127.0.0.1
-management.tcp.port = {node.management_port}
-prometheus.tcp.ip = 127.0.0.1
-prometheus.tcp.port = {node.prometheus_port}
-# The minority side of a partition stops serving clients (see devtools/cluster.py).
-cluster_partition_handling = pause_minority
-# New quorum queues' leaders spread over the nodes instead of all on the declaring one.
-queue_leader_locator = balanced
-consumer_timeout = 900000
-log.file.level = info
-log.console = false
-"""
-
-
 def advanced_config(node: Node) -> str:
     """Erlang's own settings (the tick, the source address of the node's connections), and
     how long a quorum queue's at-least-once dead-lettering (our retry tiers) waits for the
@@ -459,25 +415,9 @@ def require_iptables() -> None:
     """Partitions need iptables and root: install Debian's package when it is missing."""
     if shutil.which("iptables") is not None:
         return
-    if os.geteuid() != 0:
+    if not is_root():
         raise ClusterError("iptables is missing and only root may install it (apt-get)")
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "iptables"]):
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=600)
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # A child of ours (the tests launch nodes) stays a zombie until it is reaped.
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        time.sleep(0.2)
-    return False
+    install_debian_packages(["iptables"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.cluster import RABBITMQ_BIN, Cluster
+from devtools.cluster import Cluster
+from devtools.servers.rabbitmq import installed
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+    if not installed():
         pytest.skip("no rabbitmq-server (Debian's package) to start a cluster with")
     if os.geteuid() != 0:
         pytest.skip("partitions need root (iptables rules on loopback)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devtools.cluster import Cluster, advanced_config, distribution_rules, node_config
+from devtools.cluster import CLUSTER_CONFIG, Cluster, advanced_config, distribution_rules
 
 
 def cluster() -> Cluster:
@@ -27,7 +27,7 @@ def test_each_node_opens_its_distribution_connections_from_an_address_of_its_own
     nodes = cluster().nodes
     assert len({node.address for node in nodes}) == len(nodes)
     assert "{ip, {127,0,0,12}}" in advanced_config(nodes[1])
-    assert "pause_minority" in node_config(nodes[1])
+    assert "pause_minority" in CLUSTER_CONFIG
 
 
 def test_a_partition_drops_both_directions_between_two_nodes_only() -> None:

@@ -31,66 +31,25 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from psycopg import AsyncConnection, sql
 
 from services.mailer.catalog import announcement_email
 from services.mailer.handler import Mailer, MailerWork
 from services.mailer.smtp import RecipientRefused
 from shared.consumer.runtime import MessageContext
-from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished, Audience
+from shared.events.catalog import AnnouncementDelivery, AnnouncementPublished
 from shared.events.envelope import Envelope, new_envelope
 from shared.unsubscribe import UnsubscribeSigner
 
 log = structlog.get_logger("mailer.announcements")
 
-# Recipients read and written to the outbox per round trip.
-EXPANSION_PAGE = 1000
 _DELIVERY_IDS = uuid.UUID("5b0e7f43-3d52-4c1e-9a57-6f1f3b8a2c11")
 
 
 def delivery_message_id(announcement_id: str, recipient: str) -> uuid.UUID:
     """The same (announcement, recipient) always gets the same message id."""
     return uuid.uuid5(_DELIVERY_IDS, f"{announcement_id}\n{recipient.lower()}")
-
-
-def audience_query(api_schema: str, audience: Audience) -> sql.Composed:
-    view = sql.Identifier(api_schema, "announcement_audience")
-    where: sql.Composable = sql.SQL("true")
-    if audience.kind == "program":
-        where = sql.SQL("program = {}").format(sql.Literal(audience.value))
-    elif audience.kind == "status":
-        where = sql.SQL("status = {}").format(sql.Literal(audience.value))
-    # No ORDER BY: the order of the deliveries does not matter, and without it the planner
-    # joins and de-duplicates by hashing instead of walking the users' e-mail index.
-    return sql.SQL("SELECT DISTINCT email FROM {} WHERE {}").format(view, where)
-
-
-_RUN = """
-INSERT INTO announcement_runs (announcement_id, total) VALUES (%s, 0)
-ON CONFLICT DO NOTHING RETURNING 1
-"""
-_RUN_TOTAL = "UPDATE announcement_runs SET total = %s WHERE announcement_id = %s"
-_STATE = """
-SELECT coalesce((SELECT cancelled FROM {state} WHERE announcement_id = %s), false),
-       EXISTS (SELECT 1 FROM {opt_out} WHERE email = %s)
-"""
-_RECORD = """
-INSERT INTO announcement_deliveries (announcement_id, recipient, outcome) VALUES (%s, %s, %s)
-ON CONFLICT DO NOTHING
-"""
-# clock_timestamp(): in the message's transaction now() is when it began, before the token
-# wait; the ledger's times are when each mail went out (the fan-out rate is read from them).
-_RECORD_SENT = """
-INSERT INTO announcement_deliveries (announcement_id, recipient, outcome, updated_at)
-VALUES (%s, %s, 'sent', clock_timestamp()) ON CONFLICT DO NOTHING RETURNING 1
-"""
-_REFUSED = """
-UPDATE announcement_deliveries SET outcome = 'refused', updated_at = clock_timestamp()
-WHERE announcement_id = %s AND recipient = %s
-"""
 
 
 @dataclass(frozen=True)
@@ -100,16 +59,18 @@ class Announcements:
     api_schema: str = "api"
 
     async def expand(self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished) -> None:
-        conn = ctx.tx.connection
-        if await (await conn.execute(_RUN, (payload.announcement_id,))).fetchone() is None:
+        ledger = ctx.tx.announcements
+        if not await ledger.start_run(payload.announcement_id):
             log.info("announcement already expanded", announcement_id=payload.announcement_id)
             return
         started = time.monotonic()
-        cancelled, _ = await self._state(conn, payload.announcement_id, "")
+        cancelled, _ = await ledger.state(self.api_schema, payload.announcement_id, "")
         total = 0
         if not cancelled:
-            total = await self._write_deliveries(ctx, payload)
-        await conn.execute(_RUN_TOTAL, (total, payload.announcement_id))
+            async for page in ledger.audience(self.api_schema, payload.audience):
+                await ctx.tx.add_outbox([self._delivery(ctx, payload, email) for email in page])
+                total += len(page)
+        await ledger.set_total(payload.announcement_id, total)
         log.info(
             "announcement expanded",
             announcement_id=payload.announcement_id,
@@ -117,20 +78,6 @@ class Announcements:
             cancelled=cancelled,
             seconds=round(time.monotonic() - started, 3),
         )
-
-    async def _write_deliveries(
-        self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished
-    ) -> int:
-        total = 0
-        # A server-side cursor is planned for its first rows (cursor_tuple_fraction 0.1):
-        # nested loops over indexes. Every row is read here, so plan for all of them.
-        await ctx.tx.connection.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-        async with ctx.tx.connection.cursor(name="audience") as cursor:
-            await cursor.execute(audience_query(self.api_schema, payload.audience))
-            while page := await cursor.fetchmany(EXPANSION_PAGE):
-                await ctx.tx.add_outbox([self._delivery(ctx, payload, email) for (email,) in page])
-                total += len(page)
-        return total
 
     def _delivery(
         self, ctx: MessageContext[MailerWork], payload: AnnouncementPublished, email: str
@@ -149,19 +96,19 @@ class Announcements:
         )
 
     async def deliver(self, ctx: MessageContext[MailerWork], payload: AnnouncementDelivery) -> None:
-        conn = ctx.tx.connection
+        ledger = ctx.tx.announcements
         key = (payload.announcement_id, payload.recipient)
-        cancelled, opted_out = await self._state(conn, *key)
+        cancelled, opted_out = await ledger.state(self.api_schema, *key)
         if cancelled or opted_out:
             outcome = "cancelled" if cancelled else "unsubscribed"
-            await conn.execute(_RECORD, (*key, outcome))
+            await ledger.record(*key, outcome)
             log.info("announcement not sent", announcement_id=key[0], outcome=outcome)
             return
 
         async def record_sent() -> bool:
             """The ledger row, in the message's transaction: committed with the mail's record
             once SMTP took the mail; False (no mail) if an earlier attempt committed it."""
-            if await (await conn.execute(_RECORD_SENT, key)).fetchone() is None:
+            if not await ledger.record_sent(*key):
                 log.info("announcement delivered before", announcement_id=key[0])
                 return False
             return True
@@ -173,15 +120,4 @@ class Announcements:
             await self.mailer.send(ctx, spec, before_smtp=record_sent)
         except RecipientRefused:
             # Acknowledged, not dead-lettered: this address never takes mail.
-            await conn.execute(_REFUSED, key)
-
-    async def _state(
-        self, conn: AsyncConnection[Any], announcement_id: str, recipient: str
-    ) -> tuple[bool, bool]:
-        query = sql.SQL(_STATE).format(
-            state=sql.Identifier(self.api_schema, "announcement_state"),
-            opt_out=sql.Identifier(self.api_schema, "announcement_opt_out"),
-        )
-        row = await (await conn.execute(query, (announcement_id, recipient))).fetchone()
-        assert row is not None
-        return bool(row[0]), bool(row[1])
+            await ledger.record_refused(*key)

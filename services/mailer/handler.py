@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import jinja2
 import structlog
-from psycopg import AsyncConnection
 
+from services.mailer.announcement_ledger import AnnouncementLedger, PostgresAnnouncementLedger
 from services.mailer.catalog import EmailSpec, emails_for
 from services.mailer.rate_limit import RateLimiter
 from services.mailer.rendering import render_email
+from services.mailer.report_runs import PostgresReportRuns, ReportRuns
 from services.mailer.sent_emails import PostgresSentEmails, SentEmail, SentEmails
 from services.mailer.smtp import MailSender
 from shared.consumer.runtime import MessageContext
@@ -49,14 +50,24 @@ class MailerWork(Transaction, Protocol):
     def sent_emails(self) -> SentEmails: ...
 
     @property
-    def connection(self) -> AsyncConnection[Any]:
-        """The transaction's connection, for the reports' and announcements' own rows."""
+    def announcements(self) -> AnnouncementLedger: ...
+
+    @property
+    def report_runs(self) -> ReportRuns: ...
 
 
 class MailerTransaction(PostgresTransaction):
     @property
     def sent_emails(self) -> PostgresSentEmails:
         return PostgresSentEmails(self.connection)
+
+    @property
+    def announcements(self) -> PostgresAnnouncementLedger:
+        return PostgresAnnouncementLedger(self.connection)
+
+    @property
+    def report_runs(self) -> PostgresReportRuns:
+        return PostgresReportRuns(self.connection)
 
 
 @dataclass(frozen=True)

@@ -62,13 +62,6 @@ _FAILED = (
 )
 # clock_timestamp(), not now(): in the message's transaction now() is when it began, before
 # the file was built.
-_DONE = """
-UPDATE report_runs
-SET status = 'done', rows_total = %(rows)s, rows_written = %(rows)s, bytes = %(bytes)s,
-    sha256 = %(sha256)s, content_type = %(content_type)s, filename = %(filename)s,
-    finished_at = clock_timestamp(), expires_at = %(expires_at)s
-WHERE report_id = %(report_id)s
-"""
 
 Progress = Callable[[int | None, int | None, int], Awaitable[None]]
 
@@ -129,17 +122,13 @@ class ReportBuilder:
         # Last, after everything that may fail: this row is locked by the message's
         # transaction until it commits, and marking the report failed (on another connection)
         # would wait for that lock for ever.
-        await ctx.tx.connection.execute(
-            _DONE,
-            {
-                "report_id": payload.report_id,
-                "rows": built.rows,
-                "bytes": built.blob.size,
-                "sha256": built.blob.sha256,
-                "content_type": built.content_type,
-                "filename": built.filename,
-                "expires_at": expires_at,
-            },
+        await ctx.tx.report_runs.finish(
+            payload.report_id,
+            built.rows,
+            built.blob,
+            built.content_type,
+            built.filename,
+            expires_at,
         )
         return built.rows, built.blob.size
 

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from services.api.admin.announcements import announcement_state
 from services.api.admin.reports import report_state
-from services.mailer.announcements import audience_query, delivery_message_id
+from services.mailer.announcement_ledger import audience_query
+from services.mailer.announcements import delivery_message_id
 from services.mailer.report_queries import (
     APPLICATION_COLUMNS,
     ReportSources,

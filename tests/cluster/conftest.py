@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.cluster import Cluster
+from devtools.cluster import Cluster, iptables, require_iptables
 from devtools.servers.rabbitmq import installed
 
 
@@ -21,6 +21,9 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip("no rabbitmq-server (Debian's package) to start a cluster with")
     if os.geteuid() != 0:
         pytest.skip("partitions need root (iptables rules on loopback)")
+    require_iptables()  # Debian's package, installed when missing
+    if iptables("-L", "OUTPUT", "-n", check=False).returncode != 0:
+        pytest.skip("iptables does not work here (a container without NET_ADMIN?)")
     found = Cluster()
     started = not all(found.pid(node) for node in found.nodes)
     found.up()

@@ -246,7 +246,7 @@ class Cluster:
             time.sleep(1)
         raise ClusterError(f"nodes {sorted(names)} do not all see each other running")
 
-    def rejoin(self, timeout: float = 90) -> list[str]:
+    def rejoin(self, timeout: float = 60) -> list[str]:
         """Wait until the cluster is whole again after a heal or a restart; a node that stays
         out is restarted (kill -9, start), as an operator must: after a partition, RabbitMQ
         3.x's membership (Mnesia, Erlang's ``global``) sometimes does not merge again, or the

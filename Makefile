@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WITH_INFRA := set -a; [ -z "$${RABBITMQ_URL:-}$${DATABASE_URL:-}" ] && [ -f .run/infra.env ] && . .run/infra.env; set +a;
 
 .PHONY: venv infra infra-down migrate run browser docker-engine compose-up compose-down test test-unit \
-	test-integration lint lock clean chaos bench
+	test-integration lint lock clean chaos chaos-cluster cluster-up cluster-down bench
 
 venv: $(STAMP)
 
@@ -75,6 +75,21 @@ lint: venv
 # `make chaos` (2,000 applications), `make chaos CHAOS_ARGS=--long` (20,000).
 chaos: venv infra migrate
 	$(WITH_INFRA) $(PY) -m devtools.chaos $(CHAOS_ARGS)
+
+# The same on a three-node RabbitMQ cluster of its own (devtools/cluster.py: AMQP 5681-5683,
+# started for the run and stopped after it unless it runs): kill -9 of a node, a node
+# partitioned, the services cut off with the minority, a rolling restart, the service kills;
+# reports/chaos-cluster.json. `make chaos-cluster CHAOS_ARGS="--long --seed 3"`: 10,000
+# applications, every fault twice. Postgres is `make infra`'s (never restarted here).
+chaos-cluster: venv infra
+	$(WITH_INFRA) $(PY) -m devtools.chaos --cluster $(CHAOS_ARGS)
+
+# The cluster alone (`python -m devtools.cluster status|kill N|partition N|heal|...`).
+cluster-up: venv
+	$(PY) -m devtools.cluster up
+
+cluster-down: venv
+	$(PY) -m devtools.cluster down
 
 # Re-pin every dependency after editing pyproject.toml.
 lock: venv

@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, create_model, model_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.broker.nodes import node_urls, parse_nodes
 from shared.manifest import SERVICES, ServiceSpec, service_names
 
 
@@ -48,6 +49,10 @@ class CoreSettings(_DatabasePasswords):
     app_env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    # A cluster's nodes, "host:port,host:port,...": RABBITMQ_URL's login and virtual host on
+    # each; a service connects to one and moves to the next when it is lost. Empty: only
+    # RABBITMQ_URL's own host.
+    rabbitmq_nodes: str = ""
     # The admin URL: migrations use it as is; services keep its server and database and log in
     # as their own role (<SERVICE>_DB_PASSWORD).
     database_url: SecretStr = SecretStr("postgresql://postgres:postgres@127.0.0.1:5432/admissions")
@@ -76,6 +81,16 @@ class CoreSettings(_DatabasePasswords):
     fault_smtp_failure_rate: float = Field(default=0.0, ge=0, le=1)
     fault_smtp_latency_ms: float = Field(default=0.0, ge=0)
     fault_seed: int | None = None
+
+    @field_validator("rabbitmq_nodes")
+    @classmethod
+    def _valid_node_list(cls, nodes: str) -> str:
+        parse_nodes(nodes)  # InvalidNodeList (a ValueError) names the bad entry
+        return nodes
+
+    def broker_urls(self, url: SecretStr | None = None) -> list[str]:
+        """``url`` (by default RABBITMQ_URL) on every node of RABBITMQ_NODES."""
+        return node_urls((url or self.rabbitmq_url).get_secret_value(), self.rabbitmq_nodes)
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Self:

@@ -35,9 +35,7 @@ async def connect_broker(settings: CoreSettings, name: str, stop: asyncio.Event)
     delay = 0.5
     while True:
         try:
-            return await RabbitBroker.connect(
-                settings.rabbitmq_url.get_secret_value(), connection_name=name
-            )
+            return await RabbitBroker.connect(settings.broker_urls(), connection_name=name)
         except (ConnectionError, OSError) as error:
             if stop.is_set():
                 raise

@@ -16,8 +16,15 @@ from tests.support.system import RunningSystem
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Chaos runs restart the shared RabbitMQ and Postgres: they go last, so that no other
-    test meets connections those restarts broke."""
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker("chaos") is not None)
+    test meets connections those restarts broke; the tests on a cluster of their own go after
+    them, so that the cluster runs only while they do."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("cluster") is not None:
+            return 2
+        return 1 if item.get_closest_marker("chaos") is not None else 0
+
+    items[:] = sorted(items, key=rank)
 
 
 @pytest.fixture(scope="session")

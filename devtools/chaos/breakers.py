@@ -23,6 +23,8 @@ import aio_pika.exceptions
 import structlog
 
 from devtools.system import RunningSystem
+from shared.broker.failover import connect_to_nodes
+from shared.broker.nodes import node_urls
 from shared.errors import UnknownEventType
 from shared.events.catalog import publisher_of
 from shared.events.signing import EventSigner
@@ -180,7 +182,9 @@ class Breakers:
                 await asyncio.sleep(2)
 
     async def _publish_poison(self, pending: list[tuple[str, str, str, bytes]]) -> None:
-        connection = await aio_pika.connect(self.system.rabbitmq_url)
+        nodes = self.system.env.get("RABBITMQ_NODES", "")  # any node of a cluster
+        urls = node_urls(self.system.rabbitmq_url, nodes)
+        connection = await connect_to_nodes(urls, connection_name="chaos.poison")
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(SYSTEM_TOPOLOGY.exchanges.retry)

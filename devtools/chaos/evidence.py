@@ -14,15 +14,20 @@ from psycopg import sql
 from devtools.chaos.audit import DeadLetter, Mail
 from devtools.smtp_catcher import read_mailbox
 from devtools.system import RunningSystem
+from services.api.statuses import TERMINAL
 from shared.manifest import service_names
 
 
 class Collector:
     def __init__(self, system: RunningSystem) -> None:
         self.system = system
-        base, auth = system._management()
-        self.management = httpx.AsyncClient(base_url=base, auth=auth, timeout=15)
+        _, auth = system._management()
+        self.management = httpx.AsyncClient(auth=auth, timeout=15)
         self.vhost = quote(system.name, safe="")
+
+    def _api(self, path: str) -> str:
+        """On the management API of a node that answers now (a cluster run breaks nodes)."""
+        return f"{self.system._management()[0]}{path}"
 
     async def close(self) -> None:
         await self.management.aclose()
@@ -33,6 +38,17 @@ class Collector:
                 await conn.execute("SELECT id::text, status FROM api.applications")
             ).fetchall()
         return {str(row[0]): str(row[1]) for row in rows}
+
+    async def completion_times(self) -> list[float]:
+        """When each application reached its outcome (epoch seconds, from its history)."""
+        query = (
+            "SELECT min(extract(epoch FROM at)) FROM api.application_history"
+            " WHERE status = ANY(%s) GROUP BY application_id"
+        )
+        async with await psycopg.AsyncConnection.connect(self.system.database_url) as conn:
+            terminal = sorted(str(status.value) for status in TERMINAL)
+            rows = await (await conn.execute(query, [terminal])).fetchall()
+        return [float(row[0]) for row in rows]
 
     async def unpublished_outbox(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -61,7 +77,7 @@ class Collector:
         ]
 
     async def queues(self) -> list[dict[str, Any]]:
-        response = await self.management.get(f"/api/queues/{self.vhost}")
+        response = await self.management.get(self._api(f"/api/queues/{self.vhost}"))
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()
         return found
@@ -82,7 +98,7 @@ class Collector:
             if not name.endswith(".dlq") or count == 0:
                 continue
             response = await self.management.post(
-                f"/api/queues/{self.vhost}/{quote(name, safe='')}/get",
+                self._api(f"/api/queues/{self.vhost}/{quote(name, safe='')}/get"),
                 json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
             )
             response.raise_for_status()

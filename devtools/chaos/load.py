@@ -35,6 +35,7 @@ def pdf_bytes(title: str) -> bytes:
 @dataclass
 class LoadResult:
     accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> application id
+    accepted_at: list[float] = field(default_factory=list)  # seconds since the start, each 202
     server_errors: list[tuple[float, int]] = field(default_factory=list)
     shed: int = 0  # 503 "busy" answers (overload, not a fault): retried after Retry-After
     connection_errors: int = 0
@@ -113,6 +114,7 @@ class Load:
                 else:
                     if response.status_code == 202:
                         self.result.accepted[key] = str(response.json()["applicationId"])
+                        self.result.accepted_at.append(time.monotonic() - self.started)
                         if response.headers.get("Idempotent-Replayed") == "true":
                             self.result.replayed += 1
                         return

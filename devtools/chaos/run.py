@@ -18,8 +18,10 @@ import structlog
 
 from devtools.chaos.audit import Evidence, Findings, judge
 from devtools.chaos.breakers import Breakers
+from devtools.chaos.cluster_faults import CLUSTER_FAULTS, ClusterBreakers, ClusterInfra
 from devtools.chaos.evidence import Collector
 from devtools.chaos.load import Load
+from devtools.chaos.stalls import longest_gap, typical_gap
 from devtools.infra import Infra, from_environment
 from devtools.run_system import ROOT
 from devtools.servers.envfile import read as read_env_file
@@ -44,6 +46,7 @@ class ChaosConfig:
     rate: float = 10.0  # submissions per second
     rounds: int = 1  # how many times each fault is done
     server_faults: bool = True  # restart/stop RabbitMQ and Postgres (when they are ours)
+    cluster: bool = False  # on a cluster (devtools.chaos.cluster_faults): its faults instead
     applicants: int = 10
     handler_failure_rate: float = 0.05
     provider_failure_rate: float = 0.05
@@ -66,20 +69,28 @@ class ChaosConfig:
         }
 
 
-async def run_chaos(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
+async def run_chaos(config: ChaosConfig, servers: Infra | ClusterInfra) -> dict[str, Any]:
     rng = random.Random(config.seed)
     print(f"chaos: seed {config.seed}", flush=True)
     folder = config.folder / f"seed-{config.seed}-{int(time.time())}"
     folder.mkdir(parents=True, exist_ok=True)
-    system = RunningSystem(servers, folder, config.overrides(), prefix="chaos")
+    overrides = config.overrides()
+    if isinstance(servers, ClusterInfra):
+        overrides.update(servers.service_environment())
+    system = RunningSystem(servers, folder, overrides, prefix="chaos")
     await system.start()
-    started = time.monotonic()
-    breakers = Breakers(
-        system,
-        controls_servers=servers.controllable and config.server_faults,
-        started=started,
-        mode=servers.mode,
-    )
+    started, started_wall = time.monotonic(), time.time()
+    breakers: Breakers
+    if isinstance(servers, ClusterInfra):
+        fault_rng = random.Random(rng.random())
+        breakers = ClusterBreakers(system, servers=servers, started=started, rng=fault_rng)
+    else:
+        breakers = Breakers(
+            system,
+            controls_servers=servers.controllable and config.server_faults,
+            started=started,
+            mode=servers.mode,
+        )
     load = Load(system.api, rng=random.Random(rng.random()), started=started)
     collector = Collector(system)
     try:
@@ -110,6 +121,9 @@ async def run_chaos(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
         )
         findings = judge(evidence)
         report = build_report(config, servers, breakers, load, findings, quiet=quiet)
+        if isinstance(breakers, ClusterBreakers):
+            completed = [at - started_wall for at in await collector.completion_times()]
+            report["cluster"] = cluster_section(breakers, load.result.accepted_at, completed)
         report["durations"].update(
             load_and_faults_seconds=round(submitted_in, 1),
             quiet_wait_seconds=round(waited, 1),
@@ -129,7 +143,12 @@ async def run_chaos(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
 
 
 # Roughly how long a server action takes under load on 2 cores (the outage itself is 30 s).
-EXPECTED_SECONDS = {"restart-rabbitmq": 30.0, "stop-rabbitmq": 70.0, "restart-postgres": 3.0}
+EXPECTED_SECONDS = {
+    "restart-rabbitmq": 30.0,
+    "stop-rabbitmq": 70.0,
+    "restart-postgres": 3.0,
+    **CLUSTER_FAULTS,
+}
 
 
 async def schedule(
@@ -191,9 +210,50 @@ async def wait_quiet(collector: Collector, load: Load, timeout: float) -> tuple[
     return False, time.monotonic() - began
 
 
+def cluster_section(
+    breakers: ClusterBreakers, accepted_at: list[float], completed_at: list[float]
+) -> dict[str, Any]:
+    """Per fault: its timings, and how long accepts and completions stalled around it; per
+    kind of fault: the longest of each."""
+    faults = []
+    worst: dict[str, dict[str, float | None]] = {}
+    for fault in breakers.faults:
+        window = (fault["began"], fault["ended"])
+        stalls = {
+            "accepts_stalled_seconds": longest_gap(accepted_at, *window),
+            "completions_stalled_seconds": longest_gap(completed_at, *window),
+        }
+        faults.append({**fault, **stalls})
+        kind = worst.setdefault(fault["action"], {})
+        for name, value in stalls.items():
+            known = kind.get(name)
+            kind[name] = value if known is None or (value is not None and value > known) else known
+    return {
+        "nodes": [node.name for node in breakers.cluster.nodes],
+        # Nodes that did not rejoin by themselves after a heal or restart, restarted as an
+        # operator would (devtools.cluster.Cluster.rejoin).
+        "operator_restarts": [
+            {
+                "action": fault["action"],
+                "began": fault["began"],
+                "nodes": fault["operator_restarts"],
+            }
+            for fault in breakers.faults
+            if fault.get("operator_restarts")
+        ],
+        "partition_handling": "pause_minority",
+        "faults": faults,
+        "longest_stall_per_fault": worst,
+        "typical_gap_seconds": {
+            "accepts": typical_gap(accepted_at),
+            "completions": typical_gap(completed_at),
+        },
+    }
+
+
 def build_report(
     config: ChaosConfig,
-    servers: Infra,
+    servers: Infra | ClusterInfra,
     breakers: Breakers,
     load: Load,
     findings: Findings,
@@ -289,13 +349,20 @@ def summary(report: dict[str, Any]) -> str:
         f"  durations      {report['durations']['load_and_faults_seconds']}s load and faults,"
         f" {report['durations']['quiet_wait_seconds']}s until quiet",
     ]
+    if "cluster" in report:
+        lines.append(f"  node restarts  {report['cluster']['operator_restarts'] or 'none needed'}")
+    for kind, stalls in report.get("cluster", {}).get("longest_stall_per_fault", {}).items():
+        lines.append(
+            f"  {kind:<17} accepts stalled {stalls['accepts_stalled_seconds']}s at most,"
+            f" completions {stalls['completions_stalled_seconds']}s"
+        )
     if report["skipped_faults"]:
         lines.append(f"  skipped        {report['skipped_faults']}")
     lines.append(f"  report         {report.get('report_path', 'reports/chaos.json')}")
     return "\n".join(lines)
 
 
-def run_sync(config: ChaosConfig, servers: Infra) -> dict[str, Any]:
+def run_sync(config: ChaosConfig, servers: Infra | ClusterInfra) -> dict[str, Any]:
     # ``kill`` stops a run as Ctrl-C does: every task is cancelled, so the services it started
     # are stopped too instead of being left running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -31,8 +32,14 @@ async def database_ready(pool: AsyncConnectionPool, timeout: float) -> bool:
         return False
 
 
-async def broker_ready(rabbitmq_url: str, timeout: float) -> bool:
-    """A broker that speaks AMQP answers on its port (no login: the API does not publish)."""
+async def broker_ready(rabbitmq_urls: Sequence[str], timeout: float) -> bool:
+    """A node of the broker (any of a cluster's) speaks AMQP on its port (no login: the API
+    does not publish; the services move to whichever node answers)."""
+    answers = await asyncio.gather(*(node_ready(url, timeout) for url in rabbitmq_urls))
+    return any(answers)
+
+
+async def node_ready(rabbitmq_url: str, timeout: float) -> bool:
     parts = urlsplit(rabbitmq_url)
     port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
 
@@ -64,7 +71,7 @@ async def readyz(deps: Annotated[Resources, Depends(resources)]) -> JSONResponse
     timeout = deps.settings.readiness_timeout_seconds
     database, broker = await asyncio.gather(
         database_ready(deps.pool, timeout),
-        broker_ready(deps.settings.rabbitmq_url.get_secret_value(), timeout),
+        broker_ready(deps.settings.broker_urls(), timeout),
     )
     checks = {
         "database": "ok" if database else "unreachable",

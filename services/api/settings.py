@@ -131,6 +131,7 @@ class ApiSettings(CoreSettings):
 
     # Operations (/admin): the RabbitMQ management HTTP API (the vhost is RABBITMQ_URL's), and
     # the read-only role that sees the outbox, message_log and queue_controls of ``ops_schemas``.
+    # A cluster: every node's, comma-separated (the first that answers is asked).
     rabbitmq_management_url: str = "http://127.0.0.1:15672/"
     rabbitmq_management_user: str = "guest"
     rabbitmq_management_password: SecretStr = SecretStr("guest")

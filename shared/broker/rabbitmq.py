@@ -25,6 +25,7 @@ from aio_pika.abc import (
 )
 
 from shared.broker.base import BrokerMessage, DeliveryHandler, Headers, HeaderValue
+from shared.broker.failover import connect_to_nodes
 from shared.errors import (
     AccessRefused,
     MissingQueue,
@@ -117,11 +118,12 @@ class RabbitBroker:
 
     @classmethod
     async def connect(
-        cls, url: str, *, connection_name: str, publish_timeout: float = 10.0
+        cls, url: str | Sequence[str], *, connection_name: str, publish_timeout: float = 10.0
     ) -> RabbitBroker:
-        connection = await aio_pika.connect_robust(
-            url, client_properties={"connection_name": connection_name}
-        )
+        """To the first node that answers (one URL, or one per node of a cluster:
+        ``shared.broker.nodes``); after a connection is lost, to the next."""
+        urls = [url] if isinstance(url, str) else list(url)
+        connection = await connect_to_nodes(urls, connection_name=connection_name)
         return cls(connection, publish_timeout)
 
     async def declare(self, topology: Topology) -> None:

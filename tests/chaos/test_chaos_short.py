@@ -9,8 +9,6 @@ CHAOS_SEED when set, else a random one printed in the summary and written to the
 
 from __future__ import annotations
 
-import os
-import random
 import socket
 import time
 from urllib.parse import urlsplit
@@ -19,7 +17,7 @@ import pytest
 
 from devtools.chaos.run import ChaosConfig, run_chaos
 from devtools.run_system import ROOT
-from shared.manifest import processes
+from tests.support.chaos import assert_exactly_once, chaos_seed
 from tests.support.infra import Infra
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -42,9 +40,8 @@ def reachable(url: str, default_port: int, timeout: float = 60) -> bool:
 
 async def test_short_chaos_loses_nothing_and_does_nothing_twice(infra: Infra) -> None:
     # Given the whole system under steady load, with a seeded schedule of faults
-    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
     config = ChaosConfig(
-        seed=seed,
+        seed=chaos_seed(),
         applications=APPLICATIONS,
         rate=RATE,
         quiet_timeout=180,
@@ -53,17 +50,6 @@ async def test_short_chaos_loses_nothing_and_does_nothing_twice(infra: Infra) ->
     # When everything is broken once and the system has gone quiet
     report = await run_chaos(config, infra)
     # Then every accepted application reached an outcome, exactly once everywhere
-    assert report["accepted"] == APPLICATIONS, report["client"]
-    assert report["quiet"], f"the system did not go quiet (seed {seed})"
-    assert report["lost"] == 0, report["examples"]
-    assert report["non_terminal"] == 0, report["examples"]
-    assert report["duplicate_payments"] == 0, report["examples"]
-    assert report["duplicate_emails"] == 0, report["examples"]
-    assert report["missing_emails"] == 0, report["examples"]
-    assert report["unexpected_dead_letters"] == 0, report["examples"]
-    assert report["poison_missing_from_dlqs"] == 0
-    assert not report["unpublished_outbox"]
-    assert report["unexpected_5xx"] == 0, report["api_5xx"]
-    assert set(report["kills"]) == {process.name for process in processes()}
+    assert_exactly_once(report, APPLICATIONS)
     # And the shared servers are up again for the other tests
     assert reachable(infra.rabbitmq_url, 5672) and reachable(infra.database_url, 5432)

@@ -62,23 +62,32 @@ def parse_queue(raw: dict[str, Any]) -> QueueStats:
 
 
 class ManagementApi:
+    """``base_url`` may list a cluster's nodes, comma-separated: a node that does not answer
+    (killed, paused on the minority side of a partition) is passed over for the next; every
+    node of a cluster serves the whole cluster's statistics."""
+
     def __init__(self, base_url: str, user: str, password: str, vhost: str) -> None:
         self.vhost = vhost
+        self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
         # Creating the client opens nothing; connections are made on the first request.
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), auth=(user, password), timeout=5.0
-        )
+        self._client = httpx.AsyncClient(auth=(user, password), timeout=5.0)
 
     async def queues(self) -> dict[str, QueueStats]:
         """Every queue of the vhost by name."""
         path = f"/api/queues/{quote(self.vhost, safe='')}"
-        try:
-            response = await self._client.get(path, params={"columns": _COLUMNS})
-            response.raise_for_status()
-            found = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise ManagementUnavailable(f"RabbitMQ management API: {error}") from error
-        return {queue.name: queue for queue in map(parse_queue, found)}
+        failure: Exception | None = None
+        for base in self.base_urls:
+            try:
+                response = await self._client.get(base + path, params={"columns": _COLUMNS})
+                response.raise_for_status()
+                found = response.json()
+            except httpx.TransportError as error:  # this node is out: the next
+                failure = error
+                continue
+            except (httpx.HTTPError, ValueError) as error:
+                raise ManagementUnavailable(f"RabbitMQ management API: {error}") from error
+            return {queue.name: queue for queue in map(parse_queue, found)}
+        raise ManagementUnavailable(f"RabbitMQ management API: no node answers: {failure}")
 
     async def close(self) -> None:
         await self._client.aclose()

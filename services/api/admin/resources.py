@@ -79,7 +79,9 @@ class AdminResources:
             if self._ops_broker is None:
                 try:
                     self._ops_broker = await asyncio.wait_for(
-                        RabbitBroker.connect(login.get_secret_value(), connection_name="api.admin"),
+                        RabbitBroker.connect(
+                            self.settings.broker_urls(login), connection_name="api.admin"
+                        ),
                         timeout=5,
                     )
                 except (ConnectionError, OSError, TimeoutError) as error:

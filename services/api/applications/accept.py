@@ -174,8 +174,7 @@ async def _accept(
             " send a new key for a new application",
         )
     except TokenRevoked:  # a password reset since the token was issued, or no such account
-        answer = revoked()
-        return error_response(answer.status_code, answer.detail, answer.headers)
+        raise revoked() from None  # both doors turn it into the 401
     accepted_id = str(outcome.answer["applicationId"])
     headers = {"Location": views.location(accepted_id)}
     if outcome.replayed:

@@ -50,9 +50,20 @@ class Infra(Protocol):
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (the kernel's choice), all different: each stays bound
+    until all are chosen (one at a time, the kernel may hand out the same port twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for listener in sockets:
+            listener.bind(("127.0.0.1", 0))
+        return [int(listener.getsockname()[1]) for listener in sockets]
+    finally:
+        for listener in sockets:
+            listener.close()
 
 
 @dataclass
@@ -67,7 +78,11 @@ class RunningSystem:
         self.name = f"{self.prefix}_{uuid.uuid4().hex[:8]}"
         self.rabbitmq_url = await self._create_vhost()
         self.database_url = await self._create_database()
-        self.api_port, self.psp_port, self.smtp_port = free_port(), free_port(), free_port()
+        workers = metrics_ports()
+        ports = free_ports(3 + len(workers))
+        self.api_port, self.psp_port, self.smtp_port = ports[:3]
+        # every worker's /metrics on a port of its own: {"relay": port, ...}
+        self.metrics_ports = dict(zip(workers, ports[3:], strict=True))
         self.env = system_environment(
             {
                 "RABBITMQ_URL": self.rabbitmq_url,
@@ -91,8 +106,6 @@ class RunningSystem:
         self.env.setdefault("RABBITMQ_MANAGEMENT_USER", user)
         self.env.setdefault("RABBITMQ_MANAGEMENT_PASSWORD", password)
         self._migrate()
-        # every worker's /metrics on a free port of its own: {"relay": port, ...}
-        self.metrics_ports = {name: free_port() for name in metrics_ports()}
         # the catcher is started as make run starts it, on this system's own port
         await provision_from_environment(self.env)
         specs = with_broker_logins(system_processes({}, self.metrics_ports), self.env)
@@ -145,38 +158,68 @@ class RunningSystem:
             timeout=120,
         )
 
-    async def _wait_ready(self, timeout: float = 60) -> None:
+    async def _wait_ready(self, timeout: float = 90) -> None:
         """Until the API and the sandbox answer and every consuming process listens for
-        control commands (a pause sent earlier would find no listener, or miss a late one)."""
+        control commands (a pause sent earlier would find no listener, or miss a late one).
+        On timeout the error says what was still missing, and what the logs say about it."""
         deadline = time.monotonic() + timeout
+        missing = ["nothing checked yet"]
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
-                try:
-                    api = await client.get(f"{self.api}/readyz")
-                    psp = await client.get(f"{self.psp}/v1/payments")
-                    if api.status_code == psp.status_code == 200 and await self._listening():
-                        return
-                except httpx.HTTPError:
-                    pass
+                missing = await self._not_ready(client)
+                if not missing:
+                    return
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"the system did not become ready; logs in {self.folder}")
+                    raise AssertionError(self._not_ready_report(missing))
                 await asyncio.sleep(0.3)
 
-    async def _listening(self) -> bool:
-        """Every service with queues has a control queue bound to the control exchange."""
+    async def _not_ready(self, client: httpx.AsyncClient) -> list[str]:
+        """What the system still lacks to be ready; empty when it is."""
+        missing: list[str] = []
+        for name, url in (
+            ("api /readyz", f"{self.api}/readyz"),
+            ("sandbox", f"{self.psp}/v1/payments"),
+        ):
+            try:
+                answer = await client.get(url)
+            except httpx.HTTPError as error:
+                missing.append(f"{name}: {type(error).__name__}")
+                continue
+            if answer.status_code != 200:
+                missing.append(f"{name}: {answer.status_code} {answer.text[:200]}")
+        if not missing:
+            missing.extend(f"{name}: no control queue bound" for name in await self._deaf())
+        return missing
+
+    def _not_ready_report(self, missing: list[str]) -> str:
+        restarts = {name: self.supervisor.restarts(name) for name in self.supervisor.names()}
+        lines = [f"the system did not become ready; logs in {self.folder}", *missing]
+        lines.append(f"restarts: {restarts}")
+        for log in sorted((self.folder / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-8:]
+            lines += [f"--- {log.name} (last lines)", *tail]
+        return "\n".join(lines)
+
+    async def _deaf(self) -> list[str]:
+        """The services with queues that have no control queue bound to the control exchange
+        yet (all of them while the management API does not answer)."""
+        consumers = [service.name for service in SERVICES if service.queues]
         base, auth = self._management()
         exchange = quote(SYSTEM_TOPOLOGY.exchanges.control, safe="")
         url = f"{base}/api/exchanges/{quote(self.name, safe='')}/{exchange}/bindings/source"
-        async with httpx.AsyncClient(auth=auth, timeout=5) as client:
-            response = await client.get(url)
+        try:
+            async with httpx.AsyncClient(auth=auth, timeout=5) as client:
+                response = await client.get(url)
+        except httpx.HTTPError:
+            return consumers
         if response.status_code != 200:
-            return False
+            return consumers
         bound = [str(binding["destination"]) for binding in response.json()]
-        consumers = [service.name for service in SERVICES if service.queues]
-        return all(
-            any(queue.startswith(control_queue_prefix(name)) for queue in bound)
+        return [
+            name
             for name in consumers
-        )
+            if not any(queue.startswith(control_queue_prefix(name)) for queue in bound)
+        ]
 
     def _management(self) -> tuple[str, tuple[str, str]]:
         base = self.infra.management_url or "http://127.0.0.1:15672/"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.servers.envfile import ROOT
 from devtools.servers.envfile import read as read_env_file
+from devtools.system import free_ports
 
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 # What scripts/compose.sh up chose (engine, images): every later compose command needs it, or
@@ -41,18 +41,6 @@ SETTINGS = {
     "PSP_AUTOPAY": "0",
     "COMPOSE_DOWN_ARGS": "--volumes",
 }
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (the kernel's choice), all different."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for listener in sockets:
-            listener.bind(("127.0.0.1", 0))
-        return [listener.getsockname()[1] for listener in sockets]
-    finally:
-        for listener in sockets:
-            listener.close()
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (it can do its work right now)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (it can do its work right now).
+
+The API's work needs Postgres only: a submission is accepted into the database with its
+outbox row, and the relay carries it to RabbitMQ later. So only the database decides
+readiness; the broker is reported beside it. A load balancer or Kubernetes that took the API
+out of service during a broker outage would turn away the submissions the outbox exists to
+keep accepting."""
 
 from __future__ import annotations
 
@@ -66,7 +72,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "the database is unreachable: submissions cannot be accepted"}},
+)
 async def readyz(deps: Annotated[Resources, Depends(resources)]) -> JSONResponse:
     timeout = deps.settings.readiness_timeout_seconds
     database, broker = await asyncio.gather(
@@ -77,8 +86,10 @@ async def readyz(deps: Annotated[Resources, Depends(resources)]) -> JSONResponse
         "database": "ok" if database else "unreachable",
         "rabbitmq": "ok" if broker else "unreachable",
     }
-    failed = [name for name, ok in (("database", database), ("rabbitmq", broker)) if not ok]
-    body: dict[str, object] = {"status": "ready" if not failed else "not ready", "checks": checks}
-    if failed:
-        body["detail"] = f"unreachable: {', '.join(failed)}"
-    return JSONResponse(body, status_code=503 if failed else 200)
+    body: dict[str, object] = {"status": "ready" if database else "not ready", "checks": checks}
+    if not database:
+        body["detail"] = "unreachable: database"
+    elif not broker:
+        # Still ready: accepted submissions wait in the outbox until the broker is back.
+        body["detail"] = "rabbitmq unreachable: submissions are accepted and queued in the outbox"
+    return JSONResponse(body, status_code=200 if database else 503)

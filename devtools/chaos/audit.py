@@ -24,6 +24,20 @@ class Mail:
     application_id: str | None
     template: str
     message_id: str
+    recipient: str = ""  # the address alone, lower case
+    subject: str = ""
+
+
+@dataclass(frozen=True)
+class Announced:
+    """An announcement the database holds, with the figures of the API's admin view."""
+
+    announcement_id: str
+    subject: str
+    status: str
+    total: int | None
+    sent: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,9 @@ class Evidence:
     # (seconds since the start, status) of every 5xx answer, and the Postgres restart windows
     server_errors: list[tuple[float, int]]
     postgres_windows: list[tuple[float, float]]
+    # Every announcement of the run, and the addresses each of them is for.
+    announcements: Sequence[Announced] = ()
+    announcement_audience: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -61,6 +78,8 @@ class Findings:
     api_5xx: dict[str, int] = field(default_factory=dict)
     unexpected_5xx: int = 0
     terminal_states: dict[str, int] = field(default_factory=dict)
+    # announcement id -> what went wrong with its mails ("3 twice, 1 never", "sending 80/100")
+    announcement_faults: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -76,6 +95,7 @@ class Findings:
             or self.unexpected_dead_letters
             or self.poison_missing
             or self.unexpected_5xx
+            or self.announcement_faults
         )
 
 
@@ -92,6 +112,7 @@ def judge(evidence: Evidence, grace_seconds: float = 10.0) -> Findings:
     )
     _judge_payments(evidence, findings)
     _judge_mails(evidence, findings)
+    _judge_announcements(evidence, findings)
     findings.unpublished_outbox = {s: n for s, n in evidence.unpublished_outbox.items() if n}
     found_poison = {d.message_id for d in evidence.dead_letters} & evidence.poison_ids
     findings.unexpected_dead_letters = [
@@ -130,6 +151,34 @@ def _judge_mails(evidence: Evidence, findings: Findings) -> None:
         missing = sorted(t for t in required if not ids.get((application_id, t)))
         if missing:
             findings.missing_emails[application_id] = missing
+
+
+def _judge_announcements(evidence: Evidence, findings: Findings) -> None:
+    """Each announcement reached every address of its audience once (copies of one mail,
+    resent under the same Message-ID after a crash, are one mail), nobody else, and its
+    admin view says it is done with every mail sent."""
+    by_subject: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for mail in evidence.mails:
+        by_subject[mail.subject][mail.recipient].add(mail.message_id)
+    audience = evidence.announcement_audience
+    for announced in evidence.announcements:
+        copies = by_subject.get(announced.subject, {})
+        problems = [
+            f"{count} {what}"
+            for count, what in (
+                (sum(1 for ids in copies.values() if len(ids) > 1), "got it twice"),
+                (len(audience - copies.keys()), "never got it"),
+                (len(copies.keys() - audience), "mails to outsiders"),
+            )
+            if count
+        ]
+        if announced.status != "done" or announced.sent != len(audience) or announced.failed:
+            problems.append(
+                f"{announced.status}: {announced.sent} sent, {announced.failed} failed"
+                f" of {announced.total} (audience {len(audience)})"
+            )
+        if problems:
+            findings.announcement_faults[announced.announcement_id] = "; ".join(problems)
 
 
 def _inside(at: float, windows: Iterable[tuple[float, float]], grace: float) -> bool:

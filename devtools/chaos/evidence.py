@@ -4,6 +4,7 @@ sandbox provider, the SMTP catcher's mailbox and RabbitMQ's management API. Neve
 from __future__ import annotations
 
 import json
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import quote
 
@@ -72,6 +73,8 @@ class Collector:
                 application_id=message.get("X-Application-Id"),
                 template=str(message.get("X-Email-Template", "")),
                 message_id=str(message.get("Message-ID", "")).strip(),
+                recipient=parseaddr(str(message.get("To", "")))[1].lower(),
+                subject=str(message.get("Subject", "")),
             )
             for message in read_mailbox(self.system.mail_dir)
         ]

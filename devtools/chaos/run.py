@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from devtools.chaos.announcements import Announcements
 from devtools.chaos.audit import Evidence, Findings, judge
 from devtools.chaos.breakers import Breakers
 from devtools.chaos.cluster_faults import CLUSTER_FAULTS, ClusterBreakers, ClusterInfra
@@ -48,6 +49,9 @@ class ChaosConfig:
     server_faults: bool = True  # restart/stop RabbitMQ and Postgres (when they are ours)
     cluster: bool = False  # on a cluster (devtools.chaos.cluster_faults): its faults instead
     applicants: int = 10
+    # Announcements published while the faults land, each to this many seeded recipients.
+    announcements: int = 3
+    announcement_recipients: int = 100
     handler_failure_rate: float = 0.05
     provider_failure_rate: float = 0.05
     smtp_failure_rate: float = 0.05
@@ -92,20 +96,32 @@ async def run_chaos(config: ChaosConfig, servers: Infra | ClusterInfra) -> dict[
             mode=servers.mode,
         )
     load = Load(system.api, rng=random.Random(rng.random()), started=started)
+    announcements = Announcements(
+        system,
+        rng=random.Random(rng.random()),
+        count=config.announcements,
+        recipients=config.announcement_recipients,
+    )
     collector = Collector(system)
     try:
         await load.register()
+        await announcements.prepare()
         plan = breakers.plan(rng, config.rounds)
         print(f"chaos: {config.applications} applications at {config.rate}/s; plan {plan}")
-        submitting = asyncio.create_task(load.run(config.applications, config.rate))
+        load_seconds = config.applications / config.rate
+        submitting = [
+            asyncio.create_task(load.run(config.applications, config.rate)),
+            asyncio.create_task(announcements.publish_during(load_seconds)),
+        ]
         try:
-            await schedule(breakers, plan, rng, config.applications / config.rate)
+            await schedule(breakers, plan, rng, load_seconds)
         except BaseException:
-            submitting.cancel()
+            for task in submitting:
+                task.cancel()
             raise
         finally:
             await breakers.ensure_servers_up()
-        await submitting
+        await asyncio.gather(*submitting)
         submitted_in = time.monotonic() - started
         quiet, waited = await wait_quiet(collector, load, config.quiet_timeout)
         evidence = Evidence(
@@ -118,9 +134,18 @@ async def run_chaos(config: ChaosConfig, servers: Infra | ClusterInfra) -> dict[
             poison_ids=frozenset(breakers.record.poison),
             server_errors=load.result.server_errors,
             postgres_windows=breakers.record.postgres_windows,
+            announcements=await announcements.published(),
+            announcement_audience=announcements.audience,
         )
         findings = judge(evidence)
         report = build_report(config, servers, breakers, load, findings, quiet=quiet)
+        report["announcements"] = {
+            "published": len(evidence.announcements),
+            "client_attempts": announcements.attempts,
+            "client_accepted": len(announcements.answered),
+            "recipients_each": len(announcements.audience),
+            "faults": findings.announcement_faults,
+        }
         if isinstance(breakers, ClusterBreakers):
             completed = [at - started_wall for at in await collector.completion_times()]
             report["cluster"] = cluster_section(breakers, load.result.accepted_at, completed)
@@ -343,6 +368,7 @@ def summary(report: dict[str, Any]) -> str:
         f"  missing        payments {report['missing_payments']}, emails"
         f" {report['missing_emails']}; unpublished outbox {report['unpublished_outbox'] or 0}",
         f"  dead letters   {report['unexpected_dead_letters']} unexpected",
+        f"  announcements  {_announcements_line(report.get('announcements'))}",
         f"  API 5xx        {report['api_5xx'] or 0} ({report['unexpected_5xx']} outside the"
         " Postgres restart window)",
         f"  client         {report['client']}",
@@ -360,6 +386,16 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"  skipped        {report['skipped_faults']}")
     lines.append(f"  report         {report.get('report_path', 'reports/chaos.json')}")
     return "\n".join(lines)
+
+
+def _announcements_line(section: dict[str, Any] | None) -> str:
+    if not section:
+        return "none"
+    faults = section["faults"] or "each to every recipient once"
+    return (
+        f"{section['published']} published ({section['client_attempts']} attempts),"
+        f" {section['recipients_each']} recipients each: {faults}"
+    )
 
 
 def run_sync(config: ChaosConfig, servers: Infra | ClusterInfra) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from devtools.chaos.audit import REQUIRED_EMAILS, DeadLetter, Evidence, Mail, judge
+from devtools.chaos.audit import REQUIRED_EMAILS, Announced, DeadLetter, Evidence, Mail, judge
 from services.api.statuses import TERMINAL, Status
 
 COMPLETE = ("confirmation", "pay_link", "receipt", "application_complete")
@@ -95,3 +95,54 @@ def test_an_application_short_of_a_terminal_status_is_reported() -> None:
     evidence = replace(clean(), statuses={"a": "completed", "b": Status.AWAITING_PAYMENT.value})
     # Then the audit names it
     assert judge(evidence).non_terminal == {"b": "awaiting_payment"}
+
+
+AUDIENCE = frozenset({"ann@example.org", "bob@example.org"})
+
+
+def announcement(*, sent: int = 2, failed: int = 0) -> Announced:
+    return Announced("n1", "Open day", status="done", total=2, sent=sent, failed=failed)
+
+
+def announced_to(recipient: str, message_id: str | None = None) -> Mail:
+    return Mail(None, "announcement", message_id or f"<n1.{recipient}@x>", recipient, "Open day")
+
+
+def with_announcement(*mails_sent: Mail, sent: int = 2, failed: int = 0) -> Evidence:
+    return replace(
+        clean(),
+        mails=[*clean().mails, *mails_sent],
+        announcements=[announcement(sent=sent, failed=failed)],
+        announcement_audience=AUDIENCE,
+    )
+
+
+def test_an_announcement_to_each_recipient_once_passes() -> None:
+    # Given each recipient's mail, one of them delivered twice under its one Message-ID
+    evidence = with_announcement(
+        announced_to("ann@example.org"),
+        announced_to("bob@example.org"),
+        announced_to("bob@example.org"),
+    )
+    # Then nothing is reported
+    assert not judge(evidence).failed
+
+
+def test_an_announcement_mailed_twice_or_not_at_all_is_reported() -> None:
+    # Given ann mailed twice (two Message-IDs) and bob never
+    evidence = with_announcement(
+        announced_to("ann@example.org"), announced_to("ann@example.org", "<again@x>")
+    )
+    # Then both are reported against the announcement
+    findings = judge(evidence)
+    assert findings.failed
+    assert findings.announcement_faults == {"n1": "1 got it twice; 1 never got it"}
+
+
+def test_an_announcement_the_admin_view_shows_unfinished_is_reported() -> None:
+    # Given every mail caught, but the view says one failed
+    evidence = with_announcement(
+        announced_to("ann@example.org"), announced_to("bob@example.org"), sent=1, failed=1
+    )
+    # Then the run fails on it
+    assert "1 failed" in judge(evidence).announcement_faults["n1"]

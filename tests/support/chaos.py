@@ -16,7 +16,8 @@ def chaos_seed() -> int:
 
 def assert_exactly_once(report: dict[str, Any], applications: int) -> None:
     """Every application was accepted and reached an outcome, exactly once everywhere, with
-    no 5xx outside a Postgres restart, and every process of the manifest was killed."""
+    no 5xx outside a Postgres restart, every announcement reached each recipient once, and
+    every process of the manifest was killed."""
     assert report["accepted"] == applications, report["client"]
     assert report["quiet"], f"the system did not go quiet (seed {report['seed']})"
     assert report["lost"] == 0, report["examples"]
@@ -28,4 +29,7 @@ def assert_exactly_once(report: dict[str, Any], applications: int) -> None:
     assert report["poison_missing_from_dlqs"] == 0
     assert not report["unpublished_outbox"]
     assert report["unexpected_5xx"] == 0, report["api_5xx"]
+    # every announcement published during the faults reached each recipient exactly once
+    assert report["announcements"]["published"] >= report["announcements"]["client_accepted"] > 0
+    assert not report["announcements"]["faults"], report["announcements"]
     assert set(report["kills"]) == {process.name for process in processes()}

@@ -54,7 +54,13 @@ from devtools.servers.host import (
     run_quietly,
     wait_until,
 )
-from devtools.servers.rabbitmq import Ports, RabbitNode, ensure_epmd, find_tool
+from devtools.servers.rabbitmq import (
+    Ports,
+    RabbitNode,
+    advanced_config_text,
+    ensure_epmd,
+    find_tool,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / ".run" / "cluster"
@@ -69,7 +75,6 @@ cluster_partition_handling = pause_minority
 queue_leader_locator = balanced
 consumer_timeout = 900000
 """
-DEAD_LETTER_CONFIRM_MS = 15000
 
 
 class Node:
@@ -381,16 +386,12 @@ class Cluster:
 
 
 def advanced_config(node: Node) -> str:
-    """Erlang's own settings (the tick, the source address of the node's connections), and
-    how long a quorum queue's at-least-once dead-lettering (our retry tiers) waits for the
-    target queue's confirm before it sends again: 3 minutes by default, so a transfer lost
-    to a partition or a node's death waited that long; a resend is only a duplicate, which
-    the consumers skip."""
+    """Erlang's own settings: the tick, and the source address of the node's connections
+    (the rest of advanced.config is every node's: ``devtools.servers.rabbitmq``)."""
     address = node.address.replace(".", ",")
     kernel = f"{{net_ticktime, {NET_TICKTIME_SECONDS}}}, "
     kernel += f"{{inet_dist_connect_options, [{{ip, {{{address}}}}}]}}"
-    rabbit = f"{{dead_letter_worker_publisher_confirm_timeout, {DEAD_LETTER_CONFIRM_MS}}}"
-    return f"[{{kernel, [{kernel}]}}, {{rabbit, [{rabbit}]}}].\n"
+    return advanced_config_text(kernel)
 
 
 def distribution_rules(source: Node, target: Node) -> list[list[str]]:

@@ -35,6 +35,22 @@ START_TIMEOUT = 90
 PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_shovel,rabbitmq_shovel_management].\n"
 _BIN_FOLDERS = ("/usr/lib/rabbitmq/sbin", "/usr/lib/rabbitmq/bin")
 _LOOPBACK_DISTRIBUTION = "-kernel inet_dist_use_interface {127,0,0,1}"
+# How long a quorum queue's at-least-once dead-lettering (the retry tiers) waits before it
+# sends a message again: when the target queue's confirm did not come, or when the target
+# exchange was not there yet (a node that has just booted can expire messages before it has
+# recovered its exchanges: in a chaos run a retry was held up that way). RabbitMQ's default
+# is 3 minutes; a resend is at worst a duplicate, which the consumers skip by message id.
+# deploy/rabbitmq/advanced.config sets the same for compose.
+DEAD_LETTER_CONFIRM_MS = 15000
+
+
+def advanced_config_text(kernel: str = "") -> str:
+    """The node's advanced.config: what rabbitmq.conf cannot say, and Erlang's own settings
+    (``kernel``: the terms of the kernel application, e.g. a cluster's ticks)."""
+    rabbit = (
+        f"{{rabbit, [{{dead_letter_worker_publisher_confirm_timeout, {DEAD_LETTER_CONFIRM_MS}}}]}}"
+    )
+    return f"[{{kernel, [{kernel}]}}, {rabbit}].\n" if kernel else f"[{rabbit}].\n"
 
 
 def find_tool(name: str) -> str | None:
@@ -82,8 +98,8 @@ class Ports:
 
 class RabbitNode:
     """One node. ``home`` holds the Erlang cookie (nodes of one cluster share it);
-    ``extra_config`` and ``advanced_config`` add to the generated configuration (a cluster's
-    partition handling, its ticks)."""
+    ``extra_config`` adds to the generated rabbitmq.conf (a cluster's partition handling) and
+    ``advanced_config`` replaces the default advanced.config (a cluster's ticks)."""
 
     def __init__(
         self,
@@ -93,7 +109,7 @@ class RabbitNode:
         *,
         home: Path | None = None,
         extra_config: str = "",
-        advanced_config: str | None = None,
+        advanced_config: str = "",
     ) -> None:
         self.base = base
         self.ports = ports
@@ -105,7 +121,7 @@ class RabbitNode:
         self.logs = base / "log"
         self.home = home or base / "home"
         self.extra_config = extra_config
-        self.advanced_config = advanced_config
+        self.advanced_config = advanced_config or advanced_config_text()
         self.launcher_pid_file = base / "pid"  # the rabbitmq-server we launched
         self.vm_pid_file = base / "beam.pid"  # the Erlang VM, written by RabbitMQ itself
 
@@ -238,8 +254,7 @@ class RabbitNode:
             "prometheus.tcp.ip = 127.0.0.1\n"
             f"prometheus.tcp.port = {self.ports.prometheus}\n{self.extra_config}",
         )
-        if self.advanced_config is not None:
-            write_atomically(self.base / "advanced.config", self.advanced_config)
+        write_atomically(self.base / "advanced.config", self.advanced_config)
         write_atomically(self.base / "ports.json", json.dumps(asdict(self.ports)) + "\n")
 
     def wait_started(self, launcher: int) -> None:

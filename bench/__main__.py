@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -429,4 +430,7 @@ def parse() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    # ``kill`` stops a run as Ctrl-C does: the main task is cancelled and the services it
+    # started are stopped (the default SIGTERM would leave them running).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(main(parse()))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import psycopg
@@ -77,61 +78,68 @@ async def run_worker(
     observers: Sequence[Observer] = (),
     retention: Sequence[RetentionRule] = (),
 ) -> None:
-    metrics_server = serve_configured_metrics(settings)
-    broker = await connect_broker(settings, service, stop)
-    # The whole topology, from every service: any start order leaves every queue in place.
-    await broker.declare(topology)
-    pool = await open_pool(settings, service)
-    transactions = PostgresTransactions(pool, service, transaction_type)
-    # Chaos runs inject faults around every handler; off by default (see shared.faults).
-    faults = Faults.from_settings(settings)
-    authenticity = verifier_from(settings.event_public_keys)
-    timeline = MessageLog(pool, service)
-    consumers = [
-        Consumer(
-            service=service,
-            spec=topology.queue(queue),
-            exchanges=topology.exchanges,
-            broker=broker,
-            transactions=transactions,
-            handler=faults.wrap(handler),
-            authenticity=authenticity,
-            observers=[metrics_observer(), timeline.observe, *observers],
-            on_exhausted=(on_exhausted or {}).get(queue),
+    # Every connection is closed on the way out, a failed start-up included: a broker
+    # connection left open goes on reconnecting in the background and keeps the process
+    # from exiting (see shared.lifecycle). On a stop, in the order below, then by the stack:
+    # the pool, the broker, the metrics server.
+    async with contextlib.AsyncExitStack() as opened:
+        metrics_server = serve_configured_metrics(settings)
+        if metrics_server is not None:
+            opened.push_async_callback(metrics_server.close)
+        broker = await connect_broker(settings, service, stop)
+        opened.push_async_callback(broker.close)
+        # The whole topology, from every service: any start order leaves every queue in place.
+        await broker.declare(topology)
+        pool = await open_pool(settings, service)
+        opened.push_async_callback(pool.close)
+        transactions = PostgresTransactions(pool, service, transaction_type)
+        # Chaos runs inject faults around every handler; off by default (see shared.faults).
+        faults = Faults.from_settings(settings)
+        authenticity = verifier_from(settings.event_public_keys)
+        timeline = MessageLog(pool, service)
+        consumers = [
+            Consumer(
+                service=service,
+                spec=topology.queue(queue),
+                exchanges=topology.exchanges,
+                broker=broker,
+                transactions=transactions,
+                handler=faults.wrap(handler),
+                authenticity=authenticity,
+                observers=[metrics_observer(), timeline.observe, *observers],
+                on_exhausted=(on_exhausted or {}).get(queue),
+            )
+            for queue, handler in handlers.items()
+        ]
+        sweeper = Sweeper(
+            pool,
+            service,
+            schedule=settings.sweeper_schedule,
+            retention=settings.sweeper_retention,
+            rules=retention,
         )
-        for queue, handler in handlers.items()
-    ]
-    sweeper = Sweeper(
-        pool,
-        service,
-        schedule=settings.sweeper_schedule,
-        retention=settings.sweeper_retention,
-        rules=retention,
-    )
-    tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
-    timeline.start()
-    # Listens for pause/resume first, then starts only the queues not paused. On a connection of
-    # its own ("<service>.control" in the management UI) that never publishes: the broker's
-    # flow control, which blocks publishing connections, never holds a command back.
-    control_broker = await connect_broker(settings, f"{service}.control", stop)
-    control = QueueControl(
-        service=service,
-        store=PostgresPauseStore(pool, service),
-        consumers={consumer.spec.name: consumer for consumer in consumers},
-        broker=control_broker,
-        exchange=topology.exchanges.control,
-    )
-    paused = await control.start()
-    log.info("started", service=service, queues=list(handlers), paused=paused)
-    await stop.wait()
-    log.info("stopping", service=service)
-    await control.close()
-    await control_broker.close()
-    await asyncio.gather(*(consumer.stop() for consumer in consumers))
-    await timeline.close()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await broker.close()
-    await pool.close()
-    if metrics_server is not None:
-        await metrics_server.close()
+        tasks = [asyncio.ensure_future(task(stop)) for task in (sweeper.run, *background)]
+        timeline.start()
+        # Listens for pause/resume first, then starts only the queues not paused. On a
+        # connection of its own ("<service>.control" in the management UI) that never
+        # publishes: the broker's flow control, which blocks publishing connections, never
+        # holds a command back.
+        control_broker = await connect_broker(settings, f"{service}.control", stop)
+        opened.push_async_callback(control_broker.close)
+        control = QueueControl(
+            service=service,
+            store=PostgresPauseStore(pool, service),
+            consumers={consumer.spec.name: consumer for consumer in consumers},
+            broker=control_broker,
+            exchange=topology.exchanges.control,
+        )
+        paused = await control.start()
+        log.info("started", service=service, queues=list(handlers), paused=paused)
+        await stop.wait()
+        log.info("stopping", service=service)
+        await control.close()
+        await control_broker.close()
+        await asyncio.gather(*(consumer.stop() for consumer in consumers))
+        await timeline.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
     log.info("stopped", service=service)

@@ -64,39 +64,42 @@ async def sample_backlog(
 
 
 async def run(settings: RelaySettings, stop: asyncio.Event) -> None:
-    metrics_server = serve_configured_metrics(settings)
-    metrics = metrics_for()
-    broker = await connect_broker(settings, SERVICE, stop)
-    await broker.declare(SYSTEM_TOPOLOGY)
-    pool = await open_pool(settings, SERVICE, max_size=4)
-    relay = Relay(
-        pool=pool,
-        broker=broker,
-        exchange=SYSTEM_TOPOLOGY.exchanges.events,
-        schemas=settings.relay_sources,
-        signers=signers_from(
-            settings.event_signing_keys.get_secret_value(), settings.relay_sources
-        ),
-        listen_conninfo=role_conninfo(
-            settings.database_url.get_secret_value(), SERVICE, settings.db_password(SERVICE)
-        ),
-        options=RelayOptions(
-            batch_size=settings.relay_batch_size, poll_interval=settings.relay_poll_interval
-        ),
-        metrics=metrics,
-    )
-    sampler = asyncio.create_task(
-        sample_backlog(relay, metrics, stop, settings.relay_backlog_sample_seconds)
-    )
-    try:
-        await relay.run(stop)
-    finally:
-        sampler.cancel()
-        await asyncio.gather(sampler, return_exceptions=True)
-    await broker.close()
-    await pool.close()
-    if metrics_server is not None:
-        await metrics_server.close()
+    # Everything opened is closed on the way out, a failed start-up included (a broker
+    # connection left open would keep the process from exiting: see shared.lifecycle).
+    async with contextlib.AsyncExitStack() as opened:
+        metrics_server = serve_configured_metrics(settings)
+        if metrics_server is not None:
+            opened.push_async_callback(metrics_server.close)
+        metrics = metrics_for()
+        broker = await connect_broker(settings, SERVICE, stop)
+        opened.push_async_callback(broker.close)
+        await broker.declare(SYSTEM_TOPOLOGY)
+        pool = await open_pool(settings, SERVICE, max_size=4)
+        opened.push_async_callback(pool.close)
+        relay = Relay(
+            pool=pool,
+            broker=broker,
+            exchange=SYSTEM_TOPOLOGY.exchanges.events,
+            schemas=settings.relay_sources,
+            signers=signers_from(
+                settings.event_signing_keys.get_secret_value(), settings.relay_sources
+            ),
+            listen_conninfo=role_conninfo(
+                settings.database_url.get_secret_value(), SERVICE, settings.db_password(SERVICE)
+            ),
+            options=RelayOptions(
+                batch_size=settings.relay_batch_size, poll_interval=settings.relay_poll_interval
+            ),
+            metrics=metrics,
+        )
+        sampler = asyncio.create_task(
+            sample_backlog(relay, metrics, stop, settings.relay_backlog_sample_seconds)
+        )
+        try:
+            await relay.run(stop)
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
 
 
 def main() -> None:

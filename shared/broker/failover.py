@@ -79,8 +79,12 @@ async def connect_to_nodes(
         try:
             await connection.connect(timeout=timeout)
             return connection
-        except CONNECTION_EXCEPTIONS as failed:
-            error = failed
+        except BaseException as failed:
+            # Closed whatever stopped it, a caller's timeout (a cancel) included: a robust
+            # connection not closed goes on connecting in the background, for ever.
             await connection.close()
+            if not isinstance(failed, CONNECTION_EXCEPTIONS):
+                raise
+            error = failed
     assert error is not None
     raise error

@@ -8,9 +8,11 @@ import contextlib
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        # A slow server: each new connection is held this long before it is forwarded.
+        self.delay = delay
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
@@ -32,7 +34,13 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    @property
+    def open_connections(self) -> int:
+        """The clients' connections forwarded and still open."""
+        return len(self._links) // 2
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:

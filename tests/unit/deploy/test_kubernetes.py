@@ -16,6 +16,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from deploy.definitions.users import dev_password
+from devtools.cluster import DEAD_LETTER_CONFIRM_MS, NET_TICKTIME_SECONDS
 from services.api.settings import ApiSettings, ProjectorSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings
@@ -360,6 +361,44 @@ def test_rabbitmq_imports_the_definitions_it_mounts() -> None:
     generator = next(g for g in KUSTOMIZATION["secretGenerator"] if g["name"] == secret)
     # kustomize does not rewrite names inside custom resources: the name must stay as written
     assert generator["options"]["disableNameSuffixHash"] is True
+
+
+def test_rabbitmq_notices_a_partition_and_resends_dead_letters_as_the_tested_cluster_does(
+    tmp_path: Path,
+) -> None:
+    # The two settings deploy/CLUSTER.md asks of a production cluster, with the values the
+    # cluster chaos runs (devtools/cluster.py) were measured with
+    rabbitmq = next(r for r in RESOURCES if r["kind"] == "RabbitmqCluster")["spec"]["rabbitmq"]
+    conf = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            line.partition("=") for line in rabbitmq["additionalConfig"].splitlines() if line
+        )
+    )
+    assert conf["net_ticktime"] == str(NET_TICKTIME_SECONDS)
+    advanced = rabbitmq["advancedConfig"]
+    (timeout,) = re.findall(r"\{dead_letter_worker_publisher_confirm_timeout,\s*(\d+)\}", advanced)
+    assert int(timeout) == DEAD_LETTER_CONFIRM_MS
+    erl = shutil.which("erl")
+    if erl is None:
+        return
+    # And advanced.config is Erlang terms that RabbitMQ can read (erl comes with it)
+    (tmp_path / "advanced.config").write_text(advanced)
+    read = (
+        '{ok, [Terms]} = file:consult("advanced.config"), '
+        "Rabbit = proplists:get_value(rabbit, Terms), "
+        'io:format("~p", [proplists:get_value(dead_letter_worker_publisher_confirm_timeout, '
+        "Rabbit)]), halt()."
+    )
+    done = subprocess.run(
+        [erl, "-noshell", "-eval", read],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, str(DEAD_LETTER_CONFIRM_MS)), done.stderr
 
 
 def test_the_definitions_copy_matches_deploy_rabbitmq() -> None:

@@ -16,7 +16,8 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from deploy.definitions.users import dev_password
-from devtools.cluster import DEAD_LETTER_CONFIRM_MS, NET_TICKTIME_SECONDS
+from devtools.cluster import NET_TICKTIME_SECONDS
+from devtools.servers.rabbitmq import DEAD_LETTER_CONFIRM_MS
 from services.api.settings import ApiSettings, ProjectorSettings
 from services.mailer.settings import MailerSettings
 from services.payments.sandbox.settings import SandboxSettings

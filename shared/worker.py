@@ -65,6 +65,31 @@ async def open_pool(
             delay = min(delay * 2, 5.0)
 
 
+async def open_service(
+    opened: contextlib.AsyncExitStack,
+    settings: CoreSettings,
+    service: str,
+    stop: asyncio.Event,
+    *,
+    topology: Topology = SYSTEM_TOPOLOGY,
+    pool_size: int | None = None,
+) -> tuple[RabbitBroker, psycopg_pool.AsyncConnectionPool]:
+    """A service's metrics server, broker connection and database pool, each closed by
+    ``opened`` on the way out, a failed start-up included: a broker connection left open goes
+    on reconnecting in the background and keeps the process from exiting (see
+    shared.lifecycle). The whole topology is declared, from every service: any start order
+    leaves every queue in place."""
+    metrics_server = serve_configured_metrics(settings)
+    if metrics_server is not None:
+        opened.push_async_callback(metrics_server.close)
+    broker = await connect_broker(settings, service, stop)
+    opened.push_async_callback(broker.close)
+    await broker.declare(topology)
+    pool = await open_pool(settings, service, max_size=pool_size)
+    opened.push_async_callback(pool.close)
+    return broker, pool
+
+
 async def run_worker(
     *,
     service: str,
@@ -78,20 +103,10 @@ async def run_worker(
     observers: Sequence[Observer] = (),
     retention: Sequence[RetentionRule] = (),
 ) -> None:
-    # Every connection is closed on the way out, a failed start-up included: a broker
-    # connection left open goes on reconnecting in the background and keeps the process
-    # from exiting (see shared.lifecycle). On a stop, in the order below, then by the stack:
-    # the pool, the broker, the metrics server.
+    # On a stop, in the order below, then by the stack: the pool, the broker, the metrics
+    # server.
     async with contextlib.AsyncExitStack() as opened:
-        metrics_server = serve_configured_metrics(settings)
-        if metrics_server is not None:
-            opened.push_async_callback(metrics_server.close)
-        broker = await connect_broker(settings, service, stop)
-        opened.push_async_callback(broker.close)
-        # The whole topology, from every service: any start order leaves every queue in place.
-        await broker.declare(topology)
-        pool = await open_pool(settings, service)
-        opened.push_async_callback(pool.close)
+        broker, pool = await open_service(opened, settings, service, stop, topology=topology)
         transactions = PostgresTransactions(pool, service, transaction_type)
         # Chaos runs inject faults around every handler; off by default (see shared.faults).
         faults = Faults.from_settings(settings)

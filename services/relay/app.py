@@ -21,11 +21,11 @@ from shared.events.signing import signers_from
 from shared.lifecycle import run_service
 from shared.logs import configure_logging
 from shared.manifest import outbox_sources
-from shared.metrics import Metrics, metrics_for, serve_configured_metrics
+from shared.metrics import Metrics, metrics_for
 from shared.outbox.relay import Relay, RelayOptions
 from shared.settings import CoreSettings
 from shared.system_topology import SYSTEM_TOPOLOGY
-from shared.worker import connect_broker, open_pool
+from shared.worker import open_service
 
 SERVICE = "relay"
 
@@ -64,18 +64,9 @@ async def sample_backlog(
 
 
 async def run(settings: RelaySettings, stop: asyncio.Event) -> None:
-    # Everything opened is closed on the way out, a failed start-up included (a broker
-    # connection left open would keep the process from exiting: see shared.lifecycle).
     async with contextlib.AsyncExitStack() as opened:
-        metrics_server = serve_configured_metrics(settings)
-        if metrics_server is not None:
-            opened.push_async_callback(metrics_server.close)
+        broker, pool = await open_service(opened, settings, SERVICE, stop, pool_size=4)
         metrics = metrics_for()
-        broker = await connect_broker(settings, SERVICE, stop)
-        opened.push_async_callback(broker.close)
-        await broker.declare(SYSTEM_TOPOLOGY)
-        pool = await open_pool(settings, SERVICE, max_size=4)
-        opened.push_async_callback(pool.close)
         relay = Relay(
             pool=pool,
             broker=broker,
